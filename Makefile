@@ -1,0 +1,35 @@
+# kernelos: `make run` boots the demo image on the best device present; `make test` runs the tests.
+# Both set up everything on a fresh Debian/Ubuntu machine: a C compiler (apt), a virtual
+# environment in .venv with the Python packages, and the project installed editable.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_IMAGE := out/demo.kimg
+RUN_COUNT ?= 200
+
+.PHONY: run test setup clean bench
+
+setup: $(STAMP)
+
+# A C compiler builds the cpu device's runtime and kernels; venv support may be a separate package.
+$(STAMP): pyproject.toml
+	@command -v cc >/dev/null 2>&1 || { echo "installing a C compiler (apt)"; apt-get update -q && apt-get install -y -q gcc libc6-dev; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "installing python3-venv (apt)"; apt-get update -q && apt-get install -y -q python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m kernelos demo --output $(DEMO_IMAGE) --count $(RUN_COUNT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .pytest_cache

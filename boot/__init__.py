@@ -1,0 +1,1 @@
+"""Boot: what runs at startup (verify image, bring up device, self-test, serve) and system images."""

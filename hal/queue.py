@@ -1,0 +1,178 @@
+"""Queue and CommandStream: hardware command queues and the streams recorded onto them.
+
+A Queue is one hardware queue of a device (a GPFIFO channel, a PM4 ring, a cpu packet ring).
+Work reaches it through a CommandStream: chainable builders that encode commands once,
+
+    q = dev.queue("compute")
+    s = q.stream().wait(inp, Var("t")).launch(prog, [x, y, 4096], grid=(16,)).signal(done, Var("t"))
+    s.submit(t=1); s.submit(t=2)     # replays: no re-encoding, only the Var slots are patched
+
+`Var(name)` (optionally `Var(name) + k`) stands for a signal value given at submit time; the
+per-submit host cost is O(number of Var slots), independent of the number of launches.
+"""
+
+from dataclasses import dataclass
+
+from .buffer import Buffer
+from .errors import DeviceClosed, InvalidArgument
+from .program import Program
+from .signal import Signal
+
+QUEUE_KINDS = ("compute", "copy")
+
+
+@dataclass(frozen=True)
+class Var:
+    """A signal value bound at submit time: `Var("t") + 1` resolves to values["t"] + 1."""
+
+    name: str
+    offset: int = 0
+
+    def __add__(self, k: int) -> "Var":
+        return Var(self.name, self.offset + int(k))
+
+    def __sub__(self, k: int) -> "Var":
+        return Var(self.name, self.offset - int(k))
+
+    def resolve(self, values: dict) -> int:
+        try:
+            return int(values[self.name]) + self.offset
+        except KeyError:
+            raise InvalidArgument(f"submit() needs a value for Var({self.name!r}); got {sorted(values)}") from None
+
+
+def resolve(value, values: dict) -> int:
+    """An int, or a Var resolved against the submit's values."""
+    return value.resolve(values) if isinstance(value, Var) else int(value)
+
+
+def _dims3(dims, what: str) -> tuple:
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if not 1 <= len(dims) <= 3 or any(not isinstance(d, int) or d < 1 or d > 0x7FFFFFFF for d in dims):
+        raise InvalidArgument(f"{what} must be 1 to 3 positive ints, got {dims!r}")
+    return dims + (1,) * (3 - len(dims))
+
+
+class CommandStream:
+    """Commands recorded for one queue; submit() as often as needed.
+
+    Contract (every driver):
+    - launch() only on compute queues, copy() only on copy queues; InvalidArgument otherwise.
+    - Arguments are validated when recorded (ranges, devices, arg types), never at submit.
+    - Commands run in order on their queue; across queues, order only through signal/wait.
+    - submit(**values) binds every Var used; a missing one raises InvalidArgument and submits
+      nothing. submit returns the stream so `s.submit(t=1)` chains.
+    - decode() returns one human-readable line per recorded hardware command (method or packet
+      names with fields), the same decoder the driver tests use.
+    """
+
+    def __init__(self, queue: "Queue"):
+        self.queue, self.device = queue, queue.device
+        self.var_names: set = set()
+
+    # --- chainable builders -------------------------------------------------------------
+    def launch(self, program: Program, args, grid, block=(1, 1, 1)) -> "CommandStream":
+        self._need_kind("compute", "launch")
+        if not isinstance(program, Program) or program.device is not self.device:
+            raise InvalidArgument(f"launch needs a Program loaded on {self.device.spec}, got {program!r}")
+        grid3, block3 = _dims3(grid, "grid"), _dims3(block, "block")
+        threads = block3[0] * block3[1] * block3[2]
+        if threads > program.meta.max_threads:
+            raise InvalidArgument(f"block {block3} has {threads} threads; kernel {program.name!r} allows {program.meta.max_threads}")
+        self._launch(program, program.pack_args(list(args)), grid3, block3)
+        return self
+
+    def copy(self, dst: Buffer, src: Buffer, size_B: int, dst_offset_B: int = 0, src_offset_B: int = 0) -> "CommandStream":
+        self._need_kind("copy", "copy")
+        for b, off, name in ((dst, dst_offset_B, "dst"), (src, src_offset_B, "src")):
+            if not isinstance(b, Buffer) or b.device is not self.device:
+                raise InvalidArgument(f"copy {name} must be a Buffer of {self.device.spec}, got {b!r}")
+            b.check_range(off, size_B, f"copy {name}")
+        if size_B > 0:
+            self._copy(dst.address(dst_offset_B), src.address(src_offset_B), size_B)
+        return self
+
+    def signal(self, sig: Signal, value) -> "CommandStream":
+        self._check_signal(sig, value)
+        self._signal(sig, value)
+        return self
+
+    def wait(self, sig: Signal, value) -> "CommandStream":
+        self._check_signal(sig, value)
+        self._wait(sig, value)
+        return self
+
+    def timestamp(self, sig: Signal) -> "CommandStream":
+        self._check_signal(sig, 0)
+        self._timestamp(sig)
+        return self
+
+    def submit(self, **values) -> "CommandStream":
+        if self.device.closed:
+            raise DeviceClosed(f"device {self.device.spec} is closed")
+        missing = self.var_names - set(values)
+        if missing:
+            raise InvalidArgument(f"submit() needs values for {sorted(missing)}")
+        self._submit(values)
+        return self
+
+    # --- helpers for drivers ------------------------------------------------------------
+    def _need_kind(self, kind: str, op: str):
+        if self.queue.kind != kind:
+            raise InvalidArgument(f"{op} needs a {kind} queue; this is a {self.queue.kind} queue")
+
+    def _check_signal(self, sig, value):
+        if not isinstance(sig, Signal) or sig.device is not self.device:
+            raise InvalidArgument(f"expected a Signal of {self.device.spec}, got {sig!r}")
+        sig._check_live()
+        if isinstance(value, Var):
+            self.var_names.add(value.name)
+        elif not isinstance(value, int) or not 0 <= value < 1 << 64:
+            raise InvalidArgument(f"signal value must be a 64-bit unsigned int or a Var, got {value!r}")
+
+    # --- driver side ----------------------------------------------------------------------
+    def _launch(self, program, args_bytes: bytes, grid3, block3):
+        raise NotImplementedError
+
+    def _copy(self, dst_va: int, src_va: int, size_B: int):
+        raise NotImplementedError
+
+    def _signal(self, sig, value):
+        raise NotImplementedError
+
+    def _wait(self, sig, value):
+        raise NotImplementedError
+
+    def _timestamp(self, sig):
+        raise NotImplementedError
+
+    def _submit(self, values: dict):
+        raise NotImplementedError
+
+    def decode(self) -> list:
+        raise NotImplementedError
+
+
+class Queue:
+    """One hardware queue of a device, of kind "compute" or "copy".
+
+    Contract:
+    - `stream()` starts a new CommandStream for this queue.
+    - `state()` returns the ring's state for inspection (read/write pointers, pending entries),
+      as a dict of plain ints and strings.
+    - Queues are owned by their device and closed with it.
+    """
+
+    def __init__(self, device, kind: str, index: int = 0):
+        if kind not in QUEUE_KINDS:
+            raise InvalidArgument(f"queue kind must be one of {QUEUE_KINDS}, got {kind!r}")
+        self.device, self.kind, self.index = device, kind, index
+
+    def stream(self) -> CommandStream:
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<Queue {self.kind}{self.index} on {self.device.spec}>"

@@ -1,0 +1,1 @@
+"""Command-line tools: the `kernelos` command and its subcommands (tools/commands/)."""

@@ -1,0 +1,53 @@
+"""The `kernelos` command. Each module in tools/commands/ is one subcommand and defines
+
+    NAME = "info"                  the subcommand
+    HELP = "one line for --help"
+    def add_arguments(parser): ... argparse arguments
+    def run(args) -> int: ...      the exit code
+
+Typed kernelos errors print as one clear line (exit 2); anything else is a bug and shows its traceback.
+"""
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from hal.errors import KernelosError
+
+from . import commands
+
+
+def _command_modules():
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        yield importlib.import_module(f"{commands.__name__}.{info.name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kernelos",
+        description="kernelos: boot to neural network. Build device images, boot and serve them, "
+                    "inspect devices, flash firmware.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args._run(args) or 0
+    except KernelosError as e:
+        print(f"kernelos {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
