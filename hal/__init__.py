@@ -10,7 +10,7 @@ hal.errors for the typed errors. Conformance: tests/hal/ runs against every driv
 
 from .buffer import Buffer
 from .device import DEFAULT_TIMEOUT_S, Device, DeviceInfo
-from .errors import (CompileError, DeviceClosed, DeviceError, DeviceFault, DeviceNotFound, DeviceTimeout,
+from .errors import (CompileError, DeviceClosed, DeviceError, DeviceFault, DeviceNotFound, DeviceTimeout, GraphError,
                      ImageError, InvalidArgument, KernelosError, OutOfDeviceMemory)
 from .program import PARAM_TYPES, KernelMeta, Program
 from .queue import QUEUE_KINDS, CommandStream, Queue, Var, resolve
@@ -19,7 +19,7 @@ from .signal import Signal
 
 __all__ = [
     "Buffer", "CommandStream", "CompileError", "DEFAULT_TIMEOUT_S", "DRIVERS", "Device", "DeviceClosed",
-    "DeviceError", "DeviceFault", "DeviceInfo", "DeviceNotFound", "DeviceTimeout", "ImageError",
+    "DeviceError", "DeviceFault", "DeviceInfo", "DeviceNotFound", "DeviceTimeout", "GraphError", "ImageError",
     "InvalidArgument", "KernelMeta", "KernelosError", "OutOfDeviceMemory", "PARAM_TYPES", "Program",
     "QUEUE_KINDS", "Queue", "Signal", "Var", "compile", "open", "parse_spec", "probe", "probe_report", "resolve",
 ]

@@ -44,5 +44,10 @@ class ImageError(KernelosError):
     Always raised before any device work."""
 
 
+class GraphError(KernelosError):
+    """A kernel DAG is invalid (cycle, unknown or undersized buffer, missing kernel); the message
+    names the node and the buffer."""
+
+
 class CompileError(KernelosError):
     """A kernel source failed to compile; the message carries the compiler's log."""
