@@ -1,0 +1,31 @@
+/* Prepended to every generated CUDA kernel (kernelos/builder/codegen.py); compiled by NVRTC with no
+ * system headers, so the fixed-width integer types are declared here. */
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef short int16_t;
+typedef unsigned short uint16_t;
+typedef signed char int8_t;
+typedef unsigned char uint8_t;
+
+#define KOS_INF __int_as_float(0x7f800000)
+#define KOS_NAN __int_as_float(0x7fffffff)
+#define KOS_RESTRICT __restrict__
+
+/* Warp-wide reductions: every lane ends with the combined value. */
+template <typename T> __device__ __forceinline__ T kos_warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+template <typename T> __device__ __forceinline__ T kos_warp_max(T v) {
+    for (int o = 16; o > 0; o >>= 1) { T w = __shfl_xor_sync(0xffffffffu, v, o); v = w > v ? w : v; }
+    return v;
+}
+
+__device__ __forceinline__ int64_t kos_ipow(int64_t b, int64_t e) {
+    int64_t r = 1;
+    if (e < 0) return b == 1 ? 1 : (b == -1 ? ((e & 1) ? -1 : 1) : 0);
+    for (; e; e >>= 1, b *= b) if (e & 1) r *= b;
+    return r;
+}
