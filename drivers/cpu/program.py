@@ -10,6 +10,7 @@ from hal.program import Program
 E_MACHINE = {"x86_64": 62, "aarch64": 183, "riscv64": 243, "ppc64le": 21, "s390x": 22}
 E_MACHINE_NAMES = {v: k for k, v in E_MACHINE.items()}
 ET_DYN = 3
+PT_LOAD = 1
 
 
 def check_elf(binary: bytes, name: str):
@@ -27,6 +28,26 @@ def check_elf(binary: bytes, name: str):
         raise InvalidArgument(f"binary for kernel {name!r} is built for {built}; this device is cpu-{platform.machine()}")
     if e_type != ET_DYN:
         raise InvalidArgument(f"binary for kernel {name!r} is an ELF of type {e_type}, not a shared object (3)")
+    _check_extents(binary, name)
+
+
+def _check_extents(binary: bytes, name: str):
+    """Every header table and loadable segment must lie inside the bytes: dlopen maps a truncated
+    file past its end and the loader dies of SIGBUS instead of failing."""
+    u16 = lambda off: int.from_bytes(binary[off:off + 2], "little")  # noqa: E731
+    u64 = lambda off: int.from_bytes(binary[off:off + 8], "little")  # noqa: E731
+    size_B = len(binary)
+    ph_off, ph_size, ph_num = u64(32), u16(54), u16(56)
+    sh_off, sh_size, sh_num = u64(40), u16(58), u16(60)
+    if ph_off + ph_size * ph_num > size_B or sh_off + sh_size * sh_num > size_B or ph_num == 0:
+        raise InvalidArgument(f"binary for kernel {name!r} is truncated or damaged: its ELF header tables "
+                              f"end past its {size_B} B")
+    for i in range(ph_num):
+        ph = ph_off + i * ph_size
+        p_type, p_offset, p_filesz = int.from_bytes(binary[ph:ph + 4], "little"), u64(ph + 8), u64(ph + 32)
+        if p_type == PT_LOAD and p_offset + p_filesz > size_B:
+            raise InvalidArgument(f"binary for kernel {name!r} is truncated: segment {i} ends at "
+                                  f"{p_offset + p_filesz} B, the binary has {size_B} B")
 
 
 class CpuProgram(Program):
