@@ -33,6 +33,7 @@ class CpuDevice(Device):
         self._queues = {}          # (kind, index) -> CpuQueue
         self._retired = []         # [(fences, release)] waiting for queues to pass the fences
         self._programs = []
+        self.programs_closed = 0   # bumped by Program.close, so streams re-check their programs only then
         self._program_names = {}   # entry address -> name, for decoders and fault reports
         self._signals = SignalSlab(self._lib, PAGE_B)
 

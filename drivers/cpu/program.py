@@ -78,6 +78,7 @@ class CpuProgram(Program):
     def close(self):
         if not self.closed:
             self.closed = True
+            self.device.programs_closed += 1
             self.device._retire(self._unload)
 
     def _unload(self):

@@ -14,7 +14,7 @@ from hal.queue import CommandStream, Queue, Var
 RING_PACKETS = 4096
 U64 = (1 << 64) - 1
 ARGS_ALIGN_B = 16
-SUBMIT_TIMEOUT_S = 10.0  # how long submit waits for ring space before DeviceTimeout
+SUBMIT_TIMEOUT_NS = 10_000_000_000  # how long submit waits for ring space before DeviceTimeout
 
 
 class CpuQueue(Queue):
@@ -25,6 +25,7 @@ class CpuQueue(Queue):
         if self._q == self._ffi.NULL:
             raise DeviceFault(f"cannot start the executor of queue {kind}{index}")
         self._state = self._ffi.new("uint64_t[8]")
+        self._ptrs = self._ffi.new("uint64_t[2]")
         self._inflight = deque()  # (wptr after the submit, what the executor may still read)
 
     def stream(self) -> "CpuStream":
@@ -59,22 +60,26 @@ class CpuQueue(Queue):
     def passed(self, fence: int) -> bool:
         return self._raw_state()[1] >= fence or self.dead
 
-    def push(self, packets, count: int, vals, nvals: int, keepalive):
+    def push(self, packets_va: int, count: int, vals, nvals: int, keepalive):
         if self._q is None:
             raise DeviceClosed(f"queue {self.kind}{self.index} was torn down; record on device.queue({self.kind!r}, {self.index})")
-        rptr = self._raw_state()[1]
-        while self._inflight and self._inflight[0][0] <= rptr:
-            self._inflight.popleft()
-        rc = self._lib.kos_queue_submit(self._q, int(self._ffi.cast("uintptr_t", packets)), count, vals, nvals,
-                                        int(SUBMIT_TIMEOUT_S * 1e9))
+        rc = self._lib.kos_queue_submit(self._q, packets_va, count, vals, nvals,
+                                        SUBMIT_TIMEOUT_NS, self._ptrs)
+        if rc != 0:
+            self._raise_submit_error(rc)
+        wptr, rptr = self._ptrs
+        inflight = self._inflight
+        while inflight and inflight[0][0] <= rptr:
+            inflight.popleft()
+        inflight.append((wptr, keepalive))
+
+    def _raise_submit_error(self, rc: int):
         if rc == self._lib.KOS_FAULT:
             raise DeviceFault(f"{self.fault_report()}; open a new queue with device.queue({self.kind!r}, {self.index})")
         if rc == self._lib.KOS_TIMEOUT:
-            raise DeviceTimeout(f"queue {self.kind}{self.index} ring stayed full for {SUBMIT_TIMEOUT_S} s: "
+            raise DeviceTimeout(f"queue {self.kind}{self.index} ring stayed full for {SUBMIT_TIMEOUT_NS / 1e9} s: "
                                 f"its executor is blocked (a wait on a signal nobody sets?)")
-        if rc != self._lib.KOS_OK:
-            raise InvalidArgument(f"submit refused by the runtime (code {rc})")
-        self._inflight.append((self._raw_state()[0], keepalive))
+        raise InvalidArgument(f"submit refused by the runtime (code {rc})")
 
     def close(self):
         if self._q is not None:
@@ -165,16 +170,19 @@ class CpuStream(CommandStream):
                     p.flags, p.slot = lib.KOS_FLAG_VAR, slot
         vals = ffi.new("uint64_t[]", max(len(self._slots), 1))
         keepalive = (packets, args, tuple(self._programs))  # what the executor reads until the submit is done
-        self._encoded = (packets, count, vals, keepalive)
+        self._encoded = (int(ffi.cast("uintptr_t", packets)), count, vals, keepalive)
+        self._programs_checked_at = -1
 
     # --- submit ---------------------------------------------------------------------------
     def _submit(self, values: dict):
         if self._encoded is None:
             self._encode()
-        packets, count, vals, keepalive = self._encoded
-        for program in self._programs:
-            if program.closed:
-                raise DeviceClosed(f"stream launches program {program.name!r}, which was closed")
+        packets_va, count, vals, keepalive = self._encoded
+        if self._programs_checked_at != self.device.programs_closed:  # O(1) unless a program was closed
+            for program in self._programs:
+                if program.closed:
+                    raise DeviceClosed(f"stream launches program {program.name!r}, which was closed")
+            self._programs_checked_at = self.device.programs_closed
         for name, slot in self._slots.items():
             v = values[name]
             lo, hi = self._offsets[name]
@@ -182,12 +190,13 @@ class CpuStream(CommandStream):
                 raise InvalidArgument(f"Var {name!r} = {v!r} makes a signal value outside 0..2**64-1")
             vals[slot] = v
         if count:
-            self.queue.push(packets, count, vals, len(self._slots), keepalive)
+            self.queue.push(packets_va, count, vals, len(self._slots), keepalive)
 
     def decode(self) -> list:
         if self._encoded is None:
             self._encode()
-        return [decode_packet(p, self.device) for p in self._encoded[0][0:self._encoded[1]]]
+        packets = self._encoded[3][0]
+        return [decode_packet(p, self.device) for p in packets[0:self._encoded[1]]]
 
 
 def decode_packet(p, device) -> str:

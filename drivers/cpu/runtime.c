@@ -52,13 +52,9 @@ static void futex_wake_all(_Atomic uint32_t *word) {
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
+/* One step of a spin-wait. Yielding (rather than a pause instruction) matters on small machines:
+ * when the thread we wait for shares our core, it runs now instead of after our timeslice. */
+static inline void spin_step(void) { sched_yield(); }
 
 /* ---- fault guard ------------------------------------------------------------------------- */
 /* A kernel that faults (SIGSEGV, SIGBUS, SIGILL, SIGFPE) jumps back to the thread that called it,
@@ -176,7 +172,7 @@ static void *worker_main(void *arg) {
         uint64_t spin_until = now_ns() + w->dev->spin_ns;
         uint32_t s;
         while ((s = atomic_load(&w->state)) == WORKER_IDLE) {
-            if (now_ns() < spin_until) { cpu_relax(); continue; }
+            if (now_ns() < spin_until) { spin_step(); continue; }
             atomic_store(&w->sleeping, 1);
             if (atomic_load(&w->state) == WORKER_IDLE) futex_wait(&w->state, WORKER_IDLE, -1);
             atomic_store(&w->sleeping, 0);
@@ -240,7 +236,7 @@ static int run_launch(kos_dev *d, const kos_packet *p, uint64_t *fault_addr) {
     }
     claim_and_run(&job);
     for (int i = 0; i < helpers; i++)
-        while (atomic_load(&d->workers[i].state) != WORKER_IDLE) cpu_relax();
+        while (atomic_load(&d->workers[i].state) != WORKER_IDLE) spin_step();
     pthread_mutex_unlock(&d->pool_lock);
     *fault_addr = atomic_load(&job.fault_addr);
     return atomic_load(&job.fault_signo);
@@ -261,7 +257,7 @@ static int wait_value(kos_dev *d, uint64_t addr, uint64_t value, int64_t timeout
     uint64_t start = now_ns();
     while (now_ns() - start < d->spin_ns) {
         if (atomic_load(word) >= value) return KOS_OK;
-        cpu_relax();
+        spin_step();
     }
     for (;;) {
         uint32_t seq = atomic_load(&d->wake_seq);
@@ -370,7 +366,7 @@ static void *executor_main(void *arg) {
         uint64_t spin_until = now_ns() + q->dev->spin_ns;
         while (atomic_load_explicit(&q->wptr, memory_order_acquire) == r) {
             if (atomic_load(&q->stop)) return NULL;
-            if (now_ns() < spin_until) { cpu_relax(); continue; }
+            if (now_ns() < spin_until) { spin_step(); continue; }
             uint32_t bell = atomic_load(&q->doorbell);
             atomic_store(&q->sleeping, 1);
             if (atomic_load(&q->wptr) == r && !atomic_load(&q->stop)) futex_wait(&q->doorbell, bell, -1);
@@ -428,7 +424,8 @@ static int push(kos_queue *q, const kos_packet *packets, uint64_t n, int64_t tim
 }
 
 int kos_queue_submit(kos_queue *q, uint64_t packets, uint64_t count, const uint64_t *vals, uint32_t nvals,
-                     int64_t timeout_ns) {
+                     int64_t timeout_ns, uint64_t *ptrs) {
+    ptrs[1] = atomic_load(&q->rptr);
     if (atomic_load(&q->dead)) return KOS_FAULT;
     if (nvals > KOS_MAX_VARS) return KOS_INVALID;
     kos_packet batch[KOS_MAX_VARS / KOS_SETVALS_PER_PACKET + 2];
@@ -444,7 +441,9 @@ int kos_queue_submit(kos_queue *q, uint64_t packets, uint64_t count, const uint6
     batch[n].op = KOS_OP_INDIRECT;
     batch[n].u.indirect.packets = packets;
     batch[n].u.indirect.count = count;
-    return push(q, batch, n + 1, timeout_ns);
+    int rc = push(q, batch, n + 1, timeout_ns);
+    ptrs[0] = atomic_load(&q->wptr);
+    return rc;
 }
 
 void kos_queue_state(kos_queue *q, uint64_t *out) {
