@@ -72,7 +72,8 @@ typedef struct fault_ctx {
     volatile int signo;
     volatile uint64_t addr;
 } fault_ctx;
-static __thread fault_ctx *thread_fault_ctx;
+/* initial-exec: the handler must not make glibc allocate this thread's TLS block */
+static __thread fault_ctx *thread_fault_ctx __attribute__((tls_model("initial-exec")));
 
 static void on_fault(int signo, siginfo_t *info, void *uctx) {
     (void)uctx;
@@ -94,6 +95,25 @@ static void install_guard(void) {
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < N_GUARDED; i++) sigaction(guarded_signals[i], &sa, &previous_actions[i]);
+}
+
+/* Threads that run kernels get an alternate signal stack, so a kernel that overflows its stack
+ * still reaches the handler. */
+#define ALT_STACK_B (64 * 1024)
+
+static void *alt_stack_enter(void) {
+    stack_t ss = {.ss_sp = malloc(ALT_STACK_B), .ss_size = ALT_STACK_B, .ss_flags = 0};
+    if (ss.ss_sp && sigaltstack(&ss, NULL) != 0) {
+        free(ss.ss_sp);
+        return NULL;
+    }
+    return ss.ss_sp;
+}
+
+static void alt_stack_leave(void *sp) {
+    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    free(sp);
 }
 
 /* Run kernel blocks [begin, end); returns 0, or the signal number of a fault (details in *fault). */
@@ -168,6 +188,7 @@ static void claim_and_run(launch_job *job) {
 
 static void *worker_main(void *arg) {
     worker *w = arg;
+    void *alt_stack = alt_stack_enter();
     for (;;) {
         uint64_t spin_until = now_ns() + w->dev->spin_ns;
         uint32_t s;
@@ -177,10 +198,12 @@ static void *worker_main(void *arg) {
             if (atomic_load(&w->state) == WORKER_IDLE) futex_wait(&w->state, WORKER_IDLE, -1);
             atomic_store(&w->sleeping, 0);
         }
-        if (s == WORKER_STOP) return NULL;
+        if (s == WORKER_STOP) break;
         claim_and_run(w->job);
         atomic_store(&w->state, WORKER_IDLE);
     }
+    alt_stack_leave(alt_stack);
+    return NULL;
 }
 
 static void set_worker_state(worker *w, uint32_t state) {
@@ -255,7 +278,8 @@ uint64_t kos_signal_read(uint64_t addr) { return atomic_load((_Atomic uint64_t *
 static int wait_value(kos_dev *d, uint64_t addr, uint64_t value, int64_t timeout_ns, _Atomic int *stop, int fault_aborts) {
     _Atomic uint64_t *word = (_Atomic uint64_t *)(uintptr_t)addr;
     uint64_t start = now_ns();
-    while (now_ns() - start < d->spin_ns) {
+    uint64_t spin_ns = timeout_ns >= 0 && (uint64_t)timeout_ns < d->spin_ns ? (uint64_t)timeout_ns : d->spin_ns;
+    while (now_ns() - start < spin_ns) {
         if (atomic_load(word) >= value) return KOS_OK;
         spin_step();
     }
@@ -298,6 +322,7 @@ struct kos_queue {
     _Atomic uint64_t rptr;         /* packets completed by the executor */
     _Atomic uint32_t doorbell;     /* futex word bumped by every submit */
     _Atomic uint32_t sleeping;     /* executor is (about to be) asleep on the doorbell */
+    pthread_mutex_t push_lock;     /* host threads submitting to one queue take turns */
     _Atomic int stop;
     _Atomic int dead;              /* a kernel faulted: packets after it are skipped */
     int fault_signo;
@@ -359,13 +384,12 @@ static int execute(kos_queue *q, const kos_packet *p) {
     }
 }
 
-static void *executor_main(void *arg) {
-    kos_queue *q = arg;
+static void run_ring(kos_queue *q) {
     uint64_t r = 0;
     while (!atomic_load(&q->stop)) {
         uint64_t spin_until = now_ns() + q->dev->spin_ns;
         while (atomic_load_explicit(&q->wptr, memory_order_acquire) == r) {
-            if (atomic_load(&q->stop)) return NULL;
+            if (atomic_load(&q->stop)) return;
             if (now_ns() < spin_until) { spin_step(); continue; }
             uint32_t bell = atomic_load(&q->doorbell);
             atomic_store(&q->sleeping, 1);
@@ -374,10 +398,16 @@ static void *executor_main(void *arg) {
         }
         uint64_t w = atomic_load_explicit(&q->wptr, memory_order_acquire);
         for (; r != w; r++) {
-            if (!atomic_load(&q->dead) && execute(q, &q->ring[r & (q->capacity - 1)]) == KOS_STOPPED) return NULL;
+            if (!atomic_load(&q->dead) && execute(q, &q->ring[r & (q->capacity - 1)]) == KOS_STOPPED) return;
             atomic_store_explicit(&q->rptr, r + 1, memory_order_release);
         }
     }
+}
+
+static void *executor_main(void *arg) {
+    void *alt_stack = alt_stack_enter();
+    run_ring(arg);
+    alt_stack_leave(alt_stack);
     return NULL;
 }
 
@@ -387,6 +417,7 @@ kos_queue *kos_queue_create(kos_dev *d, uint64_t capacity) {
     q->dev = d;
     q->capacity = capacity;
     q->ring = aligned_alloc(64, capacity * sizeof(kos_packet));
+    pthread_mutex_init(&q->push_lock, NULL);
     if (!q->ring || pthread_create(&q->thread, NULL, executor_main, q) != 0) {
         free(q->ring);
         free(q);
@@ -402,6 +433,7 @@ void kos_queue_destroy(kos_queue *q) {
     bump_wake(q->dev); /* an executor blocked in a WAIT packet */
     pthread_join(q->thread, NULL);
     if (atomic_load(&q->dead)) atomic_fetch_sub(&q->dev->dead_queues, 1);
+    pthread_mutex_destroy(&q->push_lock);
     free(q->ring);
     free(q);
 }
@@ -441,8 +473,10 @@ int kos_queue_submit(kos_queue *q, uint64_t packets, uint64_t count, const uint6
     batch[n].op = KOS_OP_INDIRECT;
     batch[n].u.indirect.packets = packets;
     batch[n].u.indirect.count = count;
+    pthread_mutex_lock(&q->push_lock);
     int rc = push(q, batch, n + 1, timeout_ns);
     ptrs[0] = atomic_load(&q->wptr);
+    pthread_mutex_unlock(&q->push_lock);
     return rc;
 }
 

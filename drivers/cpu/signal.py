@@ -1,8 +1,9 @@
 """cpu signals: 64-bit words in slab pages, one cache line each, written by executor threads."""
 
-from hal.errors import DeviceFault, DeviceTimeout
+from hal.errors import DeviceFault, DeviceTimeout, InvalidArgument
 from hal.signal import Signal
 
+MAX_TIMEOUT_S = 1e9  # ~31 years: "forever" without overflowing the runtime's int64 ns
 SIGNAL_STRIDE_B = 64  # one cache line per signal: no false sharing between queues
 
 
@@ -40,7 +41,10 @@ class CpuSignal(Signal):
 
     def _wait(self, value: int, timeout_s: float):
         dev = self.device
-        rc = dev._lib.kos_signal_wait(dev._rt, self.va, value & 0xFFFFFFFFFFFFFFFF, int(max(timeout_s, 0) * 1e9))
+        if not timeout_s >= 0:  # also refuses NaN
+            raise InvalidArgument(f"timeout_s must be >= 0, got {timeout_s}")
+        timeout_ns = int(min(timeout_s, MAX_TIMEOUT_S) * 1e9)
+        rc = dev._lib.kos_signal_wait(dev._rt, self.va, value & 0xFFFFFFFFFFFFFFFF, timeout_ns)
         if rc == dev._lib.KOS_TIMEOUT:
             raise DeviceTimeout(f"signal at {self.va:#x} did not reach {value} within {timeout_s} s "
                                 f"(value seen {self._read()}); is a queue waiting on a signal nobody sets?")

@@ -181,14 +181,37 @@ def test_wait_releases_the_gil(dev):
     setter.join()
 
 
-def test_fault_report_names_kernel_and_signal():
-    src = """#include "kos_kernel.h"
-KOS_KERNEL(crash) { (void)L; (void)block_begin; (void)block_end; (void)args; *(volatile int *)8 = 1; }
+FAULTS = {  # kernel body -> the signal the report names
+    "null_store": ("*(volatile int *)8 = 1;", "SIGSEGV at 0x8"),
+    "divide_by_zero": ("volatile int a = 12345, b = 0; volatile int x = a / b; (void)x;", "SIGFPE"),
+    "trap": ("__builtin_trap();", "SIGILL"),
+    "stack_overflow": ("recurse(1);", "SIGSEGV"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAULTS))
+def test_faults_are_caught_and_named(kind):
+    body, report = FAULTS[kind]
+    src = f"""#include "kos_kernel.h"
+static int recurse(int depth) {{ volatile char pad[4096]; pad[0] = (char)depth; return recurse(depth + 1) + pad[0]; }}
+KOS_KERNEL(crash) {{ (void)L; (void)block_begin; (void)block_end; (void)args; (void)recurse; {body} }}
 """
     with hal.open("cpu") as dev:
         prog = _load(dev, src, "crash", ())
         done, q = dev.signal(0), dev.queue("compute")
         q.stream().launch(prog, [], grid=4).signal(done, 1).submit()
-        with pytest.raises(DeviceFault, match=r"compute0 is dead: SIGSEGV at 0x8 in kernel crash"):
+        with pytest.raises(DeviceFault, match=f"compute0 is dead: {report}.* in kernel crash"):
             done.wait(1, 5)
-        assert q.state()["fault"] == "SIGSEGV at 0x8 in kernel crash"
+        assert q.state()["fault"].startswith(report.split()[0])
+        dev.queue("compute").stream().signal(done, 2).submit()  # a fresh queue replaces the dead one
+        done.wait(2, 5)
+
+
+def test_wait_timeout_argument_checks(dev):
+    sig = dev.signal(0)
+    with pytest.raises(InvalidArgument):
+        sig.wait(1, float("nan"))
+    with pytest.raises(InvalidArgument):
+        sig.wait(1, -1)
+    sig.set(1)
+    sig.wait(1, float("inf"))
