@@ -48,7 +48,8 @@ def queue_plan(dag: KernelDAG, stage_io: bool) -> tuple:
         for step, node in enumerate(order):
             for b in node.reads:
                 first_use.setdefault(b, step)
-        for b in sorted(dag.by_role("input"), key=lambda b: first_use.get(b.name, len(order))):
+        # Inputs no node reads are not copied: the planner may give their bytes to a later buffer.
+        for b in sorted((b for b in dag.by_role("input") if b.name in first_use), key=lambda b: first_use[b.name]):
             copy_index["in:" + b.name] = len(copy)
             copy.append(Item("copy_in", b.name))
     last_copy_node = -1  # index in `copy` of the latest DAG copy so far in topological order
@@ -57,8 +58,8 @@ def queue_plan(dag: KernelDAG, stage_io: bool) -> tuple:
             needs = [last_copy_node] + [copy_index.get("in:" + b, -1) for b in node.reads] + \
                     [copy_index.get("node:" + writer[b].name, -1) for b in node.reads if b in writer]
             wait = max(needs) + 1
-            for k in set(needs) - {-1}:
-                copy[k].signal = True
+            if wait:
+                copy[wait - 1].signal = True
             compute.append(Item("launch", node.name, wait))
         else:
             if compute:

@@ -89,3 +89,60 @@ def write_mlp_image(path, batch: int = 4, binaries: dict | None = None, seed: in
     golden = {k: v.astype(np.float32) for k, v in mlp_reference(x["x"], weights).items()}
     write_image(path, mlp_dag(batch, binaries or placeholder_kernels()), weights, x, golden, {"source": "tests/core/models.py"})
     return weights
+
+
+# --- a model whose kernel misbehaves on demand: mode 0 runs, 1 sleeps 1 s (timeouts), 2 faults -----
+MISBEHAVE_C = r"""
+#include "kos_kernel.h"
+#include <time.h>
+typedef struct { const int32_t *mode; const float *x; float *y; } misbehave_args;
+KOS_KERNEL(misbehave) {
+    const misbehave_args *a = (const misbehave_args *)args;
+    if (block_begin == 0 && a->mode[0] == 1) { struct timespec t = {1, 0}; nanosleep(&t, 0); }
+    if (block_begin == 0 && a->mode[0] == 2) *(volatile int *)8 = 1;
+    for (uint64_t i = block_begin; i < block_end; i++) a->y[i] = 2.0f * a->x[i] + 1.0f;
+}
+"""
+
+
+def misbehave_image(path, n: int = 64):
+    import hal
+    from kernelos.image import write_image
+
+    dag = KernelDAG("misbehave")
+    dag.add_buffer("mode", "input", (1,), "int32")
+    dag.add_buffer("x", "input", (n,), "float32")
+    dag.add_buffer("y", "output", (n,), "float32")
+    dag.add_kernel(Kernel("misbehave", ("ptr", "ptr", "ptr"), {CPU_TARGET: hal.compile(MISBEHAVE_C, "misbehave", CPU_TARGET)}))
+    dag.add_node(Launch("run", "misbehave", [BufArg("mode"), BufArg("x"), BufArg("y")], {CPU_TARGET: ((n,), (1,))},
+                        ("mode", "x"), ("y",)))
+    x = np.arange(n, dtype=np.float32)
+    write_image(path, dag, {}, {"mode": np.zeros(1, np.int32), "x": x}, {"y": 2 * x + 1})
+
+
+# --- a chain of k tiny launches, for the host cost of a replay --------------------------------------
+ADD_ONE_C = r"""
+#include "kos_kernel.h"
+typedef struct { const float *x; float *y; int32_t n; } add_one_args;
+KOS_KERNEL(add_one) {
+    const add_one_args *a = (const add_one_args *)args;
+    for (int32_t i = 0; i < a->n; i++) a->y[i] = a->x[i] + 1.0f;
+}
+"""
+
+
+def chain_image(path, k: int, n: int = 16):
+    """x -> (+1) k times -> y."""
+    import hal
+    from kernelos.image import write_image
+
+    dag = KernelDAG(f"chain{k}")
+    dag.add_buffer("x", "input", (n,), "float32")
+    for i in range(1, k + 1):
+        dag.add_buffer("y" if i == k else f"a{i}", "output" if i == k else "scratch", (n,), "float32")
+    dag.add_kernel(Kernel("add_one", ("ptr", "ptr", "i32"), {CPU_TARGET: hal.compile(ADD_ONE_C, "add_one", CPU_TARGET)}))
+    for i in range(1, k + 1):
+        src, dst = "x" if i == 1 else f"a{i - 1}", "y" if i == k else f"a{i}"
+        dag.add_node(Launch(f"add{i}", "add_one", [BufArg(src), BufArg(dst), n], {CPU_TARGET: ((1,), (1,))}, (src,), (dst,)))
+    x = np.arange(n, dtype=np.float32)
+    write_image(path, dag, {}, {"x": x}, {"y": x + k})
