@@ -11,7 +11,7 @@ import numpy as np
 from hal.errors import GraphError
 
 from . import ops
-from .graph import Graph
+from .graph import Graph, UnsupportedModel
 
 
 def infer_and_fold(graph: Graph) -> Graph:
@@ -33,6 +33,10 @@ def infer_and_fold(graph: Graph) -> Graph:
             raise GraphError(str(e) if node.name in str(e) else f"{node.describe()}: {e}") from None
         except (ValueError, TypeError, IndexError, KeyError) as e:
             raise GraphError(f"{node.describe()}: bad attributes or inputs: {type(e).__name__}: {e}") from None
+        empty = [v for v in ins if v is not None and v.const is None and 0 in v.shape]
+        if arrays is None and empty:
+            raise UnsupportedModel([(node.op, node.name, f"input {empty[0].name!r} is an empty tensor "
+                                     f"{list(empty[0].shape)}; zero-size tensors are not supported")])
         outs = [o for o in node.outputs]
         for k, (name, (shape, dtype)) in enumerate(zip(outs, results)):
             if not name:
@@ -42,6 +46,9 @@ def infer_and_fold(graph: Graph) -> Graph:
                 const = np.ascontiguousarray(np.asarray(arrays[k]).astype(dtype, copy=False))
                 if tuple(const.shape) != tuple(shape):
                     raise GraphError(f"{node.describe()}: folded output {name!r} has shape {const.shape}, inferred {shape}")
+            if 0 in shape and (const is None or name in graph.outputs):
+                raise UnsupportedModel([(node.op, node.name, f"output {name!r} is an empty tensor {list(shape)}; "
+                                         "zero-size tensors are not supported")])
             graph.add_value(name, shape, dtype, const)
         if arrays is None:
             kept.append(node)

@@ -3,13 +3,13 @@
 Buffers: graph inputs are "input", graph outputs "output", constants that kernels read "weight",
 everything else "scratch" (the core's planner shares scratch space by lifetime). Alias ops
 (Reshape, Squeeze, ...) emit nothing: their output reads the input's buffer. A graph output that is
-an alias, a constant or an input gets a Copy into its own output buffer.
+an alias or a constant gets a copy kernel into its own output buffer.
 """
 
 import numpy as np
 
 from hal.errors import GraphError
-from kernelos.dag import BufArg, Copy, Kernel, KernelDAG, Launch
+from kernelos.dag import BufArg, Kernel, KernelDAG, Launch
 
 from . import ops
 from .codegen import PointwiseBuilder
@@ -64,8 +64,6 @@ class Lowering:
         name = value
         if v.const is not None:
             role = "weight"
-            if value in self.graph.outputs:      # the output buffer takes the value's name
-                name = self._unique(f"{value}.const")
             self.weights[name] = np.ascontiguousarray(v.const)
         elif value in self.graph.inputs:
             role = "input"
@@ -133,14 +131,21 @@ class Lowering:
         return self.dag
 
     def _outputs(self):
-        """Outputs not written by a kernel (aliases, constants) get a copy into their own buffer."""
+        """Outputs no kernel wrote (aliases of other values, constants) get a copy kernel into their
+        own buffer, reading the source as flat elements (an alias has the same bytes)."""
         for name in dict.fromkeys(self.graph.outputs):
             if name in self.dag.buffers and self.dag.buffers[name].role == "output":
                 continue
             if name in self.graph.inputs:
                 raise GraphError(f"graph output {name!r} is the graph input of the same name; "
                                  "an input returned unchanged is not supported")
-            src = self.buffer_of(name)
+            src = name
+            while src in self.alias_of:
+                src = self.alias_of[src]
+            self.alias_of.pop(name, None)
+            if src == name:      # a constant output: its bytes come from a weight of another name
+                src = self.const_value(self.graph.value(name).const, f"{name}.const")
             v = self.graph.value(name)
             self.dag.add_buffer(name, "output", v.shape, v.dtype)
-            self.dag.add_node(Copy(f"copy.{name}", name, src, self.dag.buffers[name].nbytes))
+            self._buffer[name] = name
+            self.emit_pointwise(f"copy.{name}", name, lambda b, src=src, name=name: b.define(name, b.load(src, "i")))

@@ -9,7 +9,7 @@ from hal.errors import GraphError
 from kernelos.builder import infer, onnx_import, rewrite
 from kernelos.builder.build import lower_model, resolve_targets
 from kernelos.builder.graph import UnsupportedModel
-from kernelos.dag import Copy, Launch
+from kernelos.dag import Launch
 from tools.cli import main as kernelos
 
 from .models import cnn, mlp, transformer
@@ -111,13 +111,16 @@ def test_identical_kernels_are_shared():
     assert set(low.dag.kernels) == set(low.specs)
 
 
-def test_constant_output_is_copied_into_its_output_buffer():
-    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Constant", [], ["c"],
-             value=numpy_helper.from_array(np.arange(3, dtype=np.float32)))]
-    low = lower_model(_model(nodes, [_vi("x", [3])], [_vi("y", [3]), _vi("c", [3])]), ["cpu-x86_64"])
-    copies = [n for n in low.dag.nodes if isinstance(n, Copy)]
-    assert len(copies) == 1 and copies[0].dst == "c" and low.dag.buffers["c"].role == "output"
-    assert np.array_equal(low.weights[copies[0].src], np.arange(3, dtype=np.float32))
+def test_constant_and_alias_outputs_are_copied_into_their_output_buffers():
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Reshape", ["y", "s"], ["r"]),
+             helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.arange(3, dtype=np.float32)))]
+    inits = [numpy_helper.from_array(np.array([3, 1], np.int64), "s")]
+    low = lower_model(_model(nodes, [_vi("x", [3])], [_vi("r", [3, 1]), _vi("c", [3])], inits), ["cpu-x86_64"])
+    writers = {w: n for n in low.dag.nodes for w in n.writes}
+    assert low.dag.buffers["c"].role == low.dag.buffers["r"].role == "output"
+    assert writers["r"].reads == ("y",) and low.dag.buffers["y"].role == "scratch"
+    (src,) = writers["c"].reads
+    assert np.array_equal(low.weights[src], np.arange(3, dtype=np.float32))
 
 
 def test_shape_errors_name_the_node():
