@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEMO_IMAGE := out/demo.kimg
 RUN_COUNT ?= 200
 
-.PHONY: run test setup clean bench
+.PHONY: run test setup clean bench conformance
 
 setup: $(STAMP)
 
@@ -33,3 +33,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache
+
+# ONNX backend node tests through build + run on the cpu device -> docs/onnx-conformance.md
+conformance: $(STAMP)
+	$(PY) tools/onnx_conformance.py
