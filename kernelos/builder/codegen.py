@@ -28,9 +28,9 @@ CUDA_WARP_MIN_REDUCE = 64   # reductions at least this long get a warp per outpu
 CTYPES = {
     "float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t", "int16": "int16_t",
     "int8": "int8_t", "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64_t",
-    "bool": "uint8_t",
+    "bool": "uint8_t", "float16": "kos_half",
 }
-FLOAT_DTYPES = ("float32", "float64")
+FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
 def ctype(dtype: str) -> str:
@@ -40,9 +40,14 @@ def ctype(dtype: str) -> str:
         raise GraphError(f"dtype {dtype} is not supported by the kernel library (supported: {', '.join(CTYPES)})") from None
 
 
+def acc_ctype(dtype: str) -> str:
+    """C type to accumulate or compute a dtype in: float16 works in float, the rest in themselves."""
+    return "float" if dtype == "float16" else ctype(dtype)
+
+
 def math_fn(name: str, dtype: str) -> str:
-    """C math function for a dtype: expf for float32, exp for float64."""
-    return name + "f" if dtype == "float32" else name
+    """C math function for a dtype: expf for float32 (and float16, computed in float), exp for float64."""
+    return name if dtype == "float64" else name + "f"
 
 
 def literal(value, dtype: str) -> str:
@@ -161,8 +166,8 @@ class PointwiseBuilder:
         lines, st = [], strides(self.out_shape)
         for j, d in enumerate(self.out_shape):
             expr = "i" if self.rank == 1 else (f"i / {st[j]}" if j == 0 else f"i / {st[j]} % {d}" if st[j] > 1 else f"i % {d}")
-            lines.append(f"const int64_t c{j} = {expr};")
-        return " ".join(lines) + (" (void)0;" if not lines else "")
+            lines.append(f"const int64_t c{j} = {expr}; (void)c{j};")
+        return " ".join(lines)
 
     def bcast_index(self, shape, coords=None) -> str:
         """Linear index into a tensor of `shape` broadcast (numpy rules) to the output coordinates."""

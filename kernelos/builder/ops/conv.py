@@ -6,7 +6,7 @@ import numpy as np
 
 from hal.errors import GraphError
 
-from ..codegen import Reduction, ctype, literal, strides
+from ..codegen import Reduction, acc_ctype, ctype, literal, strides
 from . import Op, register
 
 
@@ -78,8 +78,8 @@ class Conv(Windowed):
         finish = "acc"
         if len(node.inputs) > 2 and node.inputs[2]:
             finish = f"acc + {b.load(node.inputs[2], 'c1')}"
-        term = f"({ctype(dt)}){px}[{xidx}] * {pw}[{widx}]"
-        b.reduce(node.outputs[0], Reduction(loops, term, "sum", ctype(dt), literal(0, dt), cond, pre=pre), finish)
+        term = f"({acc_ctype(dt)}){px}[{xidx}] * {pw}[{widx}]"
+        b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre), finish)
 
 
 @register("ConvTranspose")
@@ -134,11 +134,11 @@ class ConvTranspose(Windowed):
         xidx = " + ".join([f"c0 * {xs[0]}", f"{ic} * {xs[1]}"] + [f"ih{j} * {xs[j + 2]}" for j in range(nd)])
         widx = " + ".join([f"{ic} * {ws[0]}", f"(c1 % {og}) * {ws[1]}"] + [f"r{j + 1} * {ws[j + 2]}" for j in range(nd)])
         px, pw = b.param(node.inputs[0]), b.param(node.inputs[1])
-        term = f"({ctype(dt)}){px}[{xidx}] * {pw}[{widx}]"
+        term = f"({acc_ctype(dt)}){px}[{xidx}] * {pw}[{widx}]"
         finish = "acc"
         if len(node.inputs) > 2 and node.inputs[2]:
             finish = f"acc + {b.load(node.inputs[2], 'c1')}"
-        b.reduce(node.outputs[0], Reduction(loops, term, "sum", ctype(dt), literal(0, dt), cond, pre=pre), finish)
+        b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre), finish)
 
 
 class Pool(Windowed):
@@ -188,7 +188,7 @@ class MaxPool(Pool):
         loops, pre, xidx, cond = _loops_and_index(node, b, x, k_sp, st, dil, pb, "c1")
         px = b.param(node.inputs[0])
         lowest = literal(-np.inf, dt) if dt in ("float32", "float64") else literal(np.iinfo(dt).min, dt)
-        b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "max", ctype(dt), lowest, cond, pre=pre))
+        b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "max", acc_ctype(dt), lowest, cond, pre=pre))
 
 
 @register("AveragePool")
@@ -207,8 +207,8 @@ class AveragePool(Pool):
             cnt.append(f"kos_cnt{j}")
             b.stmt(f"int64_t kos_cnt{j} = 0; for (int64_t k = 0; k < {k_sp[j]}; k++) {{ "
                    f"const int64_t p = c{j + 2} * {st[j]} - {pb[j]} + k * {dil[j]}; kos_cnt{j} += p >= {lo} && p < {hi}; }}")
-        b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "sum", ctype(dt), literal(0, dt), cond, pre=pre),
-                 f"acc / ({ctype(dt)})({' * '.join(cnt)})")
+        b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre),
+                 f"acc / ({acc_ctype(dt)})({' * '.join(cnt)})")
 
 
 @register("GlobalAveragePool")
@@ -223,5 +223,5 @@ class GlobalAveragePool(Op):
         hw = int(np.prod(x[2:]))
         px = b.param(node.inputs[0])
         term = f"{px}[(c0 * {x[1]} + c1) * {hw} + r0]"
-        b.reduce(node.outputs[0], Reduction([("r0", hw)], term, "sum", ctype(dt), literal(0, dt)),
-                 f"acc / ({ctype(dt)}){hw}")
+        b.reduce(node.outputs[0], Reduction([("r0", hw)], term, "sum", acc_ctype(dt), literal(0, dt)),
+                 f"acc / ({acc_ctype(dt)}){hw}")

@@ -35,6 +35,8 @@ BINARY = {
 class Binary(Elementwise):
     def expr(self, node, args, b):
         a, c = args
+        if self.name == "Div" and b.dtype(node.outputs[0]) not in FLOAT_DTYPES:
+            return f"({c} == 0 ? 0 : {a} / {c})"      # integer division by zero would trap (SIGFPE)
         return BINARY[self.name][0].format(a=a, b=c)
 
     def fold(self, node, arrays):

@@ -7,7 +7,7 @@ import numpy as np
 
 from hal.errors import GraphError
 
-from ..codegen import Reduction, ctype, literal, strides
+from ..codegen import Reduction, acc_ctype, ctype, literal, strides
 from . import Op, register
 
 
@@ -24,11 +24,11 @@ def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, fini
     dt = b.dtype(out)
     pa, pb = b.param(a_name), b.param(b_name)
     b.stmt(f"const int64_t ab = {a_base}, bb = {b_base};")
-    term = f"({ctype(dt)}){pa}[ab + r0 * {a_stride}] * {pb}[bb + r0 * {b_stride}]"
+    term = f"({acc_ctype(dt)}){pa}[ab + r0 * {a_stride}] * {pb}[bb + r0 * {b_stride}]"
     cpu = None
     if dt == "float32" and a_stride == 1 and b_stride == 1:
         cpu = f"acc = kos_dot_f32({pa} + ab, {pb} + bb, {k});"
-    b.reduce(out, Reduction([("r0", k)], term, "sum", ctype(dt), literal(0, dt), cpu_code=cpu), finish)
+    b.reduce(out, Reduction([("r0", k)], term, "sum", acc_ctype(dt), literal(0, dt), cpu_code=cpu), finish)
 
 
 def transposed_weight(b, name):

@@ -163,6 +163,9 @@ class Gather(Op):
         axis = norm_axis(node.attr("axis", 0), len(data), node)
         coords = [b.coord(j) for j in range(b.rank)]
         ix = b.load(node.inputs[1], lin(idx, coords[axis:axis + len(idx)]) if idx else "0")
-        b.stmt(f"int64_t gi = (int64_t){ix}; if (gi < 0) gi += {data[axis]};")
+        # negative indices count from the end; out-of-range ones are clamped so a bad index can never
+        # read outside the tensor (ONNX leaves them undefined)
+        n = data[axis]
+        b.stmt(f"int64_t gi = (int64_t){ix}; if (gi < 0) gi += {n}; gi = gi < 0 ? 0 : (gi >= {n} ? {n - 1} : gi);")
         dcoords = coords[:axis] + ["gi"] + coords[axis + len(idx):]
         b.define(node.outputs[0], b.load(node.inputs[0], lin(data, dcoords)))

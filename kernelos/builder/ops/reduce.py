@@ -7,7 +7,7 @@ import numpy as np
 
 from hal.errors import GraphError
 
-from ..codegen import Reduction, ctype, literal, math_fn
+from ..codegen import Reduction, acc_ctype, ctype, literal, math_fn
 from . import Op, const_of, norm_axis, register
 from .linalg import lin
 
@@ -29,7 +29,7 @@ def reduce_into(b, out, x_name, axes, keepdims, combine, term_fn=None, finish="a
     dt = acc_dtype or b.dtype(out)
     term = term_fn(load) if term_fn else load
     init = literal(0, dt) if combine == "sum" else literal(-np.inf, dt)
-    b.reduce(out, Reduction(loops, term, combine, ctype(dt), init), finish)
+    b.reduce(out, Reduction(loops, term, combine, acc_ctype(dt), init), finish)
 
 
 def _axes(node, axes, rank):
@@ -69,7 +69,7 @@ class ReduceOp(Op):
             return
         count = int(np.prod([x.shape[a] for a in axes]))
         dt = b.dtype(node.outputs[0])
-        finish = f"acc / ({ctype(dt)}){count}" if self.name == "ReduceMean" else "acc"
+        finish = f"acc / ({acc_ctype(dt)}){count}" if self.name == "ReduceMean" else "acc"
         reduce_into(b, node.outputs[0], node.inputs[0], axes, node.attr("keepdims", 1), "sum", finish=finish)
 
 

@@ -34,3 +34,5 @@ static inline int64_t kos_ipow(int64_t b, int64_t e) {
     for (; e; e >>= 1, b *= b) if (e & 1) r *= b;
     return r;
 }
+
+typedef _Float16 kos_half;   /* float16 storage; arithmetic promotes to float */

@@ -29,3 +29,12 @@ __device__ __forceinline__ int64_t kos_ipow(int64_t b, int64_t e) {
     for (; e; e >>= 1, b *= b) if (e & 1) r *= b;
     return r;
 }
+
+/* float16 storage with implicit conversions to and from float (PTX cvt), so generated expressions
+ * compute in float and store rounded to nearest even, without cuda_fp16.h. */
+struct kos_half {
+    unsigned short bits;
+    __device__ __forceinline__ kos_half() {}
+    __device__ __forceinline__ kos_half(float f) { asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(f)); }
+    __device__ __forceinline__ operator float() const { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f; }
+};
