@@ -103,6 +103,9 @@ class Reduction:
     cond: str | None = None
     cpu_code: str | None = None   # a faster cpu replacement for the loops (e.g. a vector dot)
     pre: str = ""                 # statements at the top of the loop body (window positions)
+    # cpu row template: (rows, row_len, code filling accrow[rows][row_len] for block `row`, the
+    # linear output index of accrow[j][o])
+    cpu_rows: tuple | None = None
 
     @property
     def length(self) -> int:
@@ -248,13 +251,27 @@ class PointwiseBuilder:
         return [acc_decl, f"for (int64_t r = lane; r < {red.length}; r += 32) {{ {decomp}",
                 f"    {step}", "}", f"acc = {wsum}(acc);", "if (lane != 0) return;"]
 
-    def _body(self, family: str, warp: bool) -> str:
+    def _body(self, family: str, warp: bool, rows: bool = False) -> str:
         lines = [self.coords_code()] + self.pre
-        if self.reduction:
+        if self.reduction and not rows:
             lines += self._reduction_loops(family, warp)
         lines += self.post
         indent = " " * (12 if family == "cpu" else 4)
         return "\n".join(indent + ln for ln in lines)
+
+    def _cpu_source(self, fields, unpack) -> tuple:
+        """(source, grid) for the cpu: the row template where the anchor offers one, else pointwise."""
+        red = self.reduction
+        if red is not None and red.cpu_rows is not None:
+            rows, row_len, code, index = red.cpu_rows
+            src = _template("cpu/rows.c").substitute(
+                fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, rows=rows, row_len=row_len, acc_t=red.acc_ctype,
+                init=red.init, row_code=code, index=index, body=self._body("cpu", False, rows=True))
+            return src, self.n // (rows * row_len)
+        chunk = CPU_REDUCE_CHUNK if red else CPU_CHUNK
+        src = _template("cpu/pointwise.c").substitute(
+            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, chunk=chunk, n=self.n, body=self._body("cpu", False))
+        return src, -(-self.n // chunk)
 
     def spec(self) -> KernelSpec:
         if self.n == 0:
@@ -262,15 +279,14 @@ class PointwiseBuilder:
         fields = "\n".join(f"    {'' if p.out else 'const '}{p.ctype} *{p.cname};" for p in self.params)
         unpack = "\n".join(f"    {'' if p.out else 'const '}{p.ctype} *KOS_RESTRICT {p.cname} = a->{p.cname};"
                            for p in self.params)
-        chunk = CPU_REDUCE_CHUNK if self.reduction else CPU_CHUNK
-        cpu = _prelude("cpu") + _template("cpu/pointwise.c").substitute(
-            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, chunk=chunk, n=self.n, body=self._body("cpu", False))
+        cpu, cpu_grid = self._cpu_source(fields, unpack)
+        cpu = _prelude("cpu") + cpu
         warp = self.reduction is not None and self.reduction.length >= CUDA_WARP_MIN_REDUCE
         cparams = ", ".join(f"{'' if p.out else 'const '}{p.ctype} *KOS_RESTRICT {p.cname}" for p in self.params)
         tmpl = "cuda/pointwise_warp.cu" if warp else "cuda/pointwise.cu"
         cuda = _prelude("cuda") + _template(tmpl).substitute(
             name=NAME_PLACEHOLDER, threads=CUDA_THREADS, params=cparams, n=self.n, body=self._body("cuda", warp))
         threads_total = self.n * (32 if warp else 1)
-        dims = {"cpu": ((-(-self.n // chunk), 1, 1), (1, 1, 1)),
+        dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)),
                 "cuda": ((-(-threads_total // CUDA_THREADS), 1, 1), (CUDA_THREADS, 1, 1))}
         return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS})

@@ -9,6 +9,8 @@ from hal.errors import GraphError
 from ..codegen import Reduction, acc_ctype, ctype, literal, strides
 from . import Op, register
 
+CONV_OC_BLOCK = 8     # output channels a cpu conv row block computes together (shares input loads)
+
 
 def _window(node, in_sp, k_sp, transpose=False):
     """(strides, dilations, pads_begin, pads_end) for the spatial dims, auto_pad resolved."""
@@ -79,7 +81,38 @@ class Conv(Windowed):
         if len(node.inputs) > 2 and node.inputs[2]:
             finish = f"acc + {b.load(node.inputs[2], 'c1')}"
         term = f"({acc_ctype(dt)}){px}[{xidx}] * {pw}[{widx}]"
-        b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre), finish)
+        rows = _conv2d_rows(x, w, b.out_shape, st, dil, pb, og, cg, px, pw, acc_ctype(dt)) if len(x) == 4 else None
+        b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre,
+                                            cpu_rows=rows), finish)
+
+
+def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t):
+    """cpu row code for a 2-D convolution. A block is `ocb` output rows (n, oc0..oc0+ocb-1, oh):
+    every input row they touch is loaded once and multiplied into all ocb accumulator rows, the ow
+    loop innermost (contiguous for stride 1, so gcc vectorises it)."""
+    (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
+    ocb = next(d for d in (CONV_OC_BLOCK, 4, 2, 1) if og % d == 0)
+    chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
+    wload = " ".join(f"const {acc_t} w{j} = wr[{j * cg * kh * kw} + kw];" for j in range(ocb))
+    fma = " ".join(f"accrow[{j}][o] += xv * w{j};" for j in range(ocb))
+    code = f"""\
+        const int64_t n = row / {oc // ocb * oh}, oc0 = row / {oh} % {oc // ocb} * {ocb}, oh = row % {oh};
+        for (int64_t ic = 0; ic < {cg}; ic++) for (int64_t kh = 0; kh < {kh}; kh++) {{
+            const int64_t ih = oh * {st[0]} - {pb[0]} + kh * {dil[0]};
+            if (ih < 0 || ih >= {h}) continue;
+            const __typeof__(*{px}) *xr = {px} + ((n * {c} + {chan0} + ic) * {h} + ih) * {wd};
+            const __typeof__(*{pw}) *wr = {pw} + ((oc0 * {cg} + ic) * {kh} + kh) * {kw};
+            for (int64_t kw = 0; kw < {kw}; kw++) {{
+                {wload}
+                const int64_t off = kw * {dil[1]} - {pb[1]};
+                const int64_t lo = off < 0 ? (-off + {st[1] - 1}) / {st[1]} : 0;
+                int64_t hi = {wd} - off <= 0 ? 0 : ({wd} - off + {st[1] - 1}) / {st[1]};
+                if (hi > {ow}) hi = {ow};
+                for (int64_t o = lo; o < hi; o++) {{ const {acc_t} xv = xr[o * {st[1]} + off]; {fma} }}
+            }}
+        }}"""
+    index = f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
+    return ocb, ow, code, index
 
 
 @register("ConvTranspose")

@@ -22,6 +22,11 @@ static inline float kos_dot_f32(const float *KOS_RESTRICT a, const float *KOS_RE
         memcpy(&b0, b + k, 32); memcpy(&b1, b + k + 8, 32); memcpy(&b2, b + k + 16, 32); memcpy(&b3, b + k + 24, 32);
         s0 += a0 * b0; s1 += a1 * b1; s2 += a2 * b2; s3 += a3 * b3;
     }
+    for (; k + 8 <= n; k += 8) {
+        kos_v8f a0, b0;
+        memcpy(&a0, a + k, 32); memcpy(&b0, b + k, 32);
+        s0 += a0 * b0;
+    }
     kos_v8f s = (s0 + s1) + (s2 + s3);
     float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     for (; k < n; k++) r += a[k] * b[k];
