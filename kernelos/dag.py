@@ -151,6 +151,7 @@ class KernelDAG:
         self.buffers: dict = {}
         self.kernels: dict = {}
         self.nodes: list = []
+        self._node_names: set = set()
 
     # --- building -----------------------------------------------------------------------
     def add_buffer(self, name, role, shape, dtype, size_B=-1) -> BufferSpec:
@@ -173,8 +174,9 @@ class KernelDAG:
         if not isinstance(node, (Launch, Copy)):
             raise GraphError(f"node {getattr(node, 'name', node)!r} is neither a Launch nor a Copy")
         _name(node.name, "node name")
-        if any(n.name == node.name for n in self.nodes):
+        if node.name in self._node_names:
             raise GraphError(f"node {node.name!r} is defined twice")
+        self._node_names.add(node.name)
         self.nodes.append(node)
         return node
 
