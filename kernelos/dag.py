@@ -103,10 +103,12 @@ class Kernel:
 
 @dataclass
 class BufArg:
-    """A pointer argument: the address of `buffer` plus offset_B."""
+    """A pointer argument: the address of `buffer` plus offset_B. size_B: how many bytes from there
+    the kernel may touch, checked against the buffer's size (0: not declared, only the offset is)."""
 
     buffer: str
     offset_B: int = 0
+    size_B: int = 0
 
 
 @dataclass
@@ -273,7 +275,7 @@ class KernelDAG:
                     raise GraphError(f"node {node.name!r} arg {i}: buffer {arg.buffer!r} passed for a {ptype} param")
                 if arg.buffer not in touched:
                     raise GraphError(f"node {node.name!r} arg {i}: buffer {arg.buffer!r} is not in its reads or writes")
-                self._check_range(node, arg.buffer, arg.offset_B, 0)
+                self._check_range(node, arg.buffer, arg.offset_B, arg.size_B)
             else:
                 self._check_scalar(node, i, arg, ptype)
         for t, gb in node.dims.items():
@@ -317,7 +319,8 @@ class KernelDAG:
             if isinstance(n, Copy):
                 return {"op": "copy", "name": n.name, "dst": n.dst, "src": n.src, "size_B": n.size_B,
                         "dst_offset_B": n.dst_offset_B, "src_offset_B": n.src_offset_B}
-            args = [{"buffer": a.buffer, "offset_B": a.offset_B} if isinstance(a, BufArg) else {"value": a} for a in n.args]
+            args = [{"buffer": a.buffer, "offset_B": a.offset_B, "size_B": a.size_B} if isinstance(a, BufArg)
+                    else {"value": a} for a in n.args]
             dims = {t: [list(g), list(b)] for t, (g, b) in n.dims.items()}
             return {"op": "launch", "name": n.name, "kernel": n.kernel, "args": args, "dims": dims,
                     "reads": list(n.reads), "writes": list(n.writes)}
@@ -348,7 +351,8 @@ class KernelDAG:
                 if n["op"] == "copy":
                     dag.add_node(Copy(n["name"], n["dst"], n["src"], n["size_B"], n["dst_offset_B"], n["src_offset_B"]))
                 elif n["op"] == "launch":
-                    args = [BufArg(a["buffer"], a["offset_B"]) if "buffer" in a else a["value"] for a in n["args"]]
+                    args = [BufArg(a["buffer"], a["offset_B"], a.get("size_B", 0)) if "buffer" in a else a["value"]
+                            for a in n["args"]]
                     dims = {t: (tuple(g), tuple(b)) for t, (g, b) in n["dims"].items()}
                     dag.add_node(Launch(n["name"], n["kernel"], args, dims, _names(n["reads"], "node reads"),
                                         _names(n["writes"], "node writes")))

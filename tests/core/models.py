@@ -53,9 +53,13 @@ def mlp_dag(batch: int, binaries: dict, target: str = CPU_TARGET) -> KernelDAG:
     dag.add_buffer("hidden", "output", (batch, HIDDEN), "float32")
     dag.add_kernel(Kernel("dense", DENSE_PARAMS, dict(binaries["dense"]), {target: {"max_threads": 1}}))
     dims = {target: ((batch,), (1,))}
-    dag.add_node(Launch("layer1", "dense", [BufArg("x"), BufArg("w1"), BufArg("b1"), BufArg("h"), IN, HIDDEN, 1],
+
+    def whole(name):  # the kernel touches the whole buffer
+        return BufArg(name, 0, dag.buffers[name].nbytes)
+
+    dag.add_node(Launch("layer1", "dense", [whole("x"), whole("w1"), whole("b1"), whole("h"), IN, HIDDEN, 1],
                         dims, reads=("x", "w1", "b1"), writes=("h",)))
-    dag.add_node(Launch("layer2", "dense", [BufArg("h"), BufArg("w2"), BufArg("b2"), BufArg("y"), HIDDEN, OUT, 0],
+    dag.add_node(Launch("layer2", "dense", [whole("h"), whole("w2"), whole("b2"), whole("y"), HIDDEN, OUT, 0],
                         dims, reads=("h", "w2", "b2"), writes=("y",)))
     dag.add_node(Copy("copy_hidden", "hidden", "h", batch * HIDDEN * 4))
     return dag

@@ -1,6 +1,6 @@
-"""Serving: 1,000 good requests from several clients at once over the UNIX socket and loopback TCP,
-each reply checked against numpy float64; a catalogue of bad requests each answered with a typed
-error; the server still up and correct afterwards; stats."""
+"""Serving: 1,000 good requests from 8 clients at once over the UNIX socket and loopback TCP, each
+reply checked against numpy float64, while 2 more clients send the catalogue of bad requests; each
+bad request answered with its typed error; the server still up and correct afterwards; stats."""
 
 import json
 import socket
@@ -51,15 +51,29 @@ def test_1000_good_requests_from_8_clients_at_once(served):
         except Exception as e:  # noqa: BLE001 - collected and asserted below
             failures.append(repr(e))
 
+    bad_replies = []
+
+    def bad_client():  # the whole bad-request catalogue, on fresh connections, while the good ones run
+        try:
+            for what, data, error, _ in BAD_REQUESTS:
+                with _raw(unix) as s:
+                    s.sendall(data)
+                    header, _ = proto.read_frame(s, body_max_B=1 << 20)
+                    bad_replies.append((what, header["error"]["type"] == error))
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            failures.append(repr(e))
+
     threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    threads += [threading.Thread(target=bad_client) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
     assert failures == [] and len(done) == 1000
+    assert len(bad_replies) == 2 * len(BAD_REQUESTS) and all(ok for _, ok in bad_replies), bad_replies
     with Client(unix) as c:
         stats = c.stats()
-    assert stats["count"] - before["count"] == 1000 and stats["errors"] == before["errors"]
+    assert stats["count"] - before["count"] == 1000 and stats["errors"] - before["errors"] == 2 * len(BAD_REQUESTS)
     assert 0 < stats["latency_ms"]["p50"] <= stats["latency_ms"]["p90"] <= stats["latency_ms"]["p99"] <= stats["latency_ms"]["max"]
 
 
