@@ -158,3 +158,19 @@ def test_from_dict_rejects_malformed_documents_with_graph_error(path, value):
     target[path[-1]] = value
     with pytest.raises(GraphError):
         KernelDAG.from_dict(doc).validate()
+
+
+def test_numpy_integers_and_floats_are_accepted_and_serialise_as_json():
+    import numpy as np
+
+    dag = KernelDAG("np")
+    dag.add_buffer("x", "input", (np.int64(4), np.int32(2)), np.dtype("float32"), np.int64(-1))
+    dag.add_buffer("y", "output", [np.int64(8)], "f4")
+    dag.add_kernel(Kernel("scale", ("ptr", "ptr", "f32", "i32"), {CPU_TARGET: b"so"}))
+    dag.add_node(Launch("s", "scale", [BufArg("x", np.int64(0), np.int64(32)), BufArg("y"), np.float32(2.5), np.int32(8)],
+                        {CPU_TARGET: ((np.int64(1),), (1,))}, ("x",), ("y",)))
+    dag.validate(CPU_TARGET)
+    assert dag.buffers["x"].shape == (4, 2) and type(dag.buffers["x"].shape[0]) is int and dag.buffers["y"].dtype == "float32"
+    back = KernelDAG.from_dict(json.loads(json.dumps(dag.to_dict())))
+    back.validate()
+    assert back.to_dict() == dag.to_dict() and back.nodes[0].args[2] == 2.5
