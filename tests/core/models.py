@@ -95,7 +95,7 @@ def write_mlp_image(path, batch: int = 4, binaries: dict | None = None, seed: in
     return weights
 
 
-# --- a model whose kernel misbehaves on demand: mode 0 runs, 1 sleeps 1 s (timeouts), 2 faults -----
+# --- a kernel that misbehaves on demand: mode 0 runs, 1 sleeps 1 s (timeouts), 2 faults, 3 never returns
 MISBEHAVE_C = r"""
 #include "kos_kernel.h"
 #include <time.h>
@@ -104,6 +104,7 @@ KOS_KERNEL(misbehave) {
     const misbehave_args *a = (const misbehave_args *)args;
     if (block_begin == 0 && a->mode[0] == 1) { struct timespec t = {1, 0}; nanosleep(&t, 0); }
     if (block_begin == 0 && a->mode[0] == 2) *(volatile int *)8 = 1;
+    if (block_begin == 0 && a->mode[0] == 3) for (;;) { struct timespec t = {1, 0}; nanosleep(&t, 0); }
     for (uint64_t i = block_begin; i < block_end; i++) a->y[i] = 2.0f * a->x[i] + 1.0f;
 }
 """
