@@ -122,11 +122,11 @@ class LoadedModel:
             meta = hal.KernelMeta(tuple(k.params), **known)
             self._programs[k.name] = dev.load_program(k.binaries[self.target], k.name, meta)
         self._recorded = Recorded(dev, self.dag, plan, self.target, self._arena, self._programs, self._stage)
-
-    def _host_slot(self, name: str) -> memoryview:
-        """Host view of where the host writes input / reads output `name` (staging or the arena)."""
-        buf, off = self._stage[name] if self._stage else (self._arena, self.plan.offsets[name])
-        return buf.view()[off:off + self.dag.buffers[name].nbytes]
+        # Host views of where the host writes each input and reads each output (staging or arena).
+        self._slots = {}
+        for name in list(self.inputs) + list(self.outputs):
+            buf, off = self._stage[name] if self._stage else (self._arena, plan.offsets[name])
+            self._slots[name] = buf.view()[off:off + self.dag.buffers[name].nbytes]
 
     def recover(self):
         """Re-open the device by its spec and load again (after a timeout or fault).
@@ -190,14 +190,14 @@ class LoadedModel:
             if poison:
                 self._poison()
             for name, x in inputs.items():
-                self._host_slot(name)[:] = memoryview(x).cast("B")
+                self._slots[name][:] = memoryview(x).cast("B")
             self.count += 1
             try:
                 self._recorded.run(self.count, self.timeout_s)
             except (DeviceTimeout, DeviceFault):
                 self._broken = True
                 raise
-            out = {name: np.frombuffer(bytes(self._host_slot(name)), dtype=dt).reshape(shape)
+            out = {name: np.frombuffer(self._slots[name], dtype=dt).reshape(shape).copy()
                    for name, (shape, dt) in self.outputs.items()}
             self.last_latency_s = time.perf_counter() - t0
             return out
