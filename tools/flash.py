@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     """The subcommands, on any parser (tools/flash.py's own, or `kernelos flash`)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--serial", help="select the device with this USB serial number")
-    common.add_argument("--vid-pid", metavar="VID:PID", help="select by USB IDs (hex), e.g. 0483:df11")
+    common.add_argument("--vid-pid", metavar="VID:PID", type=_vid_pid, help="select by USB IDs (hex), e.g. 0483:df11")
     common.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     common.add_argument("--quiet", action="store_true", help="no progress bar")
     common.add_argument("--timeout-ms", type=int, default=2000, help="timeout of every USB transfer (default 2000)")
@@ -71,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--no-verify", action="store_true", help="skip the read-back comparison")
     p.add_argument("--no-reset", action="store_true", help="stay in DFU mode afterwards (no USB reset)")
     p.add_argument("--retries", type=int, default=2, help="recover to dfuIDLE and retry this often (default 2)")
+    p.add_argument("--runtime-id", metavar="VID:PID", type=_vid_pid,
+                   help="for a device already in DFU mode: the IDs its application has (the file may name those)")
     p = sub.add_parser("dfu-upload", parents=[common], help="read the firmware into a .dfu file")
     p.add_argument("output")
     p.add_argument("--size", type=lambda s: int(s, 0), required=True, help="bytes to read (at most)")
@@ -88,6 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser):
                                     "(default bridge-backup-SERIAL-TIME.bin)")
     p = sub.add_parser("bridge-restore", parents=[common, writes, brick], help="ASM2464: write a backup back")
     p.add_argument("--backup", required=True, help="a file made by bridge-backup or bridge-write")
+
+
+def _vid_pid(text: str) -> tuple:
+    try:
+        vid, pid = (int(x, 16) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not VID:PID in hex, e.g. 0483:df11") from None
+    return vid, pid
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +158,8 @@ def _run(args, opts) -> dict:
         return {"device": dfu_ops.enter_dfu_mode(_select(args, opts, ("dfu", "dfuse")), opts).as_dict()}
     if cmd == "dfu-download":
         data = _read(args.file)
-        return dfu_ops.download(_select(args, opts, ("dfu", "dfuse")), data, opts, args.allow_no_suffix)
+        return dfu_ops.download(_select(args, opts, ("dfu", "dfuse")), data, opts, args.allow_no_suffix,
+                                args.runtime_id)
     if cmd == "dfu-upload":
         data, info = dfu_ops.upload(_select(args, opts, ("dfu", "dfuse")), opts, args.size, args.address, args.alt)
         with open(args.output, "wb") as f:

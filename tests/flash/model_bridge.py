@@ -116,12 +116,12 @@ class BridgeModel(VirtualDevice):
         if bmRequestType == 0xC0 and bRequest == 0xE4:
             return bytes(self.xdata[wValue:wValue + min(data, 64)])
         if bmRequestType == 0x40 and bRequest == 0xE5:
+            if wValue == 0xC8A9 and wIndex & 1:
+                self._spi_execute()                    # done at once: the model is never CSR-busy
+                return 0
             self.xdata[wValue] = wIndex & 0xFF
             if wValue == 0x9094 and wIndex & 0xFF == 0x10:
                 self.armed = True
-            if wValue == 0xC8A9 and wIndex & 1:
-                self._spi_execute()
-                self.xdata[0xC8A9] = 0                 # done at once: the model is never CSR-busy
             return 0
         raise stall(f"vendor request 0x{bRequest:02X} not modelled")
 

@@ -63,6 +63,10 @@ class DfuModel(VirtualDevice):
         self.pending = None
         self.reenumerate()
 
+    def on_stall(self):
+        if self.mode == "dfu":
+            self.state, self.status = S.DFU_ERROR, 0x0F       # errSTALLEDPKT
+
     def on_power_cut(self, event, details, partial):
         if partial and isinstance(self.pending, tuple):      # the block being programmed is half written
             offset, data = self.pending

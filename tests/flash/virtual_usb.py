@@ -80,6 +80,7 @@ class VirtualDevice:
         for f in self.faults:
             if f.hit(name, details):
                 if f.action == "stall":
+                    self.on_stall()
                     raise stall(name)
                 if f.action == "timeout":
                     raise timeout()
@@ -88,6 +89,9 @@ class VirtualDevice:
                     self.power_cut()
                     raise gone()
                 raise ValueError(f"unknown fault action {f.action}")
+
+    def on_stall(self):
+        """State change when the device stalls a request (override)."""
 
     def on_power_cut(self, event: str, details: dict, partial: bool):
         """Leave non-volatile state as a cut at this point would (override)."""

@@ -59,12 +59,17 @@ def enter_dfu_mode(found: Found, opts: FlashOptions) -> Found:
                     opts.reenumerate_timeout_s, "waiting for the device in DFU mode after DFU_DETACH")
 
 
-def check_file(data: bytes, found: Found, runtime: Found | None, allow_no_suffix: bool) -> dfu_file.DfuFile:
+def check_file(data: bytes, found: Found, runtime_ids: list, allow_no_suffix: bool) -> dfu_file.DfuFile:
+    """The file, checked against the DFU-mode device and the (vid, pid, bcd) it has at runtime."""
     f = dfu_file.load(data, allow_no_suffix)
     if f.suffix:
-        ids = [(found.vid, found.pid, found.bcd_device)] + ([(runtime.vid, runtime.pid, runtime.bcd_device)]
-                                                            if runtime else [])
-        f.suffix.check_device(ids)
+        try:
+            f.suffix.check_device([(found.vid, found.pid, found.bcd_device), *runtime_ids])
+        except DeviceMismatch as e:
+            if not runtime_ids:
+                e.args = (f"{e.args[0]}. If the device is in DFU mode because an earlier download was "
+                          f"interrupted, name its application's IDs with --runtime-id VID:PID",)
+            raise
         is_dfuse_file = f.suffix.bcd_dfu == S.BCD_DFUSE
         if is_dfuse_file != found.desc.is_dfuse:
             kind = "a DfuSe file" if is_dfuse_file else "a plain DFU file"
@@ -94,11 +99,27 @@ def _with_retries(what: str, opts: FlashOptions, iface: DfuInterface, attempt_fn
             iface.ensure_idle()     # back to dfuIDLE, then retry from the start
 
 
-def download(found: Found, data: bytes, opts: FlashOptions, allow_no_suffix: bool = False) -> dict:
-    runtime = found if found.state == "runtime" else None
+def download(found: Found, data: bytes, opts: FlashOptions, allow_no_suffix: bool = False,
+             runtime_id: tuple | None = None) -> dict:
+    """runtime_id: (vid, pid) the application enumerates as, for a device already in DFU mode
+    (a DFU-mode device cannot say which application it belongs to)."""
+    runtime_ids = [(found.vid, found.pid, found.bcd_device)] if found.state == "runtime" else []
+    if runtime_id:
+        runtime_ids.append((*runtime_id, found.bcd_device))
     dfu_file.load(data, allow_no_suffix)    # integrity first, before touching the device at all
-    found = enter_dfu_mode(found, opts)     # (detaching writes nothing; the IDs need DFU mode)
-    f = check_file(data, found, runtime, allow_no_suffix)
+    dfu_mode = enter_dfu_mode(found, opts)  # (detaching writes nothing; the IDs need DFU mode)
+    try:
+        return _download(dfu_mode, data, opts, allow_no_suffix, runtime_ids)
+    except FlashError as e:
+        if runtime_ids and (runtime_ids[0][:2]) != (dfu_mode.vid, dfu_mode.pid):
+            vid, pid = runtime_ids[0][:2]
+            e.args = (f"{e.args[0]} (the device is in DFU mode as {dfu_mode.vid:04x}:{dfu_mode.pid:04x}: "
+                      f"to re-run, add --runtime-id {vid:04x}:{pid:04x})",)
+        raise
+
+
+def _download(found: Found, data: bytes, opts: FlashOptions, allow_no_suffix: bool, runtime_ids: list) -> dict:
+    f = check_file(data, found, runtime_ids, allow_no_suffix)
     iface = open_interface(found, opts)
     result = {"device": found.as_dict(), "size_B": len(f.payload), "dry_run": opts.dry_run,
               "suffix": bool(f.suffix), "verified": False}

@@ -83,18 +83,18 @@ def scan(backend=None) -> list:
     return [f for f in (classify(d) for d in find_devices(backend)) if f is not None]
 
 
-def select(found: list, protocols: tuple, serial: str | None = None, vid_pid: str | None = None) -> Found:
+def select(found: list, protocols: tuple, serial: str | None = None, vid_pid: tuple | None = None) -> Found:
     """Exactly one device of the given protocols matching the filters, else NoDevice saying why."""
     want = [f for f in found if f.protocol in protocols]
     if serial is not None:
         want = [f for f in want if f.serial == serial]
     if vid_pid is not None:
-        vid, pid = (int(x, 16) for x in vid_pid.split(":"))
-        want = [f for f in want if (f.vid, f.pid) == (vid, pid)]
+        want = [f for f in want if (f.vid, f.pid) == tuple(vid_pid)]
     kinds = "/".join(protocols)
     if not want:
         seen = ", ".join(f"{f.vid:04x}:{f.pid:04x} {f.protocol} {f.state}" for f in found) or "none"
-        raise NoDevice(f"no {kinds} device matches (serial={serial}, vid:pid={vid_pid}); supported devices "
+        wanted = f"{vid_pid[0]:04x}:{vid_pid[1]:04x}" if vid_pid else None
+        raise NoDevice(f"no {kinds} device matches (serial={serial}, vid:pid={wanted}); supported devices "
                        f"seen: {seen}. Check the cable, permissions (udev rules) and `flash.py list`")
     if len(want) > 1:
         listed = ", ".join(f"{f.vid:04x}:{f.pid:04x} serial={f.serial}" for f in want)
