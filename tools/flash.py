@@ -14,7 +14,7 @@ import time
 if __package__ in (None, ""):       # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools.flashing import bridge, bridge_image, dfu_file, dfu_ops, dfuse, discovery   # noqa: E402
+from tools.flashing import bridge, bridge_image, dfu_file, dfu_ops, discovery          # noqa: E402
 from tools.flashing.errors import EXIT_CODES, FirmwareFileError, FlashError            # noqa: E402
 from tools.flashing.options import FlashOptions                                         # noqa: E402
 
@@ -158,8 +158,9 @@ def _run(args, opts) -> dict:
         return {"device": dfu_ops.enter_dfu_mode(_select(args, opts, ("dfu", "dfuse")), opts).as_dict()}
     if cmd == "dfu-download":
         data = _read(args.file)
-        return dfu_ops.download(_select(args, opts, ("dfu", "dfuse")), data, opts, args.allow_no_suffix,
-                                args.runtime_id)
+        suffix = dfu_file.parse_suffix(data)     # a DfuSe file goes to DfuSe devices, a plain one to DFU
+        protocols = ("dfu", "dfuse") if suffix is None else ("dfuse",) if suffix.bcd_dfu == 0x011A else ("dfu",)
+        return dfu_ops.download(_select(args, opts, protocols), data, opts, args.allow_no_suffix, args.runtime_id)
     if cmd == "dfu-upload":
         data, info = dfu_ops.upload(_select(args, opts, ("dfu", "dfuse")), opts, args.size, args.address, args.alt)
         with open(args.output, "wb") as f:

@@ -14,7 +14,7 @@ from . import dfu_spec as S
 from .dfu import DfuInterface
 from .errors import DeviceMismatch, FirmwareFileError, FlashError
 
-CMD_SET_ADDRESS, CMD_ERASE, CMD_READ_UNPROTECT = 0x21, 0x41, 0x92
+CMD_SET_ADDRESS, CMD_ERASE = 0x21, 0x41
 READABLE, ERASABLE, WRITEABLE = 1, 2, 4
 _UNITS = {" ": 1, "B": 1, "K": 1024, "M": 1024 * 1024}
 
