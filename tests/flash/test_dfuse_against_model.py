@@ -55,7 +55,10 @@ def test_model_dfuse_element_outside_writable_memory_is_refused_before_any_erase
 def test_model_dfuse_plain_file_to_dfuse_device_is_refused(write_file):
     model, backend, _e, _p = _setup(write_file)
     r = run_cli(backend, "dfu-download", write_file("plain.dfu", dfu_file.add_suffix(b"abc" * 100, 0x0483, 0xDF11)))
-    assert r.rc == 5 and "plain DFU file cannot go to a DfuSe device" in r.err, r
+    assert r.rc == 3 and "no dfu device matches" in r.err and "0483:df11 dfuse" in r.err, r
+    r = run_cli(backend, "dfu-download", write_file("raw.bin", b"abc" * 100), "--allow-no-suffix")
+    assert r.rc == 4 and "DfuSe device needs a .dfu file" in r.err, r
+    assert not any(req == S.DNLOAD for _st, req in model.requests)
 
 
 def test_model_dfuse_upload_makes_a_restorable_dfuse_file(write_file, tmp_path):
