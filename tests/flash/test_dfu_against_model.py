@@ -169,3 +169,27 @@ def test_model_dfu_power_loss_at_every_block_recovers(write_file, block):
     r = run_cli(backend, "dfu-download", path, "--quiet", "--runtime-id", "1209:70d0")
     assert r.rc == 0, r
     assert model.firmware == new and model.mode == "runtime"
+
+
+def test_model_dfu_stuck_device_with_retries_still_ends_in_a_clear_error(write_file):
+    model, backend, _old, _new, path = _setup(write_file, poll_ms=5)
+    model.stuck_busy = True
+    r = run_cli(backend, "dfu-download", path, "--quiet", "--busy-timeout-s", 0.1)
+    assert r.rc in (7, 10), r
+    assert "dfuDNBUSY" in r.err and "power-cycle" in r.err
+
+
+def test_model_dfu_model_rejects_a_host_that_ignores_bwpolltimeout():
+    """Control for the model's strictness: a host that polls again before bwPollTimeout is stalled
+    and the device drops into dfuERROR, so the passing downloads above really honour it."""
+    from tools.flashing.discovery import scan
+    from tools.flashing.dfu import DfuInterface
+    from tools.flashing.errors import Stall
+    from tools.flashing.usb_io import UsbLink
+
+    model = DfuModel(poll_ms=200)                 # no firmware: starts in DFU mode
+    (found,) = scan(backend_for(model))
+    hasty = DfuInterface(UsbLink(found.dev), found.interface, found.desc, sleep=lambda s: None)
+    with pytest.raises(Stall):
+        hasty.download(random_firmware(600))
+    assert model.state == S.DFU_ERROR and model.status == 0x0F

@@ -236,7 +236,13 @@ class VirtualUsbBackend(usb.backend.IBackend):
         dev_handle.model
 
     def reset_device(self, dev_handle):
-        dev_handle.model.usb_reset()
+        """Like libusb_reset_device: NOT_FOUND (ENOENT) when the device came back as another one."""
+        model = dev_handle.model
+        before = model.descriptors()
+        model.usb_reset()
+        if not model.powered or model.descriptors() != before:
+            raise usb.core.USBError("Entity not found (re-enumeration required)", -5, errno.ENOENT)
+        dev_handle.devid.generation = model.generation      # same device, same handle
 
     def clear_halt(self, dev_handle, ep):
         dev_handle.model

@@ -96,7 +96,11 @@ def _with_retries(what: str, opts: FlashOptions, iface: DfuInterface, attempt_fn
         except _RETRYABLE as e:
             if attempt == opts.retries:
                 raise
-            iface.ensure_idle()     # back to dfuIDLE, then retry from the start
+            try:
+                iface.ensure_idle()     # back to dfuIDLE, then retry from the start
+            except FlashError as again:
+                again.args = (f"{again.args[0]} (while recovering from: {e})",)
+                raise again from e
 
 
 def download(found: Found, data: bytes, opts: FlashOptions, allow_no_suffix: bool = False,

@@ -39,6 +39,10 @@ class UsbTransferError(FlashError, DeviceError):
     exit_code = 7
 
 
+class Stall(UsbTransferError):
+    """The device answered a request with STALL (EPIPE)."""
+
+
 class TransferTimeout(UsbTransferError, DeviceTimeout):
     """A USB transfer, or the device's busy state, outlasted its timeout."""
     exit_code = 7

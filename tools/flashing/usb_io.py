@@ -11,15 +11,12 @@ import errno
 import usb.core
 import usb.util
 
-from .errors import DeviceDisconnected, NoDevice, TransferTimeout, UsbTransferError
+from .errors import DeviceDisconnected, NoDevice, Stall, TransferTimeout, UsbTransferError
 
 DEFAULT_TIMEOUT_MS = 2000
-_GONE_ERRNOS = {errno.ENODEV, errno.ENXIO, errno.ESHUTDOWN, errno.EIO}
-
-
-class Stall(UsbTransferError):
-    """The device answered a request with STALL (EPIPE)."""
-
+# libusb NO_DEVICE -> ENODEV; NOT_FOUND (ENOENT) is what libusb_reset_device returns when the
+# device re-enumerated with other descriptors (a DFU mode switch) or went away
+_GONE_ERRNOS = {errno.ENODEV, errno.ENOENT, errno.ENXIO, errno.ESHUTDOWN, errno.EIO}
 
 def translate(exc: Exception, what: str) -> Exception:
     """The typed error for a pyusb exception raised while doing `what`."""
