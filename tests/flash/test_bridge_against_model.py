@@ -176,3 +176,33 @@ def test_model_bridge_restore_refuses_a_backup_without_a_valid_image(write_file)
     junk = write_file("junk.bin", b"\xff" * 65536)
     r = run_cli(backend, "bridge-restore", "--backup", junk, BRICK)
     assert r.rc == 4 and "no valid image" in r.err, r
+
+
+def test_model_bridge_backup_then_rollback_through_custom_firmware(write_file, tmp_path):
+    model, backend, old, new, path = _setup(write_file)
+    saved = tmp_path / "saved.bin"
+    r = run_cli(backend, "bridge-backup", saved, "--quiet")
+    assert r.rc == 0 and saved.read_bytes() == bytes(model.chip.mem), r
+    assert run_cli(backend, "bridge-write", path, "--backup", tmp_path / "b.bin", BRICK, "--quiet").rc == 0
+    _power_cycle(model)
+    r = run_cli(backend, "bridge-restore", "--backup", saved, "--dry-run", "--json")
+    assert r.rc == 0 and json.loads(r.out)["dry_run"], r
+    assert bytes(model.chip.mem[0x100:0x100 + len(new)]) == new                # dry run wrote nothing
+    r = run_cli(backend, "bridge-restore", "--backup", saved, "--quiet")
+    assert r.rc == 6, r                                                          # needs the opt-in too
+    r = run_cli(backend, "bridge-restore", "--backup", saved, BRICK, "--json")
+    assert r.rc == 0 and json.loads(r.out)["route"] == "custom-firmware" and json.loads(r.out)["verified"], r
+    assert bytes(model.chip.mem) == saved.read_bytes()
+    _power_cycle(model)
+    assert "custom v0.1" in run_cli(backend, "list").out
+
+
+def test_model_bridge_restore_refuses_a_backup_of_another_flash_size(write_file, tmp_path):
+    model, backend, old, _new, _p = _setup(write_file)
+    other = bytearray(b"\xff" * 0x20000)
+    other[:0x100] = os.urandom(0x100)
+    other[0x100:0x100 + len(old)] = old
+    before = bytes(model.chip.mem)
+    r = run_cli(backend, "bridge-restore", "--backup", write_file("other.bin", bytes(other)), BRICK)
+    assert r.rc == 5 and "131072 B but this bridge's flash is 65536 B" in r.err, r
+    assert bytes(model.chip.mem) == before

@@ -193,3 +193,20 @@ def test_model_dfu_model_rejects_a_host_that_ignores_bwpolltimeout():
     with pytest.raises(Stall):
         hasty.download(random_firmware(600))
     assert model.state == S.DFU_ERROR and model.status == 0x0F
+
+
+def test_model_dfu_detach_switches_to_dfu_mode_and_stays(write_file):
+    model, backend, old, _new, _path = _setup(write_file)
+    r = run_cli(backend, "dfu-detach", "--json")
+    assert r.rc == 0, r
+    assert json.loads(r.out)["device"]["state"] == "dfu-mode" and json.loads(r.out)["device"]["vid_pid"] == "1209:70d1"
+    assert model.mode == "dfu" and model.state == S.DFU_IDLE and model.firmware == old
+
+
+def test_model_dfu_device_that_cannot_upload_is_flashed_without_verify(write_file):
+    model, backend, _old, new, path = _setup(write_file, can_upload=False)
+    r = run_cli(backend, "dfu-download", path, "--json")
+    assert r.rc == 0, r
+    result = json.loads(r.out)
+    assert result["verified"] is False and "bitCanUpload = 0" in result["verify_skipped"]
+    assert model.firmware == new and model.mode == "runtime"

@@ -116,7 +116,8 @@ class DfuInterface:
                 self.dnload(first_block + i, chunk)
                 self.poll(f"download {where}", until=(S.DNLOAD_IDLE,))
             except FlashError as e:
-                e.args = (f"{e.args[0]} [at {where}]",)
+                if where not in e.args[0]:
+                    e.args = (f"{e.args[0]} [at {where}]",)
                 raise
             if progress:
                 progress.update(len(chunk))

@@ -84,7 +84,7 @@ def check_file(data: bytes, found: Found, runtime_ids: list, allow_no_suffix: bo
     return f
 
 
-def _with_retries(what: str, opts: FlashOptions, iface: DfuInterface, attempt_fn):
+def _with_retries(opts: FlashOptions, iface: DfuInterface, attempt_fn):
     """Run attempt_fn, and after a stall/timeout/status error bring the device to dfuIDLE and
     run it again (opts.retries times). A disconnect is not retried: the device must come back."""
     for attempt in range(opts.retries + 1):
@@ -139,7 +139,7 @@ def _download(found: Found, data: bytes, opts: FlashOptions, allow_no_suffix: bo
         iface.download(f.payload, progress)
         progress.finish()
         return iface.manifest()
-    status = _with_retries("download", opts, iface, attempt)
+    status = _with_retries(opts, iface, attempt)
     result["download_s"] = round(time.monotonic() - t0, 3)
     result["manifest_state"] = S.state_name(status.state)
     if not opts.verify or not found.desc.can_upload:
@@ -201,7 +201,7 @@ def _download_dfuse(found: Found, iface: DfuseInterface, f: dfu_file.DfuFile, op
             for page in pages:
                 iface.erase_page(page)
             iface.write(address, data, progress)
-        _with_retries("DfuSe download", opts, iface, attempt)   # a retry re-erases and rewrites this element
+        _with_retries(opts, iface, attempt)   # a retry re-erases and rewrites this element
     progress.finish()
     if opts.verify:
         for alt, address, data, _p in steps:
