@@ -36,7 +36,7 @@ Nothing is erased before the whole new image has been checked. --dry-run does ev
 """
 
 
-def _epilog() -> str:
+def epilog() -> str:
     lines = ["exit codes:"] + [f"  {code:3d}  {text}" for code, text in sorted(EXIT_CODES.items())]
     lines += ["", "examples:",
               "  flash.py list --json",
@@ -101,7 +101,7 @@ def _vid_pid(text: str) -> tuple:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flash.py", description=DESCRIPTION, epilog=_epilog(),
+    parser = argparse.ArgumentParser(prog="flash.py", description=DESCRIPTION, epilog=epilog(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return parser

@@ -4,7 +4,7 @@ from tools import flash
 
 NAME = "flash"
 HELP = "flash firmware over USB: DFU 1.1 / DfuSe devices, ASM2464 USB-to-PCIe bridges"
-DESCRIPTION = flash.DESCRIPTION + "\n" + flash._epilog()
+DESCRIPTION = flash.DESCRIPTION + "\n" + flash.epilog()
 
 
 def add_arguments(p):

@@ -171,7 +171,7 @@ def restore(found: Found, backup: bytes, opts: FlashOptions, opted_in: bool) -> 
             return result
         link = UsbLink(found.dev, opts.timeout_ms)
         link.call("set configuration", found.dev.set_configuration)
-        intf = found.dev.get_active_configuration()[(0, 0)]
+        intf = link.call("read the configuration", found.dev.get_active_configuration)[(0, 0)]
         progress = opts.progress("restore", len(image))
         flash_via_bootloader(BotTransport(link, intf), backup[:img.CONFIG_B], image, progress)
         progress.finish()
