@@ -22,13 +22,14 @@ def _setup(write_file, **model_kw):
     return model, backend, old, new, write_file("new.dfu", dfu_file_for(model, new))
 
 
-@pytest.mark.parametrize("will_detach", [False, True])
-def test_model_dfu_download_detaches_writes_verifies_and_runs(write_file, will_detach):
-    model, backend, _old, new, path = _setup(write_file, will_detach=will_detach)
+@pytest.mark.parametrize("will_detach,transfer_size_B", [(False, 256), (True, 256), (False, 64), (True, 1024)])
+def test_model_dfu_download_detaches_writes_verifies_and_runs(write_file, will_detach, transfer_size_B):
+    model, backend, _old, new, path = _setup(write_file, will_detach=will_detach, transfer_size_B=transfer_size_B)
     r = run_cli(backend, "dfu-download", path, "--json")
     assert r.rc == 0, r
     result = json.loads(r.out)
     assert result["ok"] and result["verified"] and result["size_B"] == NEW_B
+    assert result["device"]["dfu"]["transfer_size_B"] == transfer_size_B
     assert model.firmware == new
     assert model.mode == "runtime" and model.state == S.APP_IDLE     # reset afterwards: the new firmware runs
     assert all(t and t > 0 for t in backend.timeouts_ms)             # every transfer had a bounded timeout

@@ -7,6 +7,8 @@ never changes a device's state.
 import time
 from dataclasses import dataclass, field
 
+import usb.core
+
 from . import dfu_spec as S
 from .errors import NoDevice
 from .usb_io import UsbLink, find_devices, interfaces
@@ -58,7 +60,7 @@ def classify(dev) -> Found | None:
         dfu_intfs = [i for _c, i in interfaces(dev)
                      if i.bInterfaceClass == S.DFU_CLASS and i.bInterfaceSubClass == S.DFU_SUBCLASS]
         msc = any(i.bInterfaceClass == MASS_STORAGE and i.bInterfaceProtocol == BULK_ONLY for _c, i in interfaces(dev))
-    except Exception:     # unreadable configuration (permissions): not ours to judge
+    except (usb.core.USBError, ValueError, IndexError):    # unreadable configuration: not ours to judge
         return None
     base = dict(vid=ids[0], pid=ids[1], bcd_device=dev.bcdDevice, serial=link.string(dev.iSerialNumber),
                 product=link.string(dev.iProduct))
