@@ -33,7 +33,7 @@ class DfuModel(VirtualDevice):
         self.stuck_busy = False             # never leave dfuDNBUSY (a hung device)
         self.status_error_at_block = {}     # {block: DFU status code reported while programming it}
         self.corrupt_block = None           # program this block with one bit flipped
-        self.requests = []                  # (state name, request) log, for debugging failing tests
+        self.requests = []                  # (state name, bRequest) of every DFU request received
         self.boot()
 
     @property

@@ -206,3 +206,15 @@ def test_model_bridge_restore_refuses_a_backup_of_another_flash_size(write_file,
     r = run_cli(backend, "bridge-restore", "--backup", write_file("other.bin", bytes(other)), BRICK)
     assert r.rc == 5 and "131072 B but this bridge's flash is 65536 B" in r.err, r
     assert bytes(model.chip.mem) == before
+
+
+def test_model_bridge_identity_checks_refuse_before_writing(write_file, tmp_path):
+    _m, _b, _old, _new, path = _setup(write_file)
+    in_bootloader = BridgeModel(flash_image=b"")                      # no valid image: ROM bootloader
+    r = run_cli(backend_for(in_bootloader), "bridge-write", path, "--backup", tmp_path / "b.bin", BRICK)
+    assert r.rc == 5 and "bootloader" in r.err and "bridge-restore" in r.err, r
+    no_flash = BridgeModel(flash_image=bridge_image_for("0.1"))
+    no_flash.chip.jedec = b"\xff\xff\xff"                             # nothing answers on the SPI bus
+    r = run_cli(backend_for(no_flash), "bridge-write", path, "--backup", tmp_path / "b.bin", BRICK)
+    assert r.rc == 5 and "no SPI NOR flash answered" in r.err, r
+    assert no_flash.flash_ops == 0 and in_bootloader.flash_ops == 0
