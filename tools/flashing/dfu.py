@@ -38,14 +38,11 @@ class DfuInterface:
     def clear_status(self):
         self.link.ctrl_out(S.REQ_OUT, S.CLRSTATUS, 0, self.interface, b"", "DFU_CLRSTATUS")
 
-    def get_state(self) -> int:
-        return self.link.ctrl_in(S.REQ_IN, S.GETSTATE, 0, self.interface, 1, "DFU_GETSTATE")[0]
-
     def abort(self):
         self.link.ctrl_out(S.REQ_OUT, S.ABORT, 0, self.interface, b"", "DFU_ABORT")
 
     # ---- state handling ---------------------------------------------------------------------
-    def poll(self, what: str, until=(S.DNLOAD_IDLE, S.DFU_IDLE, S.MANIFEST_WAIT_RESET)) -> S.DfuStatus:
+    def poll(self, what: str, until: tuple) -> S.DfuStatus:
         """GETSTATUS (sleeping bwPollTimeout between) until the state is in `until` or an error.
         A non-OK status is cleared and raised as DfuStatusError."""
         deadline = time.monotonic() + self.busy_deadline_s
@@ -64,11 +61,11 @@ class DfuInterface:
     def _raise_status(self, status: S.DfuStatus, what: str):
         try:
             self.clear_status()
+            cleared = "the error was cleared"
         except UsbTransferError:
-            pass    # reported below; ensure_idle() retries the clear
+            cleared = "clearing it failed; the next run clears it first"    # ensure_idle() does
         raise DfuStatusError(f"{what}: the device reported {S.status_text(status.status)} "
-                             f"(state {S.state_name(status.state)}); the error was cleared",
-                             status.status, status.state)
+                             f"(state {S.state_name(status.state)}); {cleared}", status.status, status.state)
 
     def ensure_idle(self) -> S.DfuStatus:
         """Bring the interface to dfuIDLE from any DFU-mode state (the dfu-util start sequence)."""
@@ -105,7 +102,7 @@ class DfuInterface:
                 raise
 
     # ---- transfers --------------------------------------------------------------------------
-    def download(self, payload: bytes, progress=None, first_block: int = 0):
+    def download(self, payload: bytes, progress=None):
         """Send the payload in wTransferSize blocks, each followed by the GETSTATUS handshake."""
         size = self.desc.transfer_size_B
         n_blocks = (len(payload) + size - 1) // size
@@ -113,7 +110,7 @@ class DfuInterface:
             chunk = payload[i * size:(i + 1) * size]
             where = f"block {i + 1}/{n_blocks} ({i * size}..{i * size + len(chunk)} B)"
             try:
-                self.dnload(first_block + i, chunk)
+                self.dnload(i, chunk)
                 self.poll(f"download {where}", until=(S.DNLOAD_IDLE,))
             except FlashError as e:
                 if where not in e.args[0]:
