@@ -218,3 +218,18 @@ def test_model_bridge_identity_checks_refuse_before_writing(write_file, tmp_path
     r = run_cli(backend_for(no_flash), "bridge-write", path, "--backup", tmp_path / "b.bin", BRICK)
     assert r.rc == 5 and "no SPI NOR flash answered" in r.err, r
     assert no_flash.flash_ops == 0 and in_bootloader.flash_ops == 0
+
+
+def test_model_bridge_power_loss_during_a_restore_is_itself_restorable(write_file, tmp_path):
+    model, backend, old, _new, path = _setup(write_file)
+    saved = tmp_path / "saved.bin"
+    assert run_cli(backend, "bridge-write", path, "--backup", saved, BRICK, "--quiet").rc == 0
+    model.faults = [Fault("program", "power_cut", nth=6)]          # the rollback itself loses power
+    r = run_cli(backend, "bridge-restore", "--backup", saved, BRICK, "--quiet")
+    assert r.rc == 8 and "run the same bridge-restore command again" in r.err, r
+    model.power_on()
+    r = run_cli(backend, "bridge-restore", "--backup", saved, BRICK, "--json")
+    assert r.rc == 0 and json.loads(r.out)["route"] == "bootloader", r
+    assert bytes(model.chip.mem) == saved.read_bytes()
+    _power_cycle(model)
+    assert "custom v0.1" in run_cli(backend, "list").out

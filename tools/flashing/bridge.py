@@ -190,7 +190,11 @@ def restore(found: Found, backup: bytes, opts: FlashOptions, opted_in: bool) -> 
     current = spi.read(0, size_B)
     if current != backup:
         spi.unprotect()
-        result["blocks_rewritten"] = make_equal(spi, current, backup, opts, "restore")
+        try:
+            result["blocks_rewritten"] = make_equal(spi, current, backup, opts, "restore")
+        except DeviceDisconnected as e:
+            raise DeviceDisconnected(f"{e} during the restore. Power-cycle the bridge and run the same "
+                                     f"bridge-restore command again (it works from the ROM bootloader too)") from None
     result["verified"] = True
     spi.link.close()
     return result
