@@ -114,7 +114,7 @@ def test_timeout_surfaces_typed_and_next_inference_is_correct(tmp_path, cpu_read
     path = tmp_path / "misbehave.kimg"
     misbehave_image(path)
     x = np.random.default_rng(5).standard_normal(64, dtype=np.float32)
-    with load_model(path, "cpu", timeout_s=0.2) as model:
+    with load_model(path, "cpu", timeout_s=0.5) as model:
         np.testing.assert_allclose(model.run({"mode": np.array([0], np.int32), "x": x})["y"], 2 * x.astype(np.float64) + 1, rtol=1e-6)
         with pytest.raises(DeviceTimeout):
             model.run({"mode": np.array([1], np.int32), "x": x})
@@ -157,7 +157,7 @@ def test_a_kernel_that_never_returns_times_out_and_the_model_moves_to_a_fresh_de
     path = tmp_path / "misbehave.kimg"
     misbehave_image(path)
     x = np.random.default_rng(7).standard_normal(64, dtype=np.float32)
-    with load_model(path, "cpu", timeout_s=0.2) as model:
+    with load_model(path, "cpu", timeout_s=0.5) as model:
         model.close_timeout_s = 0.3
         hung = model.device
         with pytest.raises(DeviceTimeout):
