@@ -7,6 +7,7 @@ packets, so a replay costs the same whatever the number of launches in it.
 
 import signal as _signals
 from collections import deque
+from operator import index
 
 from hal.errors import DeviceClosed, DeviceFault, DeviceTimeout, InvalidArgument
 from hal.queue import CommandStream, Queue, Var
@@ -67,8 +68,8 @@ class CpuQueue(Queue):
                                         SUBMIT_TIMEOUT_NS, self._ptrs)
         if rc != 0:
             self._raise_submit_error(rc)
-        wptr, rptr = self._ptrs
-        inflight = self._inflight
+        ptrs, inflight = self._ptrs, self._inflight
+        wptr, rptr = ptrs[0], ptrs[1]
         while inflight and inflight[0][0] <= rptr:
             inflight.popleft()
         inflight.append((wptr, keepalive))
@@ -171,6 +172,7 @@ class CpuStream(CommandStream):
         vals = ffi.new("uint64_t[]", max(len(self._slots), 1))
         keepalive = (packets, args, tuple(self._programs))  # what the executor reads until the submit is done
         self._encoded = (int(ffi.cast("uintptr_t", packets)), count, vals, keepalive)
+        self._bindings = [(name, slot, *self._offsets[name]) for name, slot in self._slots.items()]
         self._programs_checked_at = -1
 
     # --- submit ---------------------------------------------------------------------------
@@ -183,14 +185,18 @@ class CpuStream(CommandStream):
                 if program.closed:
                     raise DeviceClosed(f"stream launches program {program.name!r}, which was closed")
             self._programs_checked_at = self.device.programs_closed
-        for name, slot in self._slots.items():
+        for name, slot, lo, hi in self._bindings:
             v = values[name]
-            lo, hi = self._offsets[name]
-            if not isinstance(v, int) or v + lo < 0 or v + hi > U64:
+            if v.__class__ is not int:  # numpy ints are fine, floats and strings are not
+                try:
+                    v = index(v)
+                except TypeError:
+                    raise InvalidArgument(f"Var {name!r} must be an int, got {v!r}") from None
+            if v + lo < 0 or v + hi > U64:
                 raise InvalidArgument(f"Var {name!r} = {v!r} makes a signal value outside 0..2**64-1")
             vals[slot] = v
         if count:
-            self.queue.push(packets_va, count, vals, len(self._slots), keepalive)
+            self.queue.push(packets_va, count, vals, len(self._bindings), keepalive)
 
     def decode(self) -> list:
         if self._encoded is None:
