@@ -43,6 +43,8 @@ class CpuQueue(Queue):
         return out
 
     def _raw_state(self):
+        if self._q is None:
+            raise DeviceClosed(f"queue {self.kind}{self.index} was torn down (device closed, or replaced after a fault)")
         self._lib.kos_queue_state(self._q, self._state)
         return list(self._state)
 
