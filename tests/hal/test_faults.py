@@ -6,7 +6,7 @@ import pytest
 import hal
 from hal import DeviceFault
 
-from .conftest import Programs
+from .helpers import Programs
 
 UNMAPPED_VA = 0x10  # in the first page, which no process or GPU VA space maps
 

@@ -6,8 +6,7 @@ import pytest
 import hal
 from hal import DeviceClosed, KernelMeta
 
-from .helpers import process_resources
-from .kernels import source
+from .helpers import Programs, process_resources
 
 CYCLES = 100
 ALLOWED_GROWTH = {"fds": 0, "maps": 5, "threads": 0}  # maps: the Python allocator may add an arena or two
@@ -27,12 +26,8 @@ def _use_device(spec: str, binary: bytes):
 
 
 def test_open_close_100_times_leaks_nothing(spec):
-    arch = {d.spec: d.arch for d in hal.probe()}[spec]
-    src = source("increment", arch)
-    try:
-        binary = hal.compile(src, "increment", arch)
-    except hal.CompileError as e:
-        pytest.skip(f"{spec}: cannot compile test kernels for {arch}: {str(e).splitlines()[0]}")
+    with hal.open(spec) as dev:
+        binary = Programs(dev).binary("increment")
     for _ in range(3):  # warm up: libraries, caches
         _use_device(spec, binary)
     before = process_resources()
