@@ -6,6 +6,7 @@ packets, so a replay costs the same whatever the number of launches in it.
 """
 
 import signal as _signals
+import threading
 from collections import deque
 from operator import index
 
@@ -26,8 +27,8 @@ class CpuQueue(Queue):
         if self._q == self._ffi.NULL:
             raise DeviceFault(f"cannot start the executor of queue {kind}{index}")
         self._state = self._ffi.new("uint64_t[8]")
-        self._ptrs = self._ffi.new("uint64_t[2]")
-        self._inflight = deque()  # (wptr after the submit, what the executor may still read)
+        self._inflight = deque()  # (wptr after the submit, what the executor may still read); pruned from the front
+        self._inflight_lock = threading.Lock()
 
     def stream(self) -> "CpuStream":
         self.device._check_open()
@@ -63,18 +64,19 @@ class CpuQueue(Queue):
     def passed(self, fence: int) -> bool:
         return self._raw_state()[1] >= fence or self.dead
 
-    def push(self, packets_va: int, count: int, vals, nvals: int, keepalive):
+    def push(self, packets_va: int, count: int, vals, nvals: int, keepalive, ptrs):
+        """Submit recorded packets (ptrs: the calling stream's 2-word scratch for wptr/rptr)."""
         if self._q is None:
             raise DeviceClosed(f"queue {self.kind}{self.index} was torn down; record on device.queue({self.kind!r}, {self.index})")
-        rc = self._lib.kos_queue_submit(self._q, packets_va, count, vals, nvals,
-                                        SUBMIT_TIMEOUT_NS, self._ptrs)
+        rc = self._lib.kos_queue_submit(self._q, packets_va, count, vals, nvals, SUBMIT_TIMEOUT_NS, ptrs)
         if rc != 0:
             self._raise_submit_error(rc)
-        ptrs, inflight = self._ptrs, self._inflight
         wptr, rptr = ptrs[0], ptrs[1]
-        while inflight and inflight[0][0] <= rptr:
-            inflight.popleft()
-        inflight.append((wptr, keepalive))
+        with self._inflight_lock:  # submits from several threads: pruning must not race
+            inflight = self._inflight
+            while inflight and inflight[0][0] <= rptr:
+                inflight.popleft()
+            inflight.append((wptr, keepalive))
 
     def _raise_submit_error(self, rc: int):
         if rc == self._lib.KOS_FAULT:
@@ -99,7 +101,10 @@ def _signal_name(signo: int) -> str:
 
 
 class CpuStream(CommandStream):
-    """Packets recorded as plain tuples; encoded into runtime memory at the first submit after a change."""
+    """Packets recorded as plain tuples; encoded into runtime memory at the first submit after a change.
+
+    A queue takes submits from several threads; one stream is used by one thread at a time (its
+    Var values are staged in the stream's own memory)."""
 
     def __init__(self, queue: CpuQueue):
         super().__init__(queue)
@@ -107,6 +112,7 @@ class CpuStream(CommandStream):
         self._slots = {}           # Var name -> slot in the SETVALS table
         self._offsets = {}         # Var name -> (min, max) offset, to range-check values at submit
         self._encoded = None       # (packets, count, vals, keepalive) once encoded
+        self._ptrs = self.device._ffi.new("uint64_t[2]")
         self._programs = []
 
     # --- recording ------------------------------------------------------------------------
@@ -198,7 +204,7 @@ class CpuStream(CommandStream):
                 raise InvalidArgument(f"Var {name!r} = {v!r} makes a signal value outside 0..2**64-1")
             vals[slot] = v
         if count:
-            self.queue.push(packets_va, count, vals, len(self._bindings), keepalive)
+            self.queue.push(packets_va, count, vals, len(self._bindings), keepalive, self._ptrs)
 
     def decode(self) -> list:
         if self._encoded is None:

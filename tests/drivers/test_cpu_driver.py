@@ -215,3 +215,30 @@ def test_wait_timeout_argument_checks(dev):
         sig.wait(1, -1)
     sig.set(1)
     sig.wait(1, float("inf"))
+
+
+def test_concurrent_submitters_share_a_queue(dev):
+    """Python threads submitting to one queue at once (submits run without the GIL) lose nothing."""
+    src = """#include "kos_kernel.h"
+typedef struct { uint64_t *count; } a_t;
+KOS_KERNEL(bump) { const a_t *a = args; (void)L; (void)block_begin; (void)block_end; a->count[0] += 1; }
+"""
+    prog = _load(dev, src, "bump", ("ptr",))
+    count = dev.alloc(8)
+    count.write(b"\0" * 8)
+    q, done = dev.queue("compute"), dev.signal(0)
+    per_thread, threads = 500, 4
+    streams = [q.stream().launch(prog, [count], grid=1) for _ in range(threads)]
+
+    def submit_many(stream):
+        for _ in range(per_thread):
+            stream.submit()
+
+    workers = [threading.Thread(target=submit_many, args=(s,)) for s in streams]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    q.stream().signal(done, 1).submit()
+    done.wait(1, 30)
+    assert np.frombuffer(count.read(), np.uint64)[0] == per_thread * threads

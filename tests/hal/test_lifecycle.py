@@ -59,3 +59,15 @@ def test_bad_specs_and_queue_kinds(spec):
     with hal.open(spec) as dev:
         with pytest.raises(hal.InvalidArgument):
             dev.queue("graphics")
+
+
+def test_close_with_a_queue_blocked_on_a_wait(spec):
+    """A queue waiting on a signal nobody will set does not hold up close()."""
+    import time
+    dev = hal.open(spec)
+    gate, done = dev.signal(0), dev.signal(0)
+    dev.queue("compute").stream().wait(gate, 1).signal(done, 1).submit()
+    dev.queue("copy").stream().wait(gate, 1).signal(done, 2).submit()
+    t0 = time.monotonic()
+    dev.close()
+    assert time.monotonic() - t0 < 5.0
