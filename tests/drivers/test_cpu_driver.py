@@ -31,16 +31,19 @@ KOS_KERNEL(wait_flag) { const a_t *a = args; (void)L; (void)block_begin; (void)b
     a->out[0] = 42; }
 """
 
-# each block records the id of the thread that ran it after ~200 us of work
+# each block records the id of the thread that ran it, after waiting (up to 2 s) until a second
+# block has started: only another thread can start one meanwhile, so one thread alone shows as one id
 THREAD_IDS = """#include "kos_kernel.h"
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-typedef struct { uint64_t *tids; } a_t;
+typedef struct { uint64_t *tids; uint32_t *started; } a_t;
 KOS_KERNEL(thread_ids) { const a_t *a = args; (void)L;
     for (uint64_t b = block_begin; b < block_end; b++) {
+        __atomic_add_fetch(a->started, 1, __ATOMIC_SEQ_CST);
         struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
-        do clock_gettime(CLOCK_MONOTONIC, &t); while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec < 200000);
+        do clock_gettime(CLOCK_MONOTONIC, &t);
+        while (__atomic_load_n(a->started, __ATOMIC_SEQ_CST) < 2 && t.tv_sec - t0.tv_sec < 2);
         a->tids[b] = (uint64_t)syscall(SYS_gettid); } }
 """
 
@@ -125,11 +128,12 @@ def test_memory_budget_knob(monkeypatch):
 # --- threads and queues ---------------------------------------------------------------------
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs at least 2 cores to see a launch spread")
 def test_launch_is_spread_over_the_cores(dev):
-    prog = _load(dev, THREAD_IDS, "thread_ids", ("ptr",))
+    prog = _load(dev, THREAD_IDS, "thread_ids", ("ptr", "ptr"))
     blocks = 64
-    tids = dev.alloc(8 * blocks)
+    tids, started = dev.alloc(8 * blocks), dev.alloc(4)
     tids.write(b"\0" * 8 * blocks)
-    _run(dev, "compute", lambda s: s.launch(prog, [tids], grid=(blocks,)))
+    started.write(b"\0" * 4)
+    _run(dev, "compute", lambda s: s.launch(prog, [tids, started], grid=(blocks,)))
     seen = np.frombuffer(tids.read(), np.uint64)
     assert np.all(seen != 0) and len(set(seen.tolist())) >= 2
 
