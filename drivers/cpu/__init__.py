@@ -5,6 +5,7 @@ Limits: a kernel runs in this process. Faults inside a kernel (SIGSEGV, SIGBUS, 
 caught and kill only the queue that ran it (DeviceFault), but a kernel that scribbles over memory it
 does not own can corrupt the process before anything faults, and a kernel that never returns hangs
 its queue (waits on it time out; close() then blocks on that executor).
+Design, packet format and knobs: docs/cpu-driver.md.
 """
 
 import builtins

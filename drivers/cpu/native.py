@@ -4,6 +4,7 @@ the GIL while it runs."""
 
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -41,8 +42,7 @@ def unavailable_reason():
     """None if the runtime is built or can be built here, else why not."""
     if _loaded or _library_path().exists():
         return None
-    from shutil import which
-    if which(knobs.compiler()) is None:
+    if shutil.which(knobs.compiler()) is None:
         return f"no C compiler {knobs.compiler()!r} to build the cpu runtime (install gcc; `make setup` does)"
     return None
 
