@@ -45,7 +45,8 @@ def _info() -> DeviceInfo:
     return DeviceInfo(spec="cpu", vendor=VENDOR, arch=HOST_TARGET, name=_model_name(), memory_B=memory_B,
                       compute_units=cores,
                       extra={"memory budget": source, "kernel flags": " ".join(kernel_flags()),
-                             "threads": f"1 executor per queue + {cores - 1} workers"})
+                             "threads": f"1 executor per queue + {cores - 1} workers",
+                             "runtime calls": f"cffi {native.mode().upper()} mode"})
 
 
 def probe():

@@ -45,6 +45,8 @@ class CpuSignal(Signal):
             raise InvalidArgument(f"timeout_s must be >= 0, got {timeout_s}")
         timeout_ns = int(min(timeout_s, MAX_TIMEOUT_S) * 1e9)
         rc = dev._lib.kos_signal_wait(dev._rt, self.va, value & 0xFFFFFFFFFFFFFFFF, timeout_ns)
+        if rc == 0:  # KOS_OK
+            return
         if rc == dev._lib.KOS_TIMEOUT:
             raise DeviceTimeout(f"signal at {self.va:#x} did not reach {value} within {timeout_s} s "
                                 f"(value seen {self._read()}); is a queue waiting on a signal nobody sets?")

@@ -2,8 +2,11 @@
 
 import os
 import platform
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +249,26 @@ KOS_KERNEL(bump) { const a_t *a = args; (void)L; (void)block_begin; (void)block_
     q.stream().signal(done, 1).submit()
     done.wait(1, 30)
     assert np.frombuffer(count.read(), np.uint64)[0] == per_thread * threads
+
+
+def test_runtime_in_abi_mode():
+    """Without Python's headers the runtime is called in cffi ABI mode; forced here in a fresh process."""
+    script = """
+import numpy as np, hal
+from drivers.cpu import native
+from tests.hal.kernels import KERNELS, source
+with hal.open("cpu") as dev:
+    prog = dev.load_program(hal.compile(source("increment", dev.info.arch), "increment", dev.info.arch),
+                            "increment", hal.KernelMeta(KERNELS["increment"].params))
+    buf, done = dev.alloc(4 * 1000), dev.signal(0)
+    buf.write(np.arange(1000, dtype=np.uint32))
+    dev.queue("compute").stream().launch(prog, [buf, 1000], grid=(10,), block=(100,)).signal(done, 1).submit()
+    done.wait(1, 10)
+    assert np.array_equal(np.frombuffer(buf.read(), np.uint32), np.arange(1000) + 1)
+    print(native.mode(), dev.info.extra["runtime calls"])
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, KERNELOS_CPU_FFI="abi", PYTHONPATH=str(root))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["abi", "cffi", "ABI", "mode"]
