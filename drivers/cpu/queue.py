@@ -17,6 +17,7 @@ RING_PACKETS = 4096
 U64 = (1 << 64) - 1
 ARGS_ALIGN_B = 16
 SUBMIT_TIMEOUT_NS = 10_000_000_000  # how long submit waits for ring space before DeviceTimeout
+PRUNE_EVERY = 32  # release finished submits' memory in batches, not on every submit
 
 
 class CpuQueue(Queue):
@@ -27,7 +28,7 @@ class CpuQueue(Queue):
         if self._q == self._ffi.NULL:
             raise DeviceFault(f"cannot start the executor of queue {kind}{index}")
         self._state = self._ffi.new("uint64_t[8]")
-        self._inflight = deque()  # (wptr after the submit, what the executor may still read); pruned from the front
+        self._inflight = deque()  # (wptr after a submit, what the executor may read until rptr passes it)
         self._inflight_lock = threading.Lock()
 
     def stream(self) -> "CpuStream":
@@ -64,19 +65,23 @@ class CpuQueue(Queue):
     def passed(self, fence: int) -> bool:
         return self._raw_state()[1] >= fence or self.dead
 
-    def push(self, packets_va: int, count: int, vals, nvals: int, keepalive, ptrs):
-        """Submit recorded packets (ptrs: the calling stream's 2-word scratch for wptr/rptr)."""
+    def push(self, packets_va: int, count: int, vals, nvals: int, keepalive):
+        """Submit recorded packets; keep what the executor reads alive until it has passed them."""
         if self._q is None:
             raise DeviceClosed(f"queue {self.kind}{self.index} was torn down; record on device.queue({self.kind!r}, {self.index})")
-        rc = self._lib.kos_queue_submit(self._q, packets_va, count, vals, nvals, SUBMIT_TIMEOUT_NS, ptrs)
-        if rc != 0:
-            self._raise_submit_error(rc)
-        wptr, rptr = ptrs[0], ptrs[1]
-        with self._inflight_lock:  # submits from several threads: pruning must not race
+        wptr = self._lib.kos_queue_submit(self._q, packets_va, count, vals, nvals, SUBMIT_TIMEOUT_NS)
+        if wptr < 0:
+            self._raise_submit_error(-wptr)
+        self._inflight.append((wptr, keepalive))  # deque.append is atomic: submits may come from several threads
+        if len(self._inflight) > PRUNE_EVERY:
+            self._prune()
+
+    def _prune(self):
+        rptr = self._lib.kos_queue_rptr(self._q)
+        with self._inflight_lock:
             inflight = self._inflight
             while inflight and inflight[0][0] <= rptr:
                 inflight.popleft()
-            inflight.append((wptr, keepalive))
 
     def _raise_submit_error(self, rc: int):
         if rc == self._lib.KOS_FAULT:
@@ -112,7 +117,6 @@ class CpuStream(CommandStream):
         self._slots = {}           # Var name -> slot in the SETVALS table
         self._offsets = {}         # Var name -> (min, max) offset, to range-check values at submit
         self._encoded = None       # (packets, count, vals, keepalive) once encoded
-        self._ptrs = self.device._ffi.new("uint64_t[2]")
         self._programs = []
 
     # --- recording ------------------------------------------------------------------------
@@ -204,7 +208,7 @@ class CpuStream(CommandStream):
                 raise InvalidArgument(f"Var {name!r} = {v!r} makes a signal value outside 0..2**64-1")
             vals[slot] = v
         if count:
-            self.queue.push(packets_va, count, vals, len(self._bindings), keepalive, self._ptrs)
+            self.queue.push(packets_va, count, vals, len(self._bindings), keepalive)
 
     def decode(self) -> list:
         if self._encoded is None:
