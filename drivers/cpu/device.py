@@ -32,7 +32,7 @@ class CpuDevice(Device):
         self._buffers = {}         # va -> Buffer (live)
         self._queues = {}          # (kind, index) -> CpuQueue
         self._retired = []         # [(fences, release)] waiting for queues to pass the fences
-        self._programs = []
+        self._programs = set()     # loaded and not yet unloaded
         self.programs_closed = 0   # bumped by Program.close, so streams re-check their programs only then
         self._program_names = {}   # entry address -> name, for decoders and fault reports
         self._signals = SignalSlab(self._lib, PAGE_B)
@@ -43,7 +43,7 @@ class CpuDevice(Device):
         mapped_B = -(-size_B // PAGE_B) * PAGE_B
         if self.used_B + mapped_B > self.memory_B:
             raise OutOfDeviceMemory(f"cannot allocate {size_B} B on cpu: {self.used_B} of {self.memory_B} B in use "
-                                    f"(the budget is {knobs.memory_budget_B()[1]}); free buffers first")
+                                    f"(the budget is {self.info.extra['memory budget']}); free buffers first")
         va = self._lib.kos_map(mapped_B)
         if not va:
             raise OutOfDeviceMemory(f"mmap of {mapped_B} B failed: {os.strerror(self._ffi.errno)}")
@@ -84,9 +84,13 @@ class CpuDevice(Device):
 
     def _load_program(self, binary: bytes, name: str, meta):
         prog = CpuProgram(self, binary, name, meta)
-        self._programs.append(prog)
+        self._programs.add(prog)
         self._program_names[prog.fn] = name
         return prog
+
+    def _unloaded(self, prog):
+        self._programs.discard(prog)
+        self._program_names.pop(prog.fn, None)
 
     def fault_report(self) -> str:
         return "; ".join(filter(None, (q.fault_report() for q in self._queues.values()))) or "no queue has faulted"
@@ -114,11 +118,9 @@ class CpuDevice(Device):
         for _, release in self._retired:
             release()
         self._retired = []
-        for prog in self._programs:
-            if not prog.closed:
-                prog.closed = True
-                prog._unload()
-        self._programs.clear()
+        for prog in list(self._programs):
+            prog.closed = True
+            prog._unload()
         for va, buf in self._buffers.items():
             self._lib.kos_unmap(va, -(-buf.size_B // PAGE_B) * PAGE_B)
         self._buffers.clear()
