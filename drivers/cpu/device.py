@@ -68,7 +68,11 @@ class CpuDevice(Device):
     # --- signals, queues, programs --------------------------------------------------------
     def _signal(self, value: int):
         sig = CpuSignal(self, self._signals.take())
-        sig._write(value)
+        try:
+            sig._write(value)
+        except InvalidArgument:
+            self._signals.give(sig.va)
+            raise
         return sig
 
     def _queue(self, kind: str, index: int):

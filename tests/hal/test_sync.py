@@ -40,6 +40,12 @@ def test_timeline_values(dev):
     sig.wait(5, 0.1)
     sig.set(2**63 + 7)  # full 64 bits survive
     assert sig.value == 2**63 + 7
+    for bad in (-1, 2**64):
+        with pytest.raises(InvalidArgument):
+            sig.set(bad)
+        with pytest.raises(InvalidArgument):
+            dev.signal(bad)
+    assert sig.value == 2**63 + 7
     sig.close()
 
     sig = dev.signal(0)
