@@ -6,6 +6,7 @@ import os
 from hal.buffer import Buffer
 from hal.device import Device, DeviceInfo
 from hal.errors import DeviceError, InvalidArgument, OutOfDeviceMemory
+from hal.program import KernelMeta
 
 from . import knobs, native
 from .program import CpuProgram
@@ -87,6 +88,10 @@ class CpuDevice(Device):
         return q
 
     def _load_program(self, binary: bytes, name: str, meta):
+        if not isinstance(meta, KernelMeta):
+            raise InvalidArgument(f"load_program needs a KernelMeta for {name!r}, got {type(meta).__name__}")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidArgument(f"kernel entry must be a C identifier, got {name!r}")
         prog = CpuProgram(self, binary, name, meta)
         self._programs.add(prog)
         self._program_names[prog.fn] = name

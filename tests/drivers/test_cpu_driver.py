@@ -87,6 +87,8 @@ def test_compile_errors():
         hal.compile(CONSTANT % 1, "missing_entry", ARCH)
     with pytest.raises(CompileError, match="identifier"):
         hal.compile(CONSTANT % 1, "bad name", ARCH)
+    with pytest.raises(CompileError, match="str"):
+        hal.compile(None, "put", ARCH)
     with pytest.raises(CompileError, match="no compiler"):
         hal.compile("x", "x", "riscv_vector_9000")
 

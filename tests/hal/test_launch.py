@@ -118,6 +118,10 @@ def test_bad_binaries_are_refused(dev, programs):
     good = programs.binary("empty")
     with pytest.raises(DeviceError, match="no_such_entry"):
         dev.load_program(good, "no_such_entry", meta)
+    with pytest.raises(InvalidArgument):
+        dev.load_program(good, "empty", None)  # no KernelMeta
+    with pytest.raises(InvalidArgument):
+        dev.load_program(good, "not an identifier", meta)
     truncated = good[:len(good) // 3]
     with pytest.raises(DeviceError):
         dev.load_program(truncated, "empty", meta)
