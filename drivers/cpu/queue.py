@@ -121,6 +121,8 @@ class CpuStream(CommandStream):
 
     # --- recording ------------------------------------------------------------------------
     def _launch(self, program, args_bytes: bytes, grid3, block3):
+        if grid3[0] * grid3[1] * grid3[2] >= 1 << 63:
+            raise InvalidArgument(f"grid {grid3} has more blocks than the cpu runtime counts (2**63)")
         self._programs.append(program)
         self._record(("launch", program, args_bytes, grid3, block3))
 
