@@ -108,9 +108,10 @@ class Server:
         if unix_path is None and tcp is None:
             raise KernelosError("give a UNIX socket path or a TCP address to serve on")
         self.model, self.unix_path, self.tcp = model, unix_path, tcp
-        # Default body limit: what the model's inputs take, so no request makes the server buffer more.
-        inputs_B = sum(int(np.prod(shape)) * dt.itemsize for shape, dt in model.inputs.values())
-        self.body_max_B = min(proto.BODY_MAX_B, inputs_B) if body_max_B is None else body_max_B
+        # Default body limit: room for the model's inputs at up to 8 B per element (so a request with
+        # the wrong dtype still gets a clear InvalidArgument), and no more.
+        elements = sum(int(np.prod(shape)) for shape, _ in model.inputs.values())
+        self.body_max_B = min(proto.BODY_MAX_B, 8 * elements + (64 << 10)) if body_max_B is None else body_max_B
         self.idle_timeout_s = idle_timeout_s
         self.stats = Stats()
         self._servers, self._threads = [], []

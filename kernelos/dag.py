@@ -6,6 +6,7 @@ not matter; the scheduler orders them (`topo_order`). Everything here is plain d
 round-trips through JSON (`to_dict` / `from_dict`) for the image manifest.
 """
 
+import operator
 import struct
 from dataclasses import dataclass, field
 
@@ -50,11 +51,21 @@ def _names(values, what: str) -> tuple:
     return tuple(_name(v, what) for v in values)
 
 
+def as_int(value):
+    """value as a Python int if it is an integer (numpy integers too, not bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _dims3(dims, what: str) -> tuple:
-    if not isinstance(dims, (list, tuple)) or not 1 <= len(dims) <= 3 or \
-            any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 0x7FFFFFFF for d in dims):
+    ints = [as_int(d) for d in dims] if isinstance(dims, (list, tuple)) else []
+    if not 1 <= len(ints) <= 3 or any(d is None or not 1 <= d <= 0x7FFFFFFF for d in ints):
         raise GraphError(f"{what} must be 1 to 3 positive ints, got {dims!r}")
-    return tuple(dims) + (1,) * (3 - len(dims))
+    return tuple(ints) + (1,) * (3 - len(ints))
 
 
 @dataclass
@@ -69,13 +80,14 @@ class BufferSpec:
 
     def __post_init__(self):
         self.name = _name(self.name, "buffer name")
-        if isinstance(self.shape, (str, bytes)) or not isinstance(self.shape, (list, tuple)) or \
-                any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.shape):
+        shape = [as_int(d) for d in self.shape] if isinstance(self.shape, (list, tuple)) else [None]
+        if any(d is None or d < 1 for d in shape):
             raise GraphError(f"buffer {self.name!r}: shape must be a list of positive ints, got {self.shape!r}")
-        self.shape = tuple(self.shape)
+        self.shape = tuple(shape)
         self.dtype = canonical_dtype(self.dtype)
-        if isinstance(self.size_B, bool) or not isinstance(self.size_B, int):
+        if as_int(self.size_B) is None:
             raise GraphError(f"buffer {self.name!r}: size_B must be an int, got {self.size_B!r}")
+        self.size_B = as_int(self.size_B)
         if self.size_B < 0:
             self.size_B = self.nbytes
 
@@ -103,10 +115,12 @@ class Kernel:
 
 @dataclass
 class BufArg:
-    """A pointer argument: the address of `buffer` plus offset_B."""
+    """A pointer argument: the address of `buffer` plus offset_B. size_B: how many bytes from there
+    the kernel may touch, checked against the buffer's size (0: not declared, only the offset is)."""
 
     buffer: str
     offset_B: int = 0
+    size_B: int = 0
 
 
 @dataclass
@@ -151,6 +165,7 @@ class KernelDAG:
         self.buffers: dict = {}
         self.kernels: dict = {}
         self.nodes: list = []
+        self._node_names: set = set()
 
     # --- building -----------------------------------------------------------------------
     def add_buffer(self, name, role, shape, dtype, size_B=-1) -> BufferSpec:
@@ -173,8 +188,9 @@ class KernelDAG:
         if not isinstance(node, (Launch, Copy)):
             raise GraphError(f"node {getattr(node, 'name', node)!r} is neither a Launch nor a Copy")
         _name(node.name, "node name")
-        if any(n.name == node.name for n in self.nodes):
+        if node.name in self._node_names:
             raise GraphError(f"node {node.name!r} is defined twice")
+        self._node_names.add(node.name)
         self.nodes.append(node)
         return node
 
@@ -271,7 +287,7 @@ class KernelDAG:
                     raise GraphError(f"node {node.name!r} arg {i}: buffer {arg.buffer!r} passed for a {ptype} param")
                 if arg.buffer not in touched:
                     raise GraphError(f"node {node.name!r} arg {i}: buffer {arg.buffer!r} is not in its reads or writes")
-                self._check_range(node, arg.buffer, arg.offset_B, 0)
+                self._check_range(node, arg.buffer, arg.offset_B, arg.size_B)
             else:
                 self._check_scalar(node, i, arg, ptype)
         for t, gb in node.dims.items():
@@ -292,8 +308,9 @@ class KernelDAG:
 
     @staticmethod
     def _check_scalar(node, i, arg, ptype):
-        numeric = isinstance(arg, (int, float)) and not isinstance(arg, bool)
-        if ptype == "ptr" or not numeric or (ptype not in ("f32", "f64") and not isinstance(arg, int)):
+        integer = as_int(arg) is not None
+        real = integer or (isinstance(arg, (float, np.floating)))
+        if ptype == "ptr" or not (integer if ptype not in ("f32", "f64") else real):
             raise GraphError(f"node {node.name!r} arg {i}: {arg!r} passed for a {ptype} param")
         try:
             struct.pack("<" + PARAM_TYPES[ptype][0], arg)
@@ -304,19 +321,24 @@ class KernelDAG:
         b = self.buffers.get(buf_name)
         if b is None:
             raise GraphError(f"node {node.name!r} uses unknown buffer {buf_name!r}")
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in (offset_B, size_B)) or \
+        if as_int(offset_B) is None or as_int(size_B) is None or \
                 offset_B < 0 or size_B < 0 or offset_B + size_B > b.size_B:
             raise GraphError(f"node {node.name!r}: range [{offset_B}, {offset_B + size_B}) is outside "
                              f"buffer {buf_name!r} of {b.size_B} B")
 
     # --- serialisation (binaries travel separately, in the image's kernel sections) ---------
     def to_dict(self) -> dict:
+        """Plain JSON-ready data (numpy scalars become Python numbers)."""
+        def plain(v):
+            return v.item() if isinstance(v, np.generic) else v
+
         def node_dict(n):
             if isinstance(n, Copy):
-                return {"op": "copy", "name": n.name, "dst": n.dst, "src": n.src, "size_B": n.size_B,
-                        "dst_offset_B": n.dst_offset_B, "src_offset_B": n.src_offset_B}
-            args = [{"buffer": a.buffer, "offset_B": a.offset_B} if isinstance(a, BufArg) else {"value": a} for a in n.args]
-            dims = {t: [list(g), list(b)] for t, (g, b) in n.dims.items()}
+                return {"op": "copy", "name": n.name, "dst": n.dst, "src": n.src, "size_B": plain(n.size_B),
+                        "dst_offset_B": plain(n.dst_offset_B), "src_offset_B": plain(n.src_offset_B)}
+            args = [{"buffer": a.buffer, "offset_B": plain(a.offset_B), "size_B": plain(a.size_B)}
+                    if isinstance(a, BufArg) else {"value": plain(a)} for a in n.args]
+            dims = {t: [[plain(d) for d in g], [plain(d) for d in b]] for t, (g, b) in n.dims.items()}
             return {"op": "launch", "name": n.name, "kernel": n.kernel, "args": args, "dims": dims,
                     "reads": list(n.reads), "writes": list(n.writes)}
 
@@ -346,7 +368,8 @@ class KernelDAG:
                 if n["op"] == "copy":
                     dag.add_node(Copy(n["name"], n["dst"], n["src"], n["size_B"], n["dst_offset_B"], n["src_offset_B"]))
                 elif n["op"] == "launch":
-                    args = [BufArg(a["buffer"], a["offset_B"]) if "buffer" in a else a["value"] for a in n["args"]]
+                    args = [BufArg(a["buffer"], a["offset_B"], a.get("size_B", 0)) if "buffer" in a else a["value"]
+                            for a in n["args"]]
                     dims = {t: (tuple(g), tuple(b)) for t, (g, b) in n["dims"].items()}
                     dag.add_node(Launch(n["name"], n["kernel"], args, dims, _names(n["reads"], "node reads"),
                                         _names(n["writes"], "node writes")))

@@ -8,10 +8,12 @@
 Loading allocates one arena (memory plan of the image for the device's target), uploads the
 weights once, loads the kernels and records the command streams (kernelos/scheduler.py). After a
 DeviceTimeout or DeviceFault the model marks itself broken and the next run() first recovers:
-it re-opens the device by its spec and repeats the load, so that run is correct again. The model
+it re-opens the device by its spec and repeats the load, so that run is correct again (a device
+that cannot close because a kernel never returns is abandoned; see recover()). The model
 therefore owns its device from load on and closes it in close().
 """
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from .planner import align_up
 from .scheduler import Recorded
 
 STAGE_ALIGN_B = 256
+CLOSE_TIMEOUT_S = 5.0  # how long recovery waits for a faulted or hung device to close
 
 
 @dataclass
@@ -88,7 +91,8 @@ class LoadedModel:
         self.inputs = {b.name: (b.shape, np.dtype(b.dtype)) for b in self.dag.by_role("input")}
         self.outputs = {b.name: (b.shape, np.dtype(b.dtype)) for b in self.dag.by_role("output")}
         self.timeout_s, self._stage_io = timeout_s, stage_io
-        self.count, self.recoveries, self.last_latency_s = 0, 0, 0.0
+        self.count, self.recoveries, self.abandoned_devices, self.last_latency_s = 0, 0, 0, 0.0
+        self.close_timeout_s = CLOSE_TIMEOUT_S
         self._lock = threading.Lock()
         self._broken = False
         self._setup()
@@ -118,17 +122,27 @@ class LoadedModel:
             meta = hal.KernelMeta(tuple(k.params), **known)
             self._programs[k.name] = dev.load_program(k.binaries[self.target], k.name, meta)
         self._recorded = Recorded(dev, self.dag, plan, self.target, self._arena, self._programs, self._stage)
-
-    def _host_slot(self, name: str) -> memoryview:
-        """Host view of where the host writes input / reads output `name` (staging or the arena)."""
-        buf, off = self._stage[name] if self._stage else (self._arena, self.plan.offsets[name])
-        return buf.view()[off:off + self.dag.buffers[name].nbytes]
+        # Host views of where the host writes each input and reads each output (staging or arena).
+        self._slots = {}
+        for name in list(self.inputs) + list(self.outputs):
+            buf, off = self._stage[name] if self._stage else (self._arena, plan.offsets[name])
+            self._slots[name] = buf.view()[off:off + self.dag.buffers[name].nbytes]
 
     def recover(self):
-        """Re-open the device by its spec and load again (after a timeout or fault)."""
-        spec = self.device.spec
-        self.device.close()
-        self.device = hal.open(spec)
+        """Re-open the device by its spec and load again (after a timeout or fault).
+
+        The old device is closed on a helper thread; if that does not finish within
+        close_timeout_s (a kernel that never returns keeps its queue busy), the old device is
+        abandoned, with its memory and threads, and the model continues on a fresh one."""
+        old = self.device
+        closer = threading.Thread(target=old.close, name=f"kernelos-close-{old.spec}", daemon=True)
+        closer.start()
+        closer.join(self.close_timeout_s)
+        if closer.is_alive():
+            self.abandoned_devices += 1
+            print(f"kernelos: device {old.spec} did not close within {self.close_timeout_s} s after an error "
+                  "(a kernel still runs); abandoning it and opening a fresh one", file=sys.stderr)
+        self.device = hal.open(old.spec)
         self._setup()
         self._broken = False
         self.recoveries += 1
@@ -176,14 +190,14 @@ class LoadedModel:
             if poison:
                 self._poison()
             for name, x in inputs.items():
-                self._host_slot(name)[:] = memoryview(x).cast("B")
+                self._slots[name][:] = memoryview(x).cast("B")
             self.count += 1
             try:
                 self._recorded.run(self.count, self.timeout_s)
             except (DeviceTimeout, DeviceFault):
                 self._broken = True
                 raise
-            out = {name: np.frombuffer(bytes(self._host_slot(name)), dtype=dt).reshape(shape)
+            out = {name: np.frombuffer(self._slots[name], dtype=dt).reshape(shape).copy()
                    for name, (shape, dt) in self.outputs.items()}
             self.last_latency_s = time.perf_counter() - t0
             return out

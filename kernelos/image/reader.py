@@ -4,11 +4,15 @@ Nothing read from the file is trusted: the header is checked against the file's 
 table against its hash and the canonical layout, each section against its SHA-256, the padding
 against zero, and the manifest against the sections (kernelos/image/manifest.py). Only then is an
 Image returned; no device is touched here.
+
+Weights stay mapped from the file: an image must not be truncated or rewritten in place while it
+is open (write_image replaces files by rename, which is safe).
 """
 
 import hashlib
 import mmap
 import os
+import stat
 
 import numpy as np
 
@@ -69,15 +73,19 @@ def read_image(path, target: str | None = None) -> Image:
     Any damage, truncation, tampering, unsupported version or missing target raises ImageError."""
     path = os.fspath(path)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang us
     except OSError as e:
         raise ImageError(f"cannot open image {path}: {e.strerror}") from None
     try:
-        size_B = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"image {path} is not a regular file")
         head = os.pread(fd, HEADER_SIZE_B, 0)
-        _, table_size_B = unpack_header(head, size_B)
-        sections = unpack_table(head, os.pread(fd, table_size_B, HEADER_SIZE_B), size_B)
-        mm = mmap.mmap(fd, size_B, access=mmap.ACCESS_READ)
+        _, table_size_B = unpack_header(head, st.st_size)
+        sections = unpack_table(head, os.pread(fd, table_size_B, HEADER_SIZE_B), st.st_size)
+        mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
+    except OSError as e:
+        raise ImageError(f"cannot read image {path}: {e}") from None
     finally:
         os.close(fd)
     try:

@@ -53,9 +53,13 @@ def mlp_dag(batch: int, binaries: dict, target: str = CPU_TARGET) -> KernelDAG:
     dag.add_buffer("hidden", "output", (batch, HIDDEN), "float32")
     dag.add_kernel(Kernel("dense", DENSE_PARAMS, dict(binaries["dense"]), {target: {"max_threads": 1}}))
     dims = {target: ((batch,), (1,))}
-    dag.add_node(Launch("layer1", "dense", [BufArg("x"), BufArg("w1"), BufArg("b1"), BufArg("h"), IN, HIDDEN, 1],
+
+    def whole(name):  # the kernel touches the whole buffer
+        return BufArg(name, 0, dag.buffers[name].nbytes)
+
+    dag.add_node(Launch("layer1", "dense", [whole("x"), whole("w1"), whole("b1"), whole("h"), IN, HIDDEN, 1],
                         dims, reads=("x", "w1", "b1"), writes=("h",)))
-    dag.add_node(Launch("layer2", "dense", [BufArg("h"), BufArg("w2"), BufArg("b2"), BufArg("y"), HIDDEN, OUT, 0],
+    dag.add_node(Launch("layer2", "dense", [whole("h"), whole("w2"), whole("b2"), whole("y"), HIDDEN, OUT, 0],
                         dims, reads=("h", "w2", "b2"), writes=("y",)))
     dag.add_node(Copy("copy_hidden", "hidden", "h", batch * HIDDEN * 4))
     return dag
@@ -91,7 +95,7 @@ def write_mlp_image(path, batch: int = 4, binaries: dict | None = None, seed: in
     return weights
 
 
-# --- a model whose kernel misbehaves on demand: mode 0 runs, 1 sleeps 1 s (timeouts), 2 faults -----
+# --- a kernel that misbehaves on demand: mode 0 runs, 1 sleeps 1 s (timeouts), 2 faults, 3 never returns
 MISBEHAVE_C = r"""
 #include "kos_kernel.h"
 #include <time.h>
@@ -100,6 +104,7 @@ KOS_KERNEL(misbehave) {
     const misbehave_args *a = (const misbehave_args *)args;
     if (block_begin == 0 && a->mode[0] == 1) { struct timespec t = {1, 0}; nanosleep(&t, 0); }
     if (block_begin == 0 && a->mode[0] == 2) *(volatile int *)8 = 1;
+    if (block_begin == 0 && a->mode[0] == 3) for (;;) { struct timespec t = {1, 0}; nanosleep(&t, 0); }
     for (uint64_t i = block_begin; i < block_end; i++) a->y[i] = 2.0f * a->x[i] + 1.0f;
 }
 """

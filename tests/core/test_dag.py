@@ -68,6 +68,10 @@ def _node(dag, name):
      r"node 'copy_hidden': range \[0, 4096\) is outside buffer 'hidden' of 512 B"),
     (lambda d: _node(d, "layer2").args.__setitem__(0, BufArg("h", 600)),
      r"node 'layer2': range \[600, 600\) is outside buffer 'h' of 512 B"),
+    (lambda d: _node(d, "layer2").args.__setitem__(0, BufArg("h", 256, 512)),
+     r"node 'layer2': range \[256, 768\) is outside buffer 'h' of 512 B"),
+    (lambda d: setattr(d.buffers["y"], "size_B", 4 * 8 * 4 - 4),
+     r"buffer 'y' is 124 B but its float32\[4, 8\] needs 128 B"),
     (lambda d: _node(d, "layer2").args.__setitem__(0, BufArg("w1")),
      r"node 'layer2' arg 0: buffer 'w1' is not in its reads or writes"),
     (lambda d: _node(d, "layer2").args.__setitem__(4, BufArg("h")), r"node 'layer2' arg 4: buffer 'h' passed for a i32 param"),
@@ -154,3 +158,19 @@ def test_from_dict_rejects_malformed_documents_with_graph_error(path, value):
     target[path[-1]] = value
     with pytest.raises(GraphError):
         KernelDAG.from_dict(doc).validate()
+
+
+def test_numpy_integers_and_floats_are_accepted_and_serialise_as_json():
+    import numpy as np
+
+    dag = KernelDAG("np")
+    dag.add_buffer("x", "input", (np.int64(4), np.int32(2)), np.dtype("float32"), np.int64(-1))
+    dag.add_buffer("y", "output", [np.int64(8)], "f4")
+    dag.add_kernel(Kernel("scale", ("ptr", "ptr", "f32", "i32"), {CPU_TARGET: b"so"}))
+    dag.add_node(Launch("s", "scale", [BufArg("x", np.int64(0), np.int64(32)), BufArg("y"), np.float32(2.5), np.int32(8)],
+                        {CPU_TARGET: ((np.int64(1),), (1,))}, ("x",), ("y",)))
+    dag.validate(CPU_TARGET)
+    assert dag.buffers["x"].shape == (4, 2) and type(dag.buffers["x"].shape[0]) is int and dag.buffers["y"].dtype == "float32"
+    back = KernelDAG.from_dict(json.loads(json.dumps(dag.to_dict())))
+    back.validate()
+    assert back.to_dict() == dag.to_dict() and back.nodes[0].args[2] == 2.5

@@ -115,3 +115,11 @@ def test_inspectable_manifest_is_plain_json(tmp_path):
     with read_image(path) as im:
         assert json.loads(json.dumps(im.manifest)) == im.manifest
         assert sorted(im.manifest["kernels"][CPU_TARGET]) == ["dense"]
+
+
+def test_non_regular_files_are_refused(tmp_path):
+    fifo = tmp_path / "fifo.kimg"
+    os.mkfifo(fifo)
+    for path in (tmp_path, fifo):
+        with pytest.raises(ImageError, match="not a regular file"):
+            read_image(path)

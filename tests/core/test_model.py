@@ -114,7 +114,7 @@ def test_timeout_surfaces_typed_and_next_inference_is_correct(tmp_path, cpu_read
     path = tmp_path / "misbehave.kimg"
     misbehave_image(path)
     x = np.random.default_rng(5).standard_normal(64, dtype=np.float32)
-    with load_model(path, "cpu", timeout_s=0.2) as model:
+    with load_model(path, "cpu", timeout_s=0.5) as model:
         np.testing.assert_allclose(model.run({"mode": np.array([0], np.int32), "x": x})["y"], 2 * x.astype(np.float64) + 1, rtol=1e-6)
         with pytest.raises(DeviceTimeout):
             model.run({"mode": np.array([1], np.int32), "x": x})
@@ -150,3 +150,18 @@ def test_stepping_node_by_node(mlp_image):
         np.testing.assert_allclose(steps[1].writes["y"], ref["y"], rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(steps[2].writes["hidden"], steps[0].writes["h"])
         _check(model.run(x), ref)  # the recorded path still works after stepping
+
+
+def test_a_kernel_that_never_returns_times_out_and_the_model_moves_to_a_fresh_device(tmp_path, cpu_ready):
+    """The hung device cannot close (its executor never comes back): recovery abandons it."""
+    path = tmp_path / "misbehave.kimg"
+    misbehave_image(path)
+    x = np.random.default_rng(7).standard_normal(64, dtype=np.float32)
+    with load_model(path, "cpu", timeout_s=0.5) as model:
+        model.close_timeout_s = 0.3
+        hung = model.device
+        with pytest.raises(DeviceTimeout):
+            model.run({"mode": np.array([3], np.int32), "x": x})
+        out = model.run({"mode": np.array([0], np.int32), "x": x}, poison=True)
+        np.testing.assert_allclose(out["y"], 2 * x.astype(np.float64) + 1, rtol=1e-6)
+        assert model.device is not hung and model.abandoned_devices == 1 and model.recoveries == 1
