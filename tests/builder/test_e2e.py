@@ -1,7 +1,9 @@
-"""End to end: `kernelos build` an ONNX model, load the image on a device, run fresh random inputs
-and compare with onnxruntime (CPU). Models: MLP, small CNN, transformer block (tests/builder/models.py)."""
+"""End to end: `kernelos build` an ONNX model, `kernelos run` the image on a device with fresh random
+inputs and compare with onnxruntime (CPU); also the image's boot self-test and a run with poisoned
+activations through the Python API. Models: MLP, small CNN, transformer block (tests/builder/models.py)."""
 
 import numpy as np
+import onnx
 import pytest
 
 from kernelos.model import load_model
@@ -13,23 +15,32 @@ from .models import MODELS, random_inputs
 RUNS = 3
 
 
-def _build_and_compare(tmp_path, name, target, device, capsys=None):
+def _compare(out, ref) -> float:
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    return rel_error(out, ref)
+
+
+def _build_and_compare(tmp_path, name, target, device):
+    """Max relative error over RUNS `kernelos run` inferences and one poisoned API run."""
     model = MODELS[name]()
     onnx_path, image = tmp_path / f"{name}.onnx", tmp_path / f"{name}.kimg"
-    import onnx
     onnx.save(model, onnx_path)
     assert kernelos(["build", str(onnx_path), "-o", str(image), "--target", target]) == 0
     rng = np.random.default_rng(1234)
     errors = []
+    for k in range(RUNS):
+        x = random_inputs(model, rng)
+        args = ["run", str(image), "--device", device, "--output-dir", str(tmp_path / f"out{k}")]
+        for n, v in x.items():
+            np.save(tmp_path / f"{n}{k}.npy", v)
+            args += ["--input", f"{n}={tmp_path / f'{n}{k}.npy'}"]
+        assert kernelos(args) == 0
+        errors += [_compare(np.load(tmp_path / f"out{k}" / f"{o}.npy"), r) for o, r in ort_run(model, x).items()]
     with load_model(str(image), device) as m:
         assert m.self_test().passed
-        for _ in range(RUNS):
-            x = random_inputs(model, rng)
-            ref = ort_run(model, x)
-            out = m.run(x, poison=True)
-            for k in ref:
-                assert out[k].shape == ref[k].shape and out[k].dtype == ref[k].dtype
-                errors.append(rel_error(out[k], ref[k]))
+        x = random_inputs(model, rng)
+        out = m.run(x, poison=True)
+        errors += [_compare(out[o], r) for o, r in ort_run(model, x).items()]
     return max(errors)
 
 
