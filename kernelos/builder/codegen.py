@@ -97,7 +97,7 @@ class Reduction:
     """acc = combine over nested loops [(var, extent)] of `term` (where `cond` holds)."""
     loops: list
     term: str
-    combine: str            # "sum" | "max" | "min"
+    combine: str            # "sum" | "max" (max propagates NaN)
     acc_ctype: str
     init: str
     cond: str | None = None
@@ -115,8 +115,7 @@ class Reduction:
 def _combine(kind: str, acc: str, term: str) -> str:
     if kind == "sum":
         return f"{acc} += {term};"
-    op = ">" if kind == "max" else "<"
-    return f"{{ {acc}_t = {term}; if ({acc}_t {op} {acc} || {acc}_t != {acc}_t) {acc} = {acc}_t; }}"
+    return f"{{ {acc}_t = {term}; if ({acc}_t > {acc} || {acc}_t != {acc}_t) {acc} = {acc}_t; }}"
 
 
 @dataclass
@@ -245,9 +244,7 @@ class PointwiseBuilder:
         st = strides([e for _, e in red.loops])
         decomp = " ".join(f"const int64_t {v} = r / {s} % {e};" if s > 1 else f"const int64_t {v} = r % {e};"
                           for (v, e), s in zip(red.loops, st))
-        wsum = {"sum": "kos_warp_sum", "max": "kos_warp_max", "min": "kos_warp_min"}[red.combine]
-        if red.combine == "min":
-            raise GraphError("warp min reduction is not in the library")
+        wsum = {"sum": "kos_warp_sum", "max": "kos_warp_max"}[red.combine]
         return [acc_decl, f"for (int64_t r = lane; r < {red.length}; r += 32) {{ {decomp}",
                 f"    {step}", "}", f"acc = {wsum}(acc);", "if (lane != 0) return;"]
 

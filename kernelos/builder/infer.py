@@ -37,8 +37,7 @@ def infer_and_fold(graph: Graph) -> Graph:
         if arrays is None and empty:
             raise UnsupportedModel([(node.op, node.name, f"input {empty[0].name!r} is an empty tensor "
                                      f"{list(empty[0].shape)}; zero-size tensors are not supported")])
-        outs = [o for o in node.outputs]
-        for k, (name, (shape, dtype)) in enumerate(zip(outs, results)):
+        for k, (name, (shape, dtype)) in enumerate(zip(node.outputs, results)):
             if not name:
                 continue
             const = None

@@ -6,7 +6,7 @@ import numpy as np
 
 from hal.errors import GraphError
 
-from ..codegen import Reduction, acc_ctype, ctype, literal, strides
+from ..codegen import Reduction, acc_ctype, literal, strides
 from . import Op, register
 
 CONV_OC_BLOCK = 8     # output channels a cpu conv row block computes together (shares input loads)

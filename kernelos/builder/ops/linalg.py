@@ -7,7 +7,7 @@ import numpy as np
 
 from hal.errors import GraphError
 
-from ..codegen import Reduction, acc_ctype, ctype, literal, strides
+from ..codegen import Reduction, acc_ctype, literal, strides
 from . import Op, register
 
 

@@ -5,8 +5,6 @@ anchor that later elementwise nodes fuse into."""
 
 import numpy as np
 
-from hal.errors import GraphError
-
 from ..codegen import Reduction, acc_ctype, ctype, literal, math_fn
 from . import Op, const_of, norm_axis, register
 from .linalg import lin

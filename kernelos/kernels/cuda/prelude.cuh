@@ -19,7 +19,7 @@ template <typename T> __device__ __forceinline__ T kos_warp_sum(T v) {
     return v;
 }
 template <typename T> __device__ __forceinline__ T kos_warp_max(T v) {
-    for (int o = 16; o > 0; o >>= 1) { T w = __shfl_xor_sync(0xffffffffu, v, o); v = w > v ? w : v; }
+    for (int o = 16; o > 0; o >>= 1) { T w = __shfl_xor_sync(0xffffffffu, v, o); v = (w > v || w != w) ? w : v; }
     return v;
 }
 
