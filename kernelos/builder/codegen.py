@@ -22,7 +22,9 @@ NAME_PLACEHOLDER = "KOS_KERNEL_NAME"
 CPU_CHUNK = 2048            # output elements per cpu block (a unit of work for one executor thread)
 CPU_REDUCE_CHUNK = 16       # for kernels with a reduction per output element
 CUDA_THREADS = 256
-CUDA_WARP_MIN_REDUCE = 64   # reductions at least this long get a warp per output on CUDA
+CUDA_WARP_MIN_REDUCE = 64   # reductions at least this long get a warp per output on CUDA...
+CUDA_BLOCK_MIN_REDUCE = 1024  # ...and these a block per output, where there are few outputs:
+CUDA_BLOCK_MAX_OUTPUTS = 8192  # a batch-1 layer's weights then stream with enough loads in flight
 
 # numpy dtype name -> C type (the same spelling for C and CUDA: the CUDA prelude typedefs them)
 CTYPES = {
@@ -102,6 +104,8 @@ class Reduction:
     init: str
     cond: str | None = None
     cpu_code: str | None = None   # a faster cpu replacement for the loops (e.g. a vector dot)
+    vec4: tuple | None = None     # (a, b, k): the reduction is dot(a[0:k], b[0:k]) of 16-byte aligned
+                                  # float rows, read as float4 by the CUDA warp/block templates
     pre: str = ""                 # statements at the top of the loop body (window positions)
     # cpu row template: (rows, row_len, code filling accrow[rows][row_len] for block `row`, the
     # linear output index of accrow[j][o])
@@ -229,7 +233,16 @@ class PointwiseBuilder:
         self.post.append(f"{out}[{index}] = {self.val(value)};")
 
     # --- rendering --------------------------------------------------------------------------
-    def _reduction_loops(self, family: str, warp: bool) -> list:
+    def _cuda_mode(self) -> str:
+        """thread, warp or block per output element, by reduction length and output count."""
+        red = self.reduction
+        if red is None or red.length < CUDA_WARP_MIN_REDUCE:
+            return "thread"
+        if red.length >= CUDA_BLOCK_MIN_REDUCE and self.n <= CUDA_BLOCK_MAX_OUTPUTS:
+            return "block"
+        return "warp"
+
+    def _reduction_loops(self, family: str, mode: str) -> list:
         red = self.reduction
         acc_decl = f"{red.acc_ctype} acc = {red.init}, acc_t; (void)acc_t;"
         step = _combine(red.combine, "acc", red.term)
@@ -238,20 +251,30 @@ class PointwiseBuilder:
         step = f"{red.pre} {step}".strip()
         if family == "cpu" and red.cpu_code:
             return [acc_decl, red.cpu_code]
-        if not warp:
+        if mode == "thread":
             opens = [f"for (int64_t {v} = 0; {v} < {e}; {v}++) {{" for v, e in red.loops]
             return [acc_decl, " ".join(opens), f"    {step}", "}" * len(opens)]
-        st = strides([e for _, e in red.loops])
-        decomp = " ".join(f"const int64_t {v} = r / {s} % {e};" if s > 1 else f"const int64_t {v} = r % {e};"
-                          for (v, e), s in zip(red.loops, st))
-        wsum = {"sum": "kos_warp_sum", "max": "kos_warp_max"}[red.combine]
-        return [acc_decl, f"for (int64_t r = lane; r < {red.length}; r += 32) {{ {decomp}",
-                f"    {step}", "}", f"acc = {wsum}(acc);", "if (lane != 0) return;"]
+        stride = 32 if mode == "warp" else CUDA_THREADS
+        if red.vec4 is not None:
+            a, b, k = red.vec4
+            loop = [f"const float4 *va = (const float4 *)({a}), *vb = (const float4 *)({b});",
+                    f"for (int64_t r = lane; r < {k // 4}; r += {stride}) {{",
+                    "    const float4 x = va[r], y = vb[r]; acc += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;", "}"]
+        else:
+            st = strides([e for _, e in red.loops])
+            decomp = " ".join(f"const int64_t {v} = r / {s} % {e};" if s > 1 else f"const int64_t {v} = r % {e};"
+                              for (v, e), s in zip(red.loops, st))
+            loop = [f"for (int64_t r = lane; r < {red.length}; r += {stride}) {{ {decomp}", f"    {step}", "}"]
+        if mode == "warp":
+            combine = f"acc = {'kos_warp_sum' if red.combine == 'sum' else 'kos_warp_max'}(acc);"
+        else:
+            combine = f"acc = {'kos_block_sum' if red.combine == 'sum' else 'kos_block_max'}(acc, kos_part);"
+        return [acc_decl] + loop + [combine, "if (lane != 0) return;"]
 
-    def _body(self, family: str, warp: bool, rows: bool = False) -> str:
+    def _body(self, family: str, mode: str, rows: bool = False) -> str:
         lines = [self.coords_code()] + self.pre
         if self.reduction and not rows:
-            lines += self._reduction_loops(family, warp)
+            lines += self._reduction_loops(family, mode)
         lines += self.post
         indent = " " * (12 if family == "cpu" else 4)
         return "\n".join(indent + ln for ln in lines)
@@ -263,11 +286,11 @@ class PointwiseBuilder:
             rows, row_len, code, index = red.cpu_rows
             src = _template("cpu/rows.c").substitute(
                 fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, rows=rows, row_len=row_len, acc_t=red.acc_ctype,
-                init=red.init, row_code=code, index=index, body=self._body("cpu", False, rows=True))
+                init=red.init, row_code=code, index=index, body=self._body("cpu", "thread", rows=True))
             return src, self.n // (rows * row_len)
         chunk = CPU_REDUCE_CHUNK if red else CPU_CHUNK
         src = _template("cpu/pointwise.c").substitute(
-            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, chunk=chunk, n=self.n, body=self._body("cpu", False))
+            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, chunk=chunk, n=self.n, body=self._body("cpu", "thread"))
         return src, -(-self.n // chunk)
 
     def spec(self) -> KernelSpec:
@@ -278,12 +301,13 @@ class PointwiseBuilder:
                            for p in self.params)
         cpu, cpu_grid = self._cpu_source(fields, unpack)
         cpu = _prelude("cpu") + cpu
-        warp = self.reduction is not None and self.reduction.length >= CUDA_WARP_MIN_REDUCE
+        mode = self._cuda_mode()
         cparams = ", ".join(f"{'' if p.out else 'const '}{p.ctype} *KOS_RESTRICT {p.cname}" for p in self.params)
-        tmpl = "cuda/pointwise_warp.cu" if warp else "cuda/pointwise.cu"
+        tmpl = {"thread": "cuda/pointwise.cu", "warp": "cuda/pointwise_warp.cu", "block": "cuda/pointwise_block.cu"}[mode]
         cuda = _prelude("cuda") + _template(tmpl).substitute(
-            name=NAME_PLACEHOLDER, threads=CUDA_THREADS, params=cparams, n=self.n, body=self._body("cuda", warp))
-        threads_total = self.n * (32 if warp else 1)
+            name=NAME_PLACEHOLDER, threads=CUDA_THREADS, params=cparams, n=self.n, body=self._body("cuda", mode),
+            acc_t=self.reduction.acc_ctype if self.reduction else "float")
+        threads_total = self.n * {"thread": 1, "warp": 32, "block": CUDA_THREADS}[mode]
         dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)),
                 "cuda": ((-(-threads_total // CUDA_THREADS), 1, 1), (CUDA_THREADS, 1, 1))}
         return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS})

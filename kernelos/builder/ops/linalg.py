@@ -25,10 +25,12 @@ def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, fini
     pa, pb = b.param(a_name), b.param(b_name)
     b.stmt(f"const int64_t ab = {a_base}, bb = {b_base};")
     term = f"({acc_ctype(dt)}){pa}[ab + r0 * {a_stride}] * {pb}[bb + r0 * {b_stride}]"
-    cpu = None
+    cpu = vec4 = None
     if dt == "float32" and a_stride == 1 and b_stride == 1:
         cpu = f"acc = kos_dot_f32({pa} + ab, {pb} + bb, {k});"
-    b.reduce(out, Reduction([("r0", k)], term, "sum", acc_ctype(dt), literal(0, dt), cpu_code=cpu), finish)
+        if k % 4 == 0:      # row starts are multiples of k, buffers 256-byte aligned: float4 loads
+            vec4 = (f"{pa} + ab", f"{pb} + bb", k)
+    b.reduce(out, Reduction([("r0", k)], term, "sum", acc_ctype(dt), literal(0, dt), cpu_code=cpu, vec4=vec4), finish)
 
 
 def transposed_weight(b, name):

@@ -38,3 +38,19 @@ struct kos_half {
     __device__ __forceinline__ kos_half(float f) { asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(f)); }
     __device__ __forceinline__ operator float() const { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f; }
 };
+
+/* Block-wide reductions for the one-block-per-output template; thread 0 ends with the result. */
+template <typename T> __device__ __forceinline__ T kos_block_sum(T v, T *part) {
+    v = kos_warp_sum(v);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) v = kos_warp_sum(threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : (T)0);
+    return v;
+}
+template <typename T> __device__ __forceinline__ T kos_block_max(T v, T *part) {
+    v = kos_warp_max(v);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) v = kos_warp_max(threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : part[0]);
+    return v;
+}
