@@ -77,7 +77,7 @@ def const_of(ins, i, node, what):
         return None
     if v.const is None:
         raise GraphError(f"{node.describe()}: input {i} ({what}) must be a build-time constant; "
-                         f"{v.name!r} is computed at run time")
+                         f"{v.name!r} is computed at run time (an input can be bound with --const {v.name}=FILE.npy)")
     return v.const
 
 
