@@ -104,6 +104,16 @@ def test_mlp_layers_are_one_launch_each_with_bias_and_relu_fused():
     assert all(b.name.endswith(".T") for b in w)
 
 
+def test_gelu_subgraph_fuses_into_the_matmul():
+    """x -> {Div -> Erf -> Add, Mul 0.5} -> Mul: a diamond of elementwise nodes after MatMul + bias is
+    one launch; the Erf appears in the MatMul's kernel."""
+    low = lower_model(transformer(), ["cpu-x86_64"])
+    launches = {n.name: n for n in low.dag.nodes if isinstance(n, Launch)}
+    assert not any(name.startswith(("Div", "Mul", "Erf", "Add")) for name in launches)
+    assert any("erff(" in low.specs[n.kernel].sources["cpu"] and "kos_dot_f32" in low.specs[n.kernel].sources["cpu"]
+               for n in launches.values())
+
+
 def test_identical_kernels_are_shared():
     low = lower_model(transformer(), ["cpu-x86_64"])
     launches = [n for n in low.dag.nodes if isinstance(n, Launch)]
