@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from hal.errors import GraphError
+from hal.errors import GraphError, ImageError
 from kernelos.image import write_image
 
 from . import infer, onnx_import, rewrite
@@ -62,6 +62,16 @@ def lower_model(model, targets, shapes=None, constants=None, fusion=True, progre
     return low
 
 
+def _verify_on_cpu(path, progress):
+    from kernelos.model import load_model
+    with load_model(path, "cpu") as model:
+        result = model.self_test()
+    progress.stage(f"verify on cpu: {result}")
+    if not result.passed:
+        raise ImageError(f"{path}: the cpu kernels disagree with the reference runtime ({result}); "
+                         "the image was written for inspection but should not be booted")
+
+
 @dataclass
 class BuildResult:
     path: str
@@ -84,7 +94,9 @@ class BuildResult:
 
 
 def build_image(model, output, targets, shapes=None, constants=None, fusion=True, progress=None,
-                seed: int = 0, model_info: dict | None = None) -> BuildResult:
+                seed: int = 0, model_info: dict | None = None, verify: bool = False) -> BuildResult:
+    """Build the image. verify: when the cpu is a target, load the image on the cpu device and run
+    its self-test (the golden pair) before returning; ImageError if the kernels disagree."""
     progress = progress or Progress(quiet=True)
     targets = resolve_targets(targets)
     proto = _load_proto(model)
@@ -98,6 +110,8 @@ def build_image(model, output, targets, shapes=None, constants=None, fusion=True
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(output))), exist_ok=True)
     summary = write_image(output, low.dag, low.weights, gin, gout, info)
     progress.stage(f"image write: {summary.path} ({summary.size_B:,} B, {summary.sections} sections)")
+    if verify and CPU_TARGET in targets:
+        _verify_on_cpu(summary.path, progress)
     return BuildResult(summary.path, targets, kernels, sum(1 for n in low.dag.nodes if hasattr(n, "kernel")),
                        sum(w.nbytes for w in low.weights.values()), summary.size_B,
                        {t: p.arena_B for t, p in summary.plans.items()}, low.dag, gin, gout)

@@ -55,3 +55,19 @@ def test_demo_builds_and_boots(tmp_path, capsys):
     out = capsys.readouterr().out
     assert (tmp_path / "demo.onnx").exists() and image.exists()
     assert "self-test PASS" in out and "steady-state latency" in out
+
+
+def test_build_verifies_the_cpu_kernels_against_the_golden_pair(tmp_path, capsys, monkeypatch):
+    """A golden output the kernels cannot match (here: deliberately shifted) fails the build."""
+    import kernelos.builder.build as build
+
+    onnx.save(_reshape_model(), tmp_path / "m.onnx")
+    np.save(tmp_path / "shape.npy", np.array([3, 4], np.int64))
+    argv = ["build", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.kimg"), "--shape", "x=2,6",
+            "--const", f"shape={tmp_path / 'shape.npy'}"]
+    assert kernelos(argv) == 0
+    assert "verify on cpu: self-test PASS" in capsys.readouterr().err
+    real = build.reference_outputs
+    monkeypatch.setattr(build, "reference_outputs", lambda *a: {k: v + 1 for k, v in real(*a).items()})
+    assert kernelos(argv) == 2
+    assert "disagree with the reference" in capsys.readouterr().err

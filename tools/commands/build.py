@@ -25,6 +25,8 @@ def add_arguments(p):
                    help="bind an input to a fixed array at build time (e.g. a shape or axes input)")
     p.add_argument("--no-fusion", action="store_true", help="one kernel per node (for debugging)")
     p.add_argument("--seed", type=int, default=0, help="seed of the golden input (default 0)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the self-test on the cpu device after writing (done when cpu is a target)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -58,6 +60,6 @@ def run(args) -> int:
 
     result = build_image(args.model, args.output, args.target or ["cpu"], parse_shapes(args.shape),
                          parse_consts(args.const), fusion=not args.no_fusion, progress=Progress(quiet=args.quiet),
-                         seed=args.seed)
+                         seed=args.seed, verify=not args.no_verify)
     print(result.summary_text())
     return 0
