@@ -103,7 +103,7 @@ def load(model, shapes: dict | None = None, constants: dict | None = None) -> Gr
         while outputs and not outputs[-1]:     # trailing omitted optional outputs
             outputs.pop()
         node = Node(n.op_type, name, list(n.input), outputs, attrs)
-        why = op.check(node)
+        why = ops.unsupported_attrs(node) or op.check(node)
         if why:
             problems.append((n.op_type, name, why))
         graph.nodes.append(node)

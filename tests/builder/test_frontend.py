@@ -30,12 +30,15 @@ def test_unsupported_nodes_are_all_listed_in_one_error():
     nodes = [helper.make_node("Foo", ["x"], ["a"], name="foo"),
              helper.make_node("Conv", ["a", "w"], ["b"], name="conv", auto_pad="WEIRD"),
              helper.make_node("MaxPool", ["b"], ["y", "idx"], name="pool", kernel_shape=[2, 2]),
-             helper.make_node("Relu", ["y"], ["z"], name="fine")]
+             helper.make_node("Relu", ["y"], ["r"], name="fine"),
+             helper.make_node("Relu", ["r"], ["z"], name="odd", alpha=0.5)]
     m = _model(nodes, [_vi("x", [1, 1, 4, 4]), _vi("w", [1, 1, 1, 1])], [_vi("z", None)])
     with pytest.raises(UnsupportedModel) as e:
         onnx_import.load(m)
-    assert [(op, name) for op, name, _ in e.value.problems] == [("Foo", "foo"), ("Conv", "conv"), ("MaxPool", "pool")]
-    assert "Indices output" in str(e.value) and "fine" not in str(e.value)
+    assert [(op, name) for op, name, _ in e.value.problems] == [("Foo", "foo"), ("Conv", "conv"), ("MaxPool", "pool"),
+                                                               ("Relu", "odd")]
+    assert "Indices output" in str(e.value) and "'fine'" not in str(e.value)
+    assert "attribute(s) alpha not supported" in str(e.value)
 
 
 def test_cli_prints_unsupported_nodes_and_exits_2(tmp_path, capsys):

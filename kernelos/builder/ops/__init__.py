@@ -15,6 +15,30 @@ from hal.errors import GraphError
 
 REGISTRY: dict = {}
 
+# The attributes each op's lowering honours; any other attribute on a node makes it unsupported
+# (rather than silently ignored).
+_POOL = {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides"}
+KNOWN_ATTRS = {
+    "Gemm": {"alpha", "beta", "transA", "transB"}, "LeakyRelu": {"alpha"}, "Gelu": {"approximate"},
+    "Softmax": {"axis"}, "LayerNormalization": {"axis", "epsilon", "stash_type"},
+    "ReduceMean": {"axes", "keepdims", "noop_with_empty_axes"}, "ReduceSum": {"keepdims", "noop_with_empty_axes"},
+    "Conv": {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"},
+    "ConvTranspose": {"auto_pad", "dilations", "group", "kernel_shape", "output_padding", "output_shape", "pads",
+                      "strides"},
+    "BatchNormalization": {"epsilon", "momentum", "training_mode"},
+    "MaxPool": _POOL | {"storage_order"}, "AveragePool": _POOL | {"count_include_pad"},
+    "Reshape": {"allowzero"}, "Flatten": {"axis"}, "Transpose": {"perm"}, "Squeeze": set(), "Unsqueeze": set(),
+    "Concat": {"axis"}, "Split": {"axis", "num_outputs"}, "Gather": {"axis"}, "Cast": {"saturate", "to", "round_mode"},
+    "Shape": {"start", "end"},
+    "Constant": {"value", "value_float", "value_floats", "value_int", "value_ints"},
+}
+
+
+def unsupported_attrs(node) -> str | None:
+    """Why a node's attributes are unsupported (unknown ones), or None."""
+    extra = sorted(set(node.attrs) - KNOWN_ATTRS.get(node.op, set()))
+    return f"attribute(s) {', '.join(extra)} not supported" if extra else None
+
 
 class Op:
     kind = "anchor"
