@@ -60,10 +60,17 @@ def test_dynamic_batch_needs_shape_and_shape_fixes_it():
         onnx_import.load(m, shapes={"x": (3, 9, 1)})
 
 
-def test_opset_outside_the_supported_range_is_refused():
-    m = _model([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [2])], [_vi("y", [2])], opset=11)
-    with pytest.raises(GraphError, match="opset 11"):
-        onnx_import.load(m)
+def test_old_opsets_are_accepted_only_for_unchanged_ops():
+    """Below opset 13 a node must have its opset-13 definition (Not has not changed since opset 1;
+    Softmax's axis semantics changed in 13)."""
+    ok = _model([helper.make_node("Not", ["x"], ["y"])], [_vi("x", [2], TensorProto.BOOL)], [_vi("y", [2])], opset=1)
+    assert [n.op for n in onnx_import.load(ok).nodes] == ["Not"]
+    old = _model([helper.make_node("Softmax", ["x"], ["y"], name="sm")], [_vi("x", [2])], [_vi("y", [2])], opset=11)
+    with pytest.raises(UnsupportedModel, match=r"Softmax 'sm': opset 11 has its pre-13 definition"):
+        onnx_import.load(old)
+    new = _model([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [2])], [_vi("y", [2])], opset=99)
+    with pytest.raises(GraphError, match="opset 99"):
+        onnx_import.load(new)
 
 
 def test_bad_targets_are_refused():
