@@ -130,6 +130,7 @@ class KernelSpec:
     sources: dict
     dims: dict
     max_threads: dict = field(default_factory=dict)
+    shared_B: dict = field(default_factory=dict)     # static shared memory per block, per family
 
     @property
     def key(self) -> str:
@@ -310,4 +311,8 @@ class PointwiseBuilder:
         threads_total = self.n * {"thread": 1, "warp": 32, "block": CUDA_THREADS}[mode]
         dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)),
                 "cuda": ((-(-threads_total // CUDA_THREADS), 1, 1), (CUDA_THREADS, 1, 1))}
-        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS})
+        shared_B = 0
+        if mode == "block":     # kos_part[]: one partial per warp
+            shared_B = CUDA_THREADS // 32 * (8 if self.reduction.acc_ctype in ("double", "int64_t", "uint64_t") else 4)
+        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS},
+                          {"cpu": 0, "cuda": shared_B})

@@ -34,9 +34,11 @@ def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, fini
 
 
 def transposed_weight(b, name):
-    """A constant [..., K, N] matrix stored as [..., N, K] (a new constant value)."""
-    w = b.ctx.graph.value(name).const
-    return b.ctx.const_value(np.ascontiguousarray(np.swapaxes(w, -1, -2)), f"{name}.T")
+    """A constant [..., K, N] matrix stored as [..., N, K] (a new constant value, made once)."""
+    g = b.ctx.graph
+    if f"{name}.T" in g.values:
+        return f"{name}.T"
+    return b.ctx.const_value(np.ascontiguousarray(np.swapaxes(g.value(name).const, -1, -2)), f"{name}.T")
 
 
 @register("MatMul")
