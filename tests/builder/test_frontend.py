@@ -108,7 +108,7 @@ def test_mlp_layers_are_one_launch_each_with_bias_and_relu_fused():
     launches = [n for n in low.dag.nodes if isinstance(n, Launch)]
     assert len(launches) == 3
     src = low.specs[launches[0].kernel].sources["cpu"]
-    assert "kos_dot_f32" in src and "> 0 ?" in src              # vector dot + fused ReLU
+    assert "kos_dot4_f32(p" in src and "> 0 ?" in src           # 4-row vector dot + fused ReLU
     # the constant weights are stored transposed, [N, K], so each output reads one contiguous row
     w = [b for b in low.dag.buffers.values() if b.role == "weight" and len(b.shape) == 2]
     assert all(b.name.endswith(".T") for b in w)
@@ -120,7 +120,7 @@ def test_gelu_subgraph_fuses_into_the_matmul():
     low = lower_model(transformer(), ["cpu-x86_64"])
     launches = {n.name: n for n in low.dag.nodes if isinstance(n, Launch)}
     assert not any(name.startswith(("Div", "Mul", "Erf", "Add")) for name in launches)
-    assert any("erff(" in low.specs[n.kernel].sources["cpu"] and "kos_dot_f32" in low.specs[n.kernel].sources["cpu"]
+    assert any("erff(" in low.specs[n.kernel].sources["cpu"] and "kos_dot4_f32(p" in low.specs[n.kernel].sources["cpu"]
                for n in launches.values())
 
 
