@@ -1,0 +1,247 @@
+"""NvQueue and NvCommandStream: recorded pushbuffers replayed on a GPFIFO channel.
+
+A stream records its pushbuffer once (launch QMDs and cbank0 images go into the stream's own
+BAR1-mapped VRAM at record time). Consecutive launches are chained through DEPENDENT_QMD0, so
+the compute engine schedules kernel n+1 when kernel n completes with no host involvement; a
+signal (a semaphore release with wait-for-idle) or a wait (wait-for-idle, then an acquire) ends
+a chain. submit() writes only the Var payload words that changed, then two GP entries: the
+stream's pushbuffer and a per-submit tail that releases the queue's progress counter.
+"""
+
+import weakref
+
+import hal
+from hal import DeviceTimeout, InvalidArgument
+
+from . import cbank0, qmd as qmdlib
+from .classes import compute_cbc0 as compute, copy_c8b5 as copy, host_c86f as host
+from .decode import decode
+from .pushbuf import Pushbuffer
+
+SCRATCH_SLOT_B = 256
+MAX_IN_FLIGHT = 500                    # submits; each takes 2 GP entries of 1024
+ARENA_CHUNK_B = 256 << 10
+SYNC_TIMEOUT_S = 10.0
+
+
+class Arena:
+    """Bump allocation in BAR1-mapped VRAM chunks, freed together once the GPU is done with them."""
+
+    def __init__(self, device):
+        self.device, self.chunks, self.pos, self.end = device, [], 0, 0
+
+    def take(self, size_B: int, align_B: int = 256) -> int:
+        va = (self.pos + align_B - 1) // align_B * align_B
+        if not self.chunks or va + size_B > self.end:
+            a = self.device.memory.alloc_vram(max(ARENA_CHUNK_B, size_B), cpu_map=True)
+            self.chunks.append(a)
+            va, self.end = a.va, a.va + a.size_B
+        self.pos = va + size_B
+        return va
+
+
+def _retire(queue, chunks, seq):
+    """Finalizer of a stream: its memory goes back once its last submit has completed."""
+    if chunks and not queue.device.closed:
+        queue.retired.append((seq, list(chunks)))
+
+
+class NvCommandStream(hal.CommandStream):
+    def __init__(self, queue):
+        super().__init__(queue)
+        self.pb = Pushbuffer()
+        self.arena = Arena(self.device)
+        self.var_slots = []                # (word index of payload low half, Var)
+        self.last_qmd = None               # (Qmd, va) of the newest launch of an open chain
+        self.busy_since_idle = False       # work issued since the last wait-for-idle
+        self.pb_va, self.pb_capacity, self.uploaded = 0, 0, 0
+        self.values, self.last_seq = {}, 0
+        self._finalizer = weakref.finalize(self, _retire, queue, self.arena.chunks, 0)
+
+    # --- recording --------------------------------------------------------------------------------
+    def _write(self, va: int, data: bytes):
+        self.device._host_view_at(va, len(data))[:] = data
+
+    def _launch(self, program, args_bytes: bytes, grid3, block3):
+        if program.closed:
+            raise hal.DeviceClosed(f"program {program.name!r} was closed")
+        dev, a = self.device, program.attrs
+        params = args_bytes[:a.param_size_B]
+        cb = cbank0.build(a.sm, a.cbank0_size_B, a.param_base, params, grid3, block3,
+                          shared_window=dev.SHARED_WINDOW, local_window=dev.LOCAL_WINDOW)
+        qmd_va = self.arena.take(program.table.SIZE_B + len(cb))
+        cb_va = qmd_va + program.table.SIZE_B
+        cbufs = {0: (cb_va, len(cb)), **program.cbufs}
+        q = qmdlib.build(program.table, program_va=program.code_va, program_size_B=program.code_B, regs=a.regs,
+                         barriers=a.barriers, shared_B=a.shared_B, local_B=a.local_B,
+                         sass=qmdlib.sass_version(dev.gr["sm_version"]), cbufs=cbufs, grid=grid3, block=block3)
+        self._write(cb_va, cb)
+        self._write(qmd_va, q.to_bytes())
+        if self.last_qmd is None:
+            self.pb.method(compute.SUBCHANNEL, compute.INVALIDATE_SHADER_CACHES_NO_WFI,
+                           compute.INVALIDATE_INSTRUCTION | compute.INVALIDATE_GLOBAL_DATA | compute.INVALIDATE_CONSTANT)
+            self.pb.method(compute.SUBCHANNEL, compute.SEND_PCAS_A, qmd_va >> 8)
+            self.pb.method(compute.SUBCHANNEL, compute.SEND_SIGNALING_PCAS2_B, compute.PCAS_ACTION_PREFETCH_SCHEDULE)
+        else:
+            prev, prev_va = self.last_qmd
+            qmdlib.chain(prev, qmd_va)
+            self._write(prev_va, prev.to_bytes())
+        self.last_qmd, self.busy_since_idle = (q, qmd_va), True
+
+    def _copy(self, dst_va: int, src_va: int, size_B: int):
+        done = 0
+        while done < size_B:
+            n = min(size_B - done, copy.MAX_LINE_B)
+            s, d = src_va + done, dst_va + done
+            self.pb.method(copy.SUBCHANNEL, copy.OFFSET_IN_UPPER, s >> 32, s & 0xFFFFFFFF, d >> 32, d & 0xFFFFFFFF)
+            self.pb.method(copy.SUBCHANNEL, copy.LINE_LENGTH_IN, n)
+            self.pb.method(copy.SUBCHANNEL, copy.LAUNCH_DMA, copy.LINEAR_COPY)
+            done += n
+        self.busy_since_idle = True
+
+    def _payload(self, at: int, value):
+        if isinstance(value, hal.Var):
+            self.var_slots.append((at, value))
+
+    def _signal(self, sig, value):
+        self.last_qmd, self.busy_since_idle = None, False
+        self._payload(self.pb.release(sig.va, value if isinstance(value, int) else 0), value)
+
+    def _wait(self, sig, value):
+        if self.busy_since_idle:
+            self.pb.wait_for_idle()
+        self.last_qmd, self.busy_since_idle = None, False
+        self._payload(self.pb.acquire(sig.va, value if isinstance(value, int) else 0), value)
+
+    def _timestamp(self, sig):
+        self.last_qmd, self.busy_since_idle = None, False
+        self.pb.release(sig.va - 8, 0, timestamp=True)     # the GPU time lands at sig.va (signal.py)
+
+    # --- submission ---------------------------------------------------------------------------------
+    def _upload(self):
+        n_B = len(self.pb) * 4
+        if n_B > self.pb_capacity:
+            self.pb_capacity = max(n_B * 2, 4096)
+            self.pb_va = self.arena.take(self.pb_capacity)
+            self.uploaded = 0
+        if self.uploaded < len(self.pb):
+            self._write(self.pb_va + 4 * self.uploaded, self.pb.words[self.uploaded:].tobytes())
+            self.uploaded = len(self.pb)
+            self.values = {}
+
+    def _submit(self, values: dict):
+        if not len(self.pb):
+            return
+        q = self.queue
+        if self.last_seq > q.completed() and (self.uploaded < len(self.pb) or any(
+                self.values.get(at) != hal.resolve(var, values) for at, var in self.var_slots)):
+            q.wait_done(self.last_seq, "an earlier submit of this stream")   # its words are about to change
+        self._upload()
+        words = self.device.ffi.cast("uint32_t *", self.pb_va)
+        for at, var in self.var_slots:
+            v = hal.resolve(var, values)
+            if not 0 <= v < 1 << 64:
+                raise InvalidArgument(f"{var} resolved to {v}, not a 64-bit unsigned value")
+            if self.values.get(at) != v:
+                words[at], words[at + 1] = v & 0xFFFFFFFF, v >> 32
+                self.values[at] = v
+        self.last_seq = q.submit(self.pb_va, len(self.pb))
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _retire, q, self.arena.chunks, self.last_seq)
+
+    def decode(self) -> list:
+        return decode(self.pb.words)
+
+
+class NvQueue(hal.Queue):
+    """A GPFIFO channel seen through its progress counter: submit n's tail releases n."""
+
+    def __init__(self, device, kind: str):
+        super().__init__(device, kind, 0)
+        self.progress = device._signal(0)
+        self.scratch = device.memory.alloc_vram(MAX_IN_FLIGHT * SCRATCH_SLOT_B, cpu_map=True)
+        self.submitted, self.retired, self.channel = 0, [], None
+        self.tail_words = []
+
+    def stream(self) -> NvCommandStream:
+        self.device._check_open()
+        return NvCommandStream(self)
+
+    def completed(self) -> int:
+        return self.progress.word[0]
+
+    def init_channel(self):
+        """Attach to the device's (new) channel of our kind and bind its engine."""
+        self.channel = self.device.group.compute if self.kind == "compute" else self.device.group.copy
+        self.progress.word[0] = self.submitted          # a rebuilt channel starts with nothing pending
+        self.sync_setup()
+
+    def sync_setup(self, local_va: int = 0, local_per_tpc_B: int = 0):
+        dev, pb = self.device, Pushbuffer()
+        if self.kind == "copy":
+            pb.method(copy.SUBCHANNEL, copy.SET_OBJECT, dev.classes["copy"])
+        else:
+            local_va = local_va or (dev.local_mem.va if dev.local_mem else 0)
+            local_per_tpc_B = local_per_tpc_B or getattr(self, "local_per_tpc_B", 0)
+            pb.method(compute.SUBCHANNEL, compute.SET_OBJECT, dev.classes["compute"])
+            pb.method(compute.SUBCHANNEL, compute.SET_SHADER_LOCAL_MEMORY_WINDOW_A, dev.LOCAL_WINDOW >> 32,
+                      dev.LOCAL_WINDOW & 0xFFFFFFFF)
+            pb.method(compute.SUBCHANNEL, compute.SET_SHADER_SHARED_MEMORY_WINDOW_A, dev.SHARED_WINDOW >> 32,
+                      dev.SHARED_WINDOW & 0xFFFFFFFF)
+            if local_va:
+                self.local_per_tpc_B = local_per_tpc_B
+                pb.method(compute.SUBCHANNEL, compute.SET_SHADER_LOCAL_MEMORY_A, local_va >> 32, local_va & 0xFFFFFFFF)
+                pb.method(compute.SUBCHANNEL, compute.SET_SHADER_LOCAL_MEMORY_NON_THROTTLED_A, local_per_tpc_B >> 32,
+                          local_per_tpc_B & 0xFFFFFFFF, compute.MAX_SM_COUNT)
+        self.wait_done(self.submit_words(pb.words), "channel setup")
+
+    def _slot_va(self, seq: int) -> int:
+        return self.scratch.va + (seq % MAX_IN_FLIGHT) * SCRATCH_SLOT_B
+
+    def submit_words(self, words) -> int:
+        """Submit a one-off pushbuffer (setup) through the scratch slot of its sequence number."""
+        seq = self.submitted + 1
+        self._make_room(seq)
+        va = self._slot_va(seq)
+        body = words.tobytes()
+        if len(body) > SCRATCH_SLOT_B - 64:
+            raise InvalidArgument(f"one-off pushbuffer of {len(body)} B exceeds its {SCRATCH_SLOT_B - 64} B slot")
+        self.device._host_view_at(va, len(body))[:] = body
+        return self._push_with_tail([(va, len(words))], seq, va + len(body))
+
+    def submit(self, pb_va: int, ndwords: int) -> int:
+        seq = self.submitted + 1
+        self._make_room(seq)
+        return self._push_with_tail([(pb_va, ndwords)], seq, self._slot_va(seq) + SCRATCH_SLOT_B - 64)
+
+    def _push_with_tail(self, segments, seq: int, tail_va: int) -> int:
+        tail = Pushbuffer()
+        tail.release(self.progress.va, seq, timestamp=False)
+        self.device._host_view_at(tail_va, len(tail) * 4)[:] = tail.words.tobytes()
+        for va, n in segments + [(tail_va, len(tail))]:
+            self.channel.push(va, n)
+        self.submitted = seq
+        self._reap()
+        return seq
+
+    def _make_room(self, seq: int):
+        if seq - self.completed() >= MAX_IN_FLIGHT:
+            self.wait_done(seq - MAX_IN_FLIGHT + 1, "ring space")
+
+    def _reap(self):
+        done = self.completed()
+        while self.retired and self.retired[0][0] <= done:
+            for chunk in self.retired.pop(0)[1]:
+                self.device.memory.free(chunk)
+
+    def wait_done(self, seq: int, what: str, timeout_s: float = SYNC_TIMEOUT_S):
+        try:
+            self.progress.wait(seq, timeout_s)
+        except DeviceTimeout as e:
+            raise DeviceTimeout(f"{self}: waiting for {what}: {e}") from None
+
+    def state(self) -> dict:
+        return {"kind": self.kind, "channel_class": f"{self.channel.engine_class:#06x}",
+                "gp_put": self.channel.put % 1024, "gp_get": self.channel.gp_get(), "submitted": self.submitted,
+                "completed": self.completed(), "pending": self.submitted - self.completed(),
+                "work_submit_token": self.channel.token}
