@@ -212,7 +212,7 @@ class NvDevice(hal.Device):
         if self.rm is not None:
             if self.client:
                 try:
-                    self.rm.free(0, 0, self.client)  # frees every RM object of this client
+                    self.rm.free_client(self.client)
                 except DeviceError:
                     pass
             self.rm.close()

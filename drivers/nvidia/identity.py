@@ -2,6 +2,8 @@
 `hal.probe()` and `kernelos info` show (name, PCI id and bus, memory, SMs, driver, VBIOS, GSP).
 """
 
+import os
+
 from hal import DeviceError, DeviceInfo, DeviceNotFound
 
 from . import rm
@@ -126,12 +128,17 @@ def probe_all() -> list:
             driver = driver_version(rmf, client)
             out = []
             for index, card in enumerate(rmf.card_info()):
-                device, subdevice = open_device(rmf, client, card)
-                classes = engine_classes(rmf, client, device)
-                out.append(device_info(rmf, client, device, subdevice, card, index, driver,
-                                       gr_info(rmf, client, subdevice), classes))
+                dev_fd = rm.open_node(f"/dev/nvidia{card.minor_number}")   # RM refuses the device without it
+                try:
+                    rm.register_fd(dev_fd, rmf.fd)
+                    device, subdevice = open_device(rmf, client, card)
+                    classes = engine_classes(rmf, client, device)
+                    out.append(device_info(rmf, client, device, subdevice, card, index, driver,
+                                           gr_info(rmf, client, subdevice), classes))
+                finally:
+                    os.close(dev_fd)
             return out
         finally:
-            rmf.free(0, 0, client)
+            rmf.free_client(client)
     finally:
         rmf.close()

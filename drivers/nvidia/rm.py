@@ -109,6 +109,10 @@ class RmFile:
         nv_ioctl(self.fd, ESC_RM_FREE, p, "RM_FREE")
         rm_check(f"RM_FREE {handle:#x}", p.status)
 
+    def free_client(self, client: int):
+        """Free a client and with it every object it owns."""
+        self.free(client, client, client)
+
     def control(self, client: int, obj: int, cmd: int, params, what: str = ""):
         """RM_CONTROL cmd on obj with a cffi params struct (filled in place)."""
         p = ffi.new("NVOS54_PARAMETERS *", {"hClient": client, "hObject": obj, "cmd": cmd,
