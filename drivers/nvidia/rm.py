@@ -142,7 +142,8 @@ class RmFile:
     def card_info(self, max_cards: int = 64):
         cards = ffi.new("nv_ioctl_card_info_t[]", max_cards)
         ioctl(self.fd, ioctl_request(ESC_CARD_INFO, ffi.sizeof(cards)), cards, "CARD_INFO")
-        return [cards[i] for i in range(max_cards) if cards[i].valid]
+        # owning copies: an element of `cards` would dangle once the array is collected
+        return [ffi.new("nv_ioctl_card_info_t *", cards[i]) for i in range(max_cards) if cards[i].valid]
 
 
 def alloc_os_memory(dev_fd: int, client: int, device: int, handle: int, addr: int, size_B: int, flags: int):
