@@ -53,10 +53,12 @@ class Pushbuffer:
         self.method(0, host.SEM_ADDR_LO, va & 0xFFFFFFFC, va >> 32, payload & 0xFFFFFFFF, payload >> 32, execute)
         return at
 
-    def release(self, va: int, payload: int, timestamp: bool = True) -> int:
-        """64-bit release after wait-for-idle (value at va, GPU time at va+8)."""
-        execute = host.SEM_OP_RELEASE | host.SEM_RELEASE_WFI | host.SEM_PAYLOAD_SIZE_64BIT
-        at = self.semaphore(va, payload, execute | (host.SEM_RELEASE_TIMESTAMP if timestamp else 0))
+    def release(self, va: int, payload: int) -> int:
+        """64-bit release after wait-for-idle: value at va, GPU time (ns) at va+8; va 16-byte aligned."""
+        if va % 16:
+            raise InvalidArgument(f"semaphore release address {va:#x} is not 16-byte aligned")
+        execute = host.SEM_OP_RELEASE | host.SEM_RELEASE_WFI | host.SEM_PAYLOAD_SIZE_64BIT | host.SEM_RELEASE_TIMESTAMP
+        at = self.semaphore(va, payload, execute)
         self.method(0, host.NON_STALL_INTERRUPT, 0)
         return at
 

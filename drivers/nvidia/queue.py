@@ -115,7 +115,8 @@ class NvCommandStream(hal.CommandStream):
 
     def _timestamp(self, sig):
         self.last_qmd, self.busy_since_idle = None, False
-        self.pb.release(sig.va - 8, 0, timestamp=True)     # the GPU time lands at sig.va (signal.py)
+        sig.reads_time = True                              # its value is now the GPU time word (signal.py)
+        self.pb.release(sig.va, 0)
 
     # --- submission ---------------------------------------------------------------------------------
     def _upload(self):
@@ -216,7 +217,7 @@ class NvQueue(hal.Queue):
 
     def _push_with_tail(self, segments, seq: int, tail_va: int) -> int:
         tail = Pushbuffer()
-        tail.release(self.progress.va, seq, timestamp=False)
+        tail.release(self.progress.va, seq)
         self.device._host_view_at(tail_va, len(tail) * 4)[:] = tail.words.tobytes()
         for va, n in segments + [(tail_va, len(tail))]:
             self.channel.push(va, n)

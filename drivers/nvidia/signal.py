@@ -1,16 +1,15 @@
 """Signals: 64-bit timelines in pinned host memory that the GPU writes with semaphore releases.
 
-Slots are 32 bytes: [pad | value | timestamp | pad]. A release with timestamp writes the payload at
-its address and the GPU time (ns) 8 bytes later, so `Queue.timestamp` releases at value-8 and the
-time lands in the value word (nvidia-hopper.md 4.3: release = value at +0, timestamp at +8).
+Slots are 16 bytes and 16-byte aligned: [value | GPU time]. Every release is the HW-verified
+"64-bit payload with timestamp" form, which writes both words (a misaligned release is a PBDMA
+SEMAPHORE error, Xid 32). A signal used by `Queue.timestamp` reads back the time word.
 """
 
 import time
 
 import hal
 
-SLOT_B = 32
-VALUE_OFFSET_B = 8
+SLOT_B = 16
 POOL_B = 0x10000
 SPIN_S = 0.002           # spin this long before yielding the CPU between polls
 HEALTH_EVERY_S = 0.05    # how often a wait checks the channels' error notifiers
@@ -35,20 +34,20 @@ class SignalPool:
 
 class NvSignal(hal.Signal):
     def __init__(self, device, slot: int, value: int):
-        super().__init__(device, slot + VALUE_OFFSET_B)
-        self.slot = slot
+        super().__init__(device, slot)
+        self.slot, self.reads_time = slot, False
         self.word = device.ffi.cast("volatile uint64_t *", self.va)
         self.word[0] = value
         self.word[1] = 0
 
     def _read(self) -> int:
-        return self.word[0]
+        return self.word[1] if self.reads_time else self.word[0]
 
     def _write(self, value: int):
-        self.word[0] = value
+        self.word[1 if self.reads_time else 0] = value
 
     def _wait(self, value: int, timeout_s: float):
-        word, start = self.word, time.perf_counter()
+        word, start = self.word + (1 if self.reads_time else 0), time.perf_counter()
         if word[0] >= value:
             return
         seen_progress = self.device.progress_mark()
