@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from hal import InvalidArgument
 
 STACK_TOP = 0x00FFFDC0          # initial stack pointer inside the local window (tinygrad's value, [HW])
+LOCAL_WINDOW_TOP = 0x01000000   # end of a thread's local window: the stack grows down from STACK_TOP
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import struct
 import hal
 from hal import DeviceError, ImageError, InvalidArgument
 
-from . import qmd as qmdlib
+from . import cbank0, qmd as qmdlib
 from .cubin import SHF_ALLOC, SHT_PROGBITS, SHT_RELA, SHT_REL, Cubin
 
 R_CUDA_64, R_CUDA_ABS32_LO_32, R_CUDA_ABS32_HI_32 = 2, 0x38, 0x39
@@ -83,7 +83,10 @@ class NvProgram(hal.Program):
                 bank = int(s.name[len(".nv.constant"):].split(".")[0])
                 if "." not in s.name[len(".nv.constant"):] or s.name.endswith("." + name):
                     self.cbufs[bank] = (self.image.va + offsets[s.index], s.size)
-        device.ensure_local_memory(attrs.local_B)
+        # the stack starts at STACK_TOP inside each thread's 16 MB local window and grows down, so the
+        # per-thread local size counts the bytes above the stack top as well (Out Of Range Address otherwise)
+        self.local_B = attrs.local_B + (cbank0.LOCAL_WINDOW_TOP - cbank0.STACK_TOP) if attrs.local_B else 0
+        device.ensure_local_memory(self.local_B)
         self.table = qmdlib.TABLE_BY_COMPUTE_CLASS[device.classes["compute"]]
 
     @staticmethod

@@ -73,7 +73,7 @@ class NvCommandStream(hal.CommandStream):
         cb_va = qmd_va + program.table.SIZE_B
         cbufs = {0: (cb_va, len(cb)), **program.cbufs}
         q = qmdlib.build(program.table, program_va=program.code_va, program_size_B=program.code_B, regs=a.regs,
-                         barriers=a.barriers, shared_B=a.shared_B, local_B=a.local_B,
+                         barriers=a.barriers, shared_B=a.shared_B, local_B=program.local_B,
                          sass=qmdlib.sass_version(dev.gr["sm_version"]), cbufs=cbufs, grid=grid3, block=block3)
         self._write(cb_va, cb)
         self._write(qmd_va, q.to_bytes())
