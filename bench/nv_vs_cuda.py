@@ -53,6 +53,9 @@ def main():
     ours = parse(run([sys.executable, "-m", "bench.nv_launch"], env=env, cwd=ROOT))
     run([sys.executable, os.path.join(HERE, "nv_first_result.py")], env=env, cwd=ROOT)   # fills the cubin cache
     ours["first_result_s"] = first_result_s([sys.executable, os.path.join(HERE, "nv_first_result.py")], env=env)
+    t0 = time.perf_counter()
+    run([sys.executable, "-c", "pass"], env=env, cwd=ROOT)
+    print(f"(python3 interpreter start alone: {time.perf_counter() - t0:.3f} s)")
     print("| measurement | kernelos nv | CUDA runtime |")
     print("|---|---|---|")
     for key, label in ROWS:

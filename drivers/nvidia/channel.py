@@ -9,7 +9,6 @@ whole (`ChannelGroup.close` then a new one): RC errors kill every channel of the
 
 from .classes import compute_cbc0, controls, copy_c8b5, host_c86f, objects
 from .faults import notifier_error
-from .pushbuf import gp_entry
 from .rm import munmap
 
 GP_ENTRIES = 1024
@@ -41,13 +40,17 @@ class Channel:
         self.ctx_va = g.memory.va.alloc(CTX_VA_B, 0x200000)
         g.uvm.register_channel(g.uuid, g.rm.fd, g.client, self.handle, self.ctx_va, CTX_VA_B)
         self.put = 0
+        self.doorbell = g.doorbell
 
-    def push(self, va: int, ndwords: int):
-        """Queue one pushbuffer segment and ring the doorbell."""
-        self.ring[self.put % GP_ENTRIES] = gp_entry(va, ndwords)
-        self.put += 1
-        self.gp_put_reg[0] = self.put % GP_ENTRIES
-        self.group.gpu.doorbell[0] = self.token
+    def push(self, *entries: int):
+        """Queue GP entries (from pushbuf.gp_entry), then one GPPut write and one doorbell."""
+        ring, put = self.ring, self.put
+        for e in entries:
+            ring[put % GP_ENTRIES] = e
+            put += 1
+        self.put = put
+        self.gp_put_reg[0] = put % GP_ENTRIES
+        self.doorbell[0] = self.token
 
     def gp_get(self) -> int:
         return self.gp_get_reg[0]

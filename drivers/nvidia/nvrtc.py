@@ -63,6 +63,17 @@ def lib():
     return _lib
 
 
+def _library_identity() -> tuple:
+    """Which libnvrtc would compile (path, size, mtime), known without loading it (a cache hit stays cheap)."""
+    for path in library_candidates():
+        try:
+            st = os.stat(path)
+            return path, st.st_size, int(st.st_mtime)
+        except OSError:
+            continue
+    return ()
+
+
 def version() -> tuple:
     major, minor = _ffi.new("int *"), _ffi.new("int *")
     lib().nvrtcVersion(major, minor)
@@ -78,7 +89,7 @@ def compile_cubin(source: str, name: str, target: str, options=()) -> bytes:
     if not TARGET_RE.match(target):
         raise CompileError(f"NVRTC target must look like sm_90, got {target!r}")
     opts = (f"--gpu-architecture={target}", "-default-device", *options)
-    key = hashlib.sha256(repr((source, name, opts, version())).encode()).hexdigest()[:32]
+    key = hashlib.sha256(repr((source, name, opts, _library_identity())).encode()).hexdigest()[:32]
     if key in _memo:
         return _memo[key]
     path = os.path.join(_cache_dir(), key + ".cubin")

@@ -13,7 +13,8 @@ TABLE_BY_COMPUTE_CLASS = {0xC6C0: qmd_v03, 0xC7C0: qmd_v03, 0xC9C0: qmd_v03, 0xC
 SHARED_RESERVED_B = 0x400                    # 1 KB per CTA reserved ahead of static shared memory
 SM_CARVEOUTS_KB = (0, 8, 16, 32, 64, 100, 132, 164, 196, 228)
 MAX_SM_CONFIG_KB = 228
-CWD_MEMBAR_L1_SYSMEMBAR = 1
+CWD_MEMBAR_L1_SYSMEMBAR, CWD_MEMBAR_L1_MEMBAR = 1, 3
+RELEASE_FOUR_WORDS, RELEASE_MEMBAR_FE_SYSMEMBAR = 0, 1
 
 
 class Qmd:
@@ -76,7 +77,7 @@ def build(table, *, program_va: int, program_size_B: int, regs: int, barriers: i
     q.set("API_VISIBLE_CALL_LIMIT", 1).set("SAMPLER_INDEX", 1)
     for cache in ("TEXTURE_HEADER", "TEXTURE_SAMPLER", "TEXTURE_DATA", "SHADER_DATA"):
         q.set(f"INVALIDATE_{cache}_CACHE", 1)
-    q.set("CWD_MEMBAR_TYPE", CWD_MEMBAR_L1_SYSMEMBAR)
+    q.set("CWD_MEMBAR_TYPE", CWD_MEMBAR_L1_MEMBAR)   # GPU scope; the last kernel before a signal gets SYSMEMBAR
     q.set("BARRIER_COUNT", max(barriers, 1)).set("REGISTER_COUNT", regs)
     shifts = table.SHIFTS
     q.set_address("PROGRAM_ADDRESS", program_va, shifts["PROGRAM_ADDRESS"])
@@ -108,3 +109,12 @@ def chain(q: Qmd, next_qmd_va: int):
     q.set("DEPENDENT_QMD0_POINTER", next_qmd_va >> 8)
     q.set("DEPENDENT_QMD0_ACTION", compute_cbc0.QMD_ACTION_SCHEDULE)
     q.set("DEPENDENT_QMD0_PREFETCH", 1).set("DEPENDENT_QMD0_ENABLE", 1)
+
+
+def release(q: Qmd, va: int, payload: int):
+    """Release semaphore 0 when the grid completes: 64-bit payload at va, GPU time at va+8, after a sysmembar."""
+    q.set("RELEASE0_ADDR_LOWER", va & 0xFFFFFFFF).set("RELEASE0_ADDR_UPPER", va >> 32)
+    q.set("RELEASE0_PAYLOAD_LOWER", payload & 0xFFFFFFFF).set("RELEASE0_PAYLOAD_UPPER", payload >> 32)
+    q.set("RELEASE0_STRUCTURE_SIZE", RELEASE_FOUR_WORDS).set("RELEASE0_PAYLOAD64B", 1)
+    q.set("RELEASE0_MEMBAR_TYPE", RELEASE_MEMBAR_FE_SYSMEMBAR).set("RELEASE0_ENABLE", 1)
+    q.set("CWD_MEMBAR_TYPE", CWD_MEMBAR_L1_SYSMEMBAR)

@@ -9,6 +9,7 @@ stream's pushbuffer and a per-submit tail that releases the queue's progress cou
 """
 
 import weakref
+from dataclasses import dataclass
 
 import hal
 from hal import DeviceTimeout, InvalidArgument
@@ -16,7 +17,7 @@ from hal import DeviceTimeout, InvalidArgument
 from . import cbank0, qmd as qmdlib
 from .classes import compute_cbc0 as compute, copy_c8b5 as copy, host_c86f as host
 from .decode import decode
-from .pushbuf import Pushbuffer
+from .pushbuf import Pushbuffer, gp_entry
 
 SCRATCH_SLOT_B = 256
 MAX_IN_FLIGHT = 500                    # submits; each takes 2 GP entries of 1024
@@ -40,10 +41,19 @@ class Arena:
         return va
 
 
-def _retire(queue, chunks, seq):
+def _retire(queue, chunks, last_seq):
     """Finalizer of a stream: its memory goes back once its last submit has completed."""
     if chunks and not queue.device.closed:
-        queue.retired.append((seq, list(chunks)))
+        queue.retired.append((last_seq[0], list(chunks)))
+
+
+@dataclass
+class OpenLaunch:
+    """The newest launch of a chain: its QMD can still take a release or a dependent QMD."""
+
+    qmd: qmdlib.Qmd
+    va: int
+    released: bool = False
 
 
 class NvCommandStream(hal.CommandStream):
@@ -51,12 +61,14 @@ class NvCommandStream(hal.CommandStream):
         super().__init__(queue)
         self.pb = Pushbuffer()
         self.arena = Arena(self.device)
-        self.var_slots = []                # (word index of payload low half, Var)
-        self.last_qmd = None               # (Qmd, va) of the newest launch of an open chain
+        self.qmd_var_slots = []            # (VA of a QMD release payload's low half, Var)
+        self.pb_var_slots = []             # (word index of a payload's low half, Var)
+        self.var_ptrs = []                 # (uint32_t* to a payload's low half, Var, last value), at upload
+        self.last = None                   # OpenLaunch of an open chain
         self.busy_since_idle = False       # work issued since the last wait-for-idle
-        self.pb_va, self.pb_capacity, self.uploaded = 0, 0, 0
-        self.values, self.last_seq = {}, 0
-        self._finalizer = weakref.finalize(self, _retire, queue, self.arena.chunks, 0)
+        self.pb_va, self.pb_capacity, self.uploaded, self.entry = 0, 0, 0, 0
+        self.last_seq = [0]
+        weakref.finalize(self, _retire, queue, self.arena.chunks, self.last_seq)
 
     # --- recording --------------------------------------------------------------------------------
     def _write(self, va: int, data: bytes):
@@ -77,16 +89,22 @@ class NvCommandStream(hal.CommandStream):
                          sass=qmdlib.sass_version(dev.gr["sm_version"]), cbufs=cbufs, grid=grid3, block=block3)
         self._write(cb_va, cb)
         self._write(qmd_va, q.to_bytes())
-        if self.last_qmd is None:
+        if self.last is None:
             self.pb.method(compute.SUBCHANNEL, compute.INVALIDATE_SHADER_CACHES_NO_WFI,
                            compute.INVALIDATE_INSTRUCTION | compute.INVALIDATE_GLOBAL_DATA | compute.INVALIDATE_CONSTANT)
             self.pb.method(compute.SUBCHANNEL, compute.SEND_PCAS_A, qmd_va >> 8)
             self.pb.method(compute.SUBCHANNEL, compute.SEND_SIGNALING_PCAS2_B, compute.PCAS_ACTION_PREFETCH_SCHEDULE)
         else:
-            prev, prev_va = self.last_qmd
-            qmdlib.chain(prev, qmd_va)
-            self._write(prev_va, prev.to_bytes())
-        self.last_qmd, self.busy_since_idle = (q, qmd_va), True
+            qmdlib.chain(self.last.qmd, qmd_va)
+            self._write(self.last.va, self.last.qmd.to_bytes())
+        self.last, self.busy_since_idle = OpenLaunch(q, qmd_va), True
+
+    def _end_chain(self):
+        """The chain's last kernel flushes to system memory before whatever follows reads its results."""
+        if self.last is not None:
+            self.last.qmd.set("CWD_MEMBAR_TYPE", qmdlib.CWD_MEMBAR_L1_SYSMEMBAR)
+            self._write(self.last.va, self.last.qmd.to_bytes())
+            self.last = None
 
     def _copy(self, dst_va: int, src_va: int, size_B: int):
         done = 0
@@ -101,54 +119,75 @@ class NvCommandStream(hal.CommandStream):
 
     def _payload(self, at: int, value):
         if isinstance(value, hal.Var):
-            self.var_slots.append((at, value))
+            self.pb_var_slots.append((at, value))
 
     def _signal(self, sig, value):
-        self.last_qmd, self.busy_since_idle = None, False
+        if self.last is not None and not self.last.released:
+            self._release_from_qmd(sig, value)
+            return
+        self._end_chain()
+        self.busy_since_idle = False
         self._payload(self.pb.release(sig.va, value if isinstance(value, int) else 0), value)
 
+    def _release_from_qmd(self, sig, value):
+        """Signal straight from the last kernel's QMD (RELEASE0): no wait-for-idle round trip."""
+        q, va = self.last.qmd, self.last.va
+        qmdlib.release(q, sig.va, value if isinstance(value, int) else 0)
+        self._write(va, q.to_bytes())
+        self.last.released = True
+        if isinstance(value, hal.Var):
+            self.qmd_var_slots.append((va + q.table.FIELDS["RELEASE0_PAYLOAD_LOWER"][1] // 8, value))
+
     def _wait(self, sig, value):
+        self._end_chain()
         if self.busy_since_idle:
             self.pb.wait_for_idle()
-        self.last_qmd, self.busy_since_idle = None, False
+        self.busy_since_idle = False
         self._payload(self.pb.acquire(sig.va, value if isinstance(value, int) else 0), value)
 
     def _timestamp(self, sig):
-        self.last_qmd, self.busy_since_idle = None, False
+        self._end_chain()
+        self.busy_since_idle = False
         sig.reads_time = True                              # its value is now the GPU time word (signal.py)
         self.pb.release(sig.va, 0)
 
     # --- submission ---------------------------------------------------------------------------------
     def _upload(self):
+        """Copy new pushbuffer words to VRAM; rebuild the GP entry and the Var patch pointers."""
+        self._end_chain()
         n_B = len(self.pb) * 4
         if n_B > self.pb_capacity:
             self.pb_capacity = max(n_B * 2, 4096)
             self.pb_va = self.arena.take(self.pb_capacity)
             self.uploaded = 0
-        if self.uploaded < len(self.pb):
-            self._write(self.pb_va + 4 * self.uploaded, self.pb.words[self.uploaded:].tobytes())
-            self.uploaded = len(self.pb)
-            self.values = {}
+        self._write(self.pb_va + 4 * self.uploaded, self.pb.words[self.uploaded:].tobytes())
+        self.uploaded = len(self.pb)
+        self.entry = gp_entry(self.pb_va, len(self.pb))
+        cast = self.device.ffi.cast
+        self.var_ptrs = [[cast("uint32_t *", self.pb_va + 4 * at), var, None] for at, var in self.pb_var_slots]
+        self.var_ptrs += [[cast("uint32_t *", va), var, None] for va, var in self.qmd_var_slots]
 
     def _submit(self, values: dict):
+        q = self.queue
         if not len(self.pb):
             return
-        q = self.queue
-        if self.last_seq > q.completed() and (self.uploaded < len(self.pb) or any(
-                self.values.get(at) != hal.resolve(var, values) for at, var in self.var_slots)):
-            q.wait_done(self.last_seq, "an earlier submit of this stream")   # its words are about to change
-        self._upload()
-        words = self.device.ffi.cast("uint32_t *", self.pb_va)
-        for at, var in self.var_slots:
-            v = hal.resolve(var, values)
-            if not 0 <= v < 1 << 64:
-                raise InvalidArgument(f"{var} resolved to {v}, not a 64-bit unsigned value")
-            if self.values.get(at) != v:
-                words[at], words[at + 1] = v & 0xFFFFFFFF, v >> 32
-                self.values[at] = v
-        self.last_seq = q.submit(self.pb_va, len(self.pb))
-        self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _retire, q, self.arena.chunks, self.last_seq)
+        if self.uploaded != len(self.pb):
+            if self.last_seq[0] > q.completed():
+                q.wait_done(self.last_seq[0], "an earlier submit of this stream")  # its words are about to change
+            self._upload()
+        patches = []
+        for slot in self.var_ptrs:
+            v = slot[1].resolve(values)
+            if v != slot[2]:
+                if not 0 <= v < 1 << 64:
+                    raise InvalidArgument(f"{slot[1]} resolved to {v}, not a 64-bit unsigned value")
+                patches.append((slot, v))
+        if patches and self.last_seq[0] > q.completed():
+            q.wait_done(self.last_seq[0], "an earlier submit of this stream")      # its payloads are about to change
+        for slot, v in patches:
+            ptr = slot[0]
+            ptr[0], ptr[1], slot[2] = v & 0xFFFFFFFF, v >> 32, v
+        self.last_seq[0] = q.submit(self.entry)
 
     def decode(self) -> list:
         return decode(self.pb.words)
@@ -162,7 +201,7 @@ class NvQueue(hal.Queue):
         self.progress = device._signal(0)
         self.scratch = device.memory.alloc_vram(MAX_IN_FLIGHT * SCRATCH_SLOT_B, cpu_map=True)
         self.submitted, self.retired, self.channel = 0, [], None
-        self.tail_words = []
+        self.tails = self._tails()
 
     def stream(self) -> NvCommandStream:
         self.device._check_open()
@@ -199,6 +238,17 @@ class NvQueue(hal.Queue):
     def _slot_va(self, seq: int) -> int:
         return self.scratch.va + (seq % MAX_IN_FLIGHT) * SCRATCH_SLOT_B
 
+    def _tails(self):
+        """Per scratch slot: a release of the progress counter at the slot's end, payload patched per submit."""
+        tail = Pushbuffer()
+        at = tail.release(self.progress.va, 0)
+        out = []
+        for i in range(MAX_IN_FLIGHT):
+            va = self.scratch.va + (i + 1) * SCRATCH_SLOT_B - 64
+            self.device._host_view_at(va, len(tail) * 4)[:] = tail.words.tobytes()
+            out.append((gp_entry(va, len(tail)), self.device.ffi.cast("uint32_t *", va + 4 * at)))
+        return out
+
     def submit_words(self, words) -> int:
         """Submit a one-off pushbuffer (setup) through the scratch slot of its sequence number."""
         seq = self.submitted + 1
@@ -208,21 +258,19 @@ class NvQueue(hal.Queue):
         if len(body) > SCRATCH_SLOT_B - 64:
             raise InvalidArgument(f"one-off pushbuffer of {len(body)} B exceeds its {SCRATCH_SLOT_B - 64} B slot")
         self.device._host_view_at(va, len(body))[:] = body
-        return self._push_with_tail([(va, len(words))], seq, va + len(body))
+        return self.submit(gp_entry(va, len(words)))
 
-    def submit(self, pb_va: int, ndwords: int) -> int:
+    def submit(self, entry: int) -> int:
+        """Queue a GP entry followed by the tail that releases the next sequence number; returns it."""
         seq = self.submitted + 1
-        self._make_room(seq)
-        return self._push_with_tail([(pb_va, ndwords)], seq, self._slot_va(seq) + SCRATCH_SLOT_B - 64)
-
-    def _push_with_tail(self, segments, seq: int, tail_va: int) -> int:
-        tail = Pushbuffer()
-        tail.release(self.progress.va, seq)
-        self.device._host_view_at(tail_va, len(tail) * 4)[:] = tail.words.tobytes()
-        for va, n in segments + [(tail_va, len(tail))]:
-            self.channel.push(va, n)
+        if seq - self.progress.word[0] >= MAX_IN_FLIGHT:
+            self._make_room(seq)
+        tail_entry, payload = self.tails[seq % MAX_IN_FLIGHT]
+        payload[0], payload[1] = seq & 0xFFFFFFFF, seq >> 32
+        self.channel.push(entry, tail_entry)
         self.submitted = seq
-        self._reap()
+        if self.retired:
+            self._reap()
         return seq
 
     def _make_room(self, seq: int):
