@@ -6,6 +6,7 @@ channels. `close()` releases everything: CPU mappings, UVM state, the RM client,
 """
 
 import os
+import time
 
 import hal
 from hal import DeviceError, DeviceFault, DeviceNotFound, DeviceTimeout, InvalidArgument
@@ -46,7 +47,14 @@ class NvDevice(hal.Device):
         self.targets = (self.info.arch,)
 
     # --- bring-up -----------------------------------------------------------------------------
+    def _step(self, name: str):
+        """Record how long each bring-up step took (bringup_s, shown by the shell and the benchmarks)."""
+        now = time.perf_counter()
+        self.bringup_s[name] = round(now - self._t, 4)
+        self._t = now
+
     def _bring_up(self, index: int):
+        self.bringup_s, self._t = {}, time.perf_counter()
         self.rm = rm.RmFile()
         self.client = self.rm.alloc(0, objects.NV01_ROOT_CLIENT, what="client")
         self.driver_version = identity.driver_version(self.rm, self.client)
@@ -55,13 +63,16 @@ class NvDevice(hal.Device):
         if not 0 <= index < len(cards):
             raise DeviceNotFound(f"nv:{index}: only {len(cards)} NVIDIA GPU(s) present")
         self.card = cards[index]
+        self._step("client")
         self.uvm = Uvm()
+        self._step("uvm")
         self.dev_fd = self.open_dev_fd()
         self.device, self.subdevice = identity.open_device(self.rm, self.client, self.card)
         self.virtmem = self.rm.alloc(self.device, objects.NV01_MEMORY_VIRTUAL,
                                      ffi.new("NV_MEMORY_VIRTUAL_ALLOCATION_PARAMS *", {"limit": VIRTMEM_LIMIT}),
                                      root=self.client, what="virtual memory")
         self.classes = identity.engine_classes(self.rm, self.client, self.device)
+        self._step("device")
         self._map_doorbell()
         self.vaspace = self.rm.alloc(self.device, objects.FERMI_VASPACE_A, ffi.new(
             self.layout["NV_VASPACE_ALLOCATION_PARAMETERS"] + " *",
@@ -70,16 +81,20 @@ class NvDevice(hal.Device):
         self.uuid = identity.uuid(self.rm, self.client, self.subdevice)
         self.uvm.register_gpu(self.uuid)
         self.uvm.register_vaspace(self.uuid, self.rm.fd, self.client, self.vaspace)
+        self._step("vaspace")
         self.gr = identity.gr_info(self.rm, self.client, self.subdevice)
         self.sm = ((self.gr["sm_version"] >> 8) & 0xF) * 10 + (self.gr["sm_version"] & 0xF)
         self.info = identity.device_info(self.rm, self.client, self.device, self.subdevice, self.card, index,
                                          self.driver_version, self.gr, self.classes)
+        self._step("identity")
         self.memory = Memory(self)
         self.signals = SignalPool(self)
         self.group = ChannelGroup(self)
+        self._step("channels")
         self.queues = {kind: NvQueue(self, kind) for kind in hal.QUEUE_KINDS}
         for q in self.queues.values():
             q.init_channel()
+        self._step("queues")
 
     def open_dev_fd(self) -> int:
         """A fresh /dev/nvidiaN fd registered with our control fd (one mmap context per file)."""

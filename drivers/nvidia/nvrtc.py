@@ -2,7 +2,7 @@
 
 libnvrtc is loaded with cffi in ABI mode from the nvidia-cuda-nvrtc wheel (found through the
 `nvidia` namespace package), else from a system CUDA (KERNELOS_NVRTC names a file explicitly).
-Results are cached in memory and on disk under $KERNELOS_CACHE (default ~/.cache/kernelos/cubin),
+Results are cached in memory and on disk (cache.py: $KERNELOS_CACHE/cubin, default ~/.cache/kernelos),
 keyed by source, entry, target, options and the NVRTC version.
 """
 
@@ -12,9 +12,9 @@ import importlib.util
 import os
 import re
 
-import cffi
-
 from hal import CompileError
+
+from .cache import cache_dir, load_ffi, write_atomic
 
 CDEF = """
 typedef int nvrtcResult; typedef struct _nvrtcProgram *nvrtcProgram;
@@ -30,8 +30,7 @@ nvrtcResult nvrtcGetProgramLogSize(nvrtcProgram prog, size_t *logSizeRet);
 nvrtcResult nvrtcGetProgramLog(nvrtcProgram prog, char *log);
 """
 TARGET_RE = re.compile(r"^sm_(\d+)[af]?$")
-_ffi = cffi.FFI()
-_ffi.cdef(CDEF)
+_ffi = load_ffi("nvrtc", CDEF)
 _lib = None
 _memo: dict = {}
 
@@ -80,10 +79,6 @@ def version() -> tuple:
     return major[0], minor[0]
 
 
-def _cache_dir() -> str:
-    return os.environ.get("KERNELOS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kernelos", "cubin")
-
-
 def compile_cubin(source: str, name: str, target: str, options=()) -> bytes:
     """Compile source to a cubin for target ('sm_90'); CompileError carries the NVRTC log."""
     if not TARGET_RE.match(target):
@@ -92,19 +87,13 @@ def compile_cubin(source: str, name: str, target: str, options=()) -> bytes:
     key = hashlib.sha256(repr((source, name, opts, _library_identity())).encode()).hexdigest()[:32]
     if key in _memo:
         return _memo[key]
-    path = os.path.join(_cache_dir(), key + ".cubin")
+    path = os.path.join(cache_dir("cubin"), key + ".cubin")
     if os.path.exists(path):
         with open(path, "rb") as f:
             _memo[key] = f.read()
         return _memo[key]
     cubin = _compile(source, name, opts)
-    try:
-        os.makedirs(_cache_dir(), exist_ok=True)
-        with open(path + ".tmp", "wb") as f:
-            f.write(cubin)
-        os.replace(path + ".tmp", path)
-    except OSError:
-        pass  # a read-only home only costs the disk cache
+    write_atomic(path, cubin)
     _memo[key] = cubin
     return cubin
 

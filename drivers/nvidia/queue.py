@@ -107,13 +107,14 @@ class NvCommandStream(hal.CommandStream):
             self.last = None
 
     def _copy(self, dst_va: int, src_va: int, size_B: int):
+        """Linear copies of at most COPY_PIECE_B each; after the first, PIPELINED lets the engine overlap them."""
         done = 0
         while done < size_B:
-            n = min(size_B - done, copy.MAX_LINE_B)
+            n = min(size_B - done, copy.COPY_PIECE_B)
             s, d = src_va + done, dst_va + done
             self.pb.method(copy.SUBCHANNEL, copy.OFFSET_IN_UPPER, s >> 32, s & 0xFFFFFFFF, d >> 32, d & 0xFFFFFFFF)
             self.pb.method(copy.SUBCHANNEL, copy.LINE_LENGTH_IN, n)
-            self.pb.method(copy.SUBCHANNEL, copy.LAUNCH_DMA, copy.LINEAR_COPY)
+            self.pb.method(copy.SUBCHANNEL, copy.LAUNCH_DMA, copy.LINEAR_COPY if done == 0 else copy.LINEAR_COPY_PIPELINED)
             done += n
         self.busy_since_idle = True
 

@@ -5,7 +5,7 @@ Sizes follow the 580 headers (shared/design/nvidia-hopper.md section 3.2); where
 `layout(driver_major)` picks the names to use. tests/nvidia/test_structs.py checks every size.
 """
 
-import cffi
+from .cache import load_ffi
 
 CDEF = r"""
 typedef uint32_t NvHandle;
@@ -111,8 +111,7 @@ void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
 int munmap(void *addr, size_t length);
 """
 
-ffi = cffi.FFI()
-ffi.cdef(CDEF)
+ffi = load_ffi("structs", CDEF)
 libc = ffi.dlopen(None)
 
 
