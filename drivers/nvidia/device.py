@@ -36,7 +36,8 @@ class NvDevice(hal.Device):
         self.dev_fd = -1
         self.client = 0
         self.queues: dict = {}
-        self.local_per_thread_B, self.local_mem = 0, None
+        self.local_per_thread_B, self.local_per_tpc_B, self.local_mem = 0, 0, None
+        self.pending_fault = None
         self.opened_at_s = faults.now_s()
         try:
             self._bring_up(index)
@@ -91,9 +92,8 @@ class NvDevice(hal.Device):
         self.signals = SignalPool(self)
         self.group = ChannelGroup(self)
         self._step("channels")
-        self.queues = {kind: NvQueue(self, kind) for kind in hal.QUEUE_KINDS}
-        for q in self.queues.values():
-            q.init_channel()
+        for kind in hal.QUEUE_KINDS:
+            self._queue(kind, 0)
         self._step("queues")
 
     def open_dev_fd(self) -> int:
@@ -118,40 +118,53 @@ class NvDevice(hal.Device):
         self.doorbell = ffi.cast("uint32_t *", self.usermode_addr + host_c86f.USERMODE_DOORBELL)
 
     # --- health, faults and recovery ----------------------------------------------------------------
+    # A fault (RM error notifier, Xid) kills the whole channel group: every queue on it is marked dead,
+    # a new group is built at once, and dev.queue(kind) hands out fresh queues on it. Until one is
+    # taken, waits keep raising the fault. A timeout only tears down a queue that is busy, made no
+    # progress and is not blocked on a semaphore acquire (a hung kernel); a queue waiting on a signal
+    # the host sets later is left alone.
     def progress_mark(self) -> tuple:
         return tuple(q.completed() for q in self.queues.values())
 
-    def busy(self) -> bool:
-        return any(q.completed() < q.submitted for q in self.queues.values())
-
     def check_health(self):
-        """Raise DeviceFault (after rebuilding the channels) if RM reported an error on a channel."""
+        """Raise DeviceFault if RM reported an error on a channel (or one was reported earlier)."""
+        if self.pending_fault:
+            raise DeviceFault(self.pending_fault)
         error = self.group.error() if self.group else None
         if error:
             self._fault(error)
 
     def _fault(self, error: str):
         xids = faults.xid_lines(self.opened_at_s)
-        self.recover()
-        raise DeviceFault(f"{self.spec}: {error}" + (f"; kernel log: {' | '.join(xids)}" if xids else "")
-                          + "; the channels were torn down and rebuilt, pending work was dropped")
+        names = ", ".join(f"{q.kind}{q.index}" for q in self.queues.values())
+        self.pending_fault = (f"{self.spec}: queues {names} faulted: {error}"
+                              + (f"; kernel log: {' | '.join(xids)}" if xids else "")
+                              + "; their pending work was dropped: take new queues with dev.queue(kind)")
+        self._rebuild_channels(self.pending_fault)
+        raise DeviceFault(self.pending_fault)
 
     def on_timeout(self, sig, value: int, timeout_s: float, progress_before: tuple):
-        """A wait ran out: a fault, a hang (busy and no progress: recover), or just a signal not yet set."""
+        """A wait ran out: a fault, a hung kernel (tear its queues down), or just a signal not yet set."""
         self.check_health()
         xids = faults.xid_lines(self.opened_at_s)
-        hung = self.busy() and self.progress_mark() == progress_before
         msg = f"{sig!r}: wanted >= {value}, saw {sig._read()} after {timeout_s} s"
         if xids:
             self._fault(f"wait timed out ({msg})")
+        hung = [q for q in self.queues.values()
+                if q.completed() < q.submitted and not q.blocked_on_acquire()] if self.progress_mark() == progress_before \
+            else []
         if hung:
-            self.recover()
-            msg += "; the device made no progress (hung kernel or a wait nobody signals), so its channels were " \
-                   "torn down and rebuilt"
+            names = ", ".join(f"{q.kind}{q.index}" for q in hung)
+            self._rebuild_channels(f"hung ({msg})")
+            msg += (f"; queue(s) {names} made no progress and wait on nothing (a kernel that never ends): "
+                    "the channels were torn down and rebuilt, take new queues with dev.queue(kind)")
         raise DeviceTimeout(msg)
 
-    def recover(self):
-        """Tear down the channel group and build a new one; buffers, programs and signals survive."""
+    def _rebuild_channels(self, reason: str):
+        """Mark every queue dead, free the channel group (stopping whatever ran) and build a new one."""
+        for q in self.queues.values():
+            q.die(reason)
+        self.queues = {}
         self.opened_at_s = faults.now_s()
         old, self.group = self.group, None
         try:
@@ -159,8 +172,6 @@ class NvDevice(hal.Device):
         except DeviceError:
             pass  # a dead TSG may refuse parts of its teardown; the new group does not depend on it
         self.group = ChannelGroup(self)
-        for q in self.queues.values():
-            q.init_channel()
 
     # --- local memory -------------------------------------------------------------------------------
     def ensure_local_memory(self, per_thread_B: int):
@@ -172,7 +183,8 @@ class NvDevice(hal.Device):
         per_tpc = (per_tpc + 0x7FFF) // 0x8000 * 0x8000
         total = (per_tpc * self.gr["tpc_per_gpc"] * self.gr["gpcs"] + 0x1FFFF) // 0x20000 * 0x20000
         new = self.memory.alloc_vram(total)
-        self.queues["compute"].sync_setup(local_va=new.va, local_per_tpc_B=per_tpc)
+        self.local_per_tpc_B = per_tpc
+        self._queue("compute", 0).sync_setup(local_va=new.va, local_per_tpc_B=per_tpc)
         if self.local_mem is not None:
             self.memory.free(self.local_mem)
         self.local_mem, self.local_per_thread_B = new, slm
@@ -197,8 +209,12 @@ class NvDevice(hal.Device):
         return NvSignal(self, self.signals.take(), value)
 
     def _queue(self, kind: str, index: int):
-        if kind not in self.queues or index != 0:
+        if kind not in hal.QUEUE_KINDS or index != 0:
             raise InvalidArgument(f"{self.spec} has queues compute:0 and copy:0, not {kind}:{index}")
+        if kind not in self.queues:            # first use, or the old one died with its channel group
+            self.queues[kind] = NvQueue(self, kind)
+            self.queues[kind].init_channel()
+            self.pending_fault = None
         return self.queues[kind]
 
     def _load_program(self, binary: bytes, name: str, meta):

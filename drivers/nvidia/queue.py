@@ -42,9 +42,14 @@ class Arena:
 
 
 def _retire(queue, chunks, last_seq):
-    """Finalizer of a stream: its memory goes back once its last submit has completed."""
+    """Finalizer of a stream: its memory goes back once its last submit has completed (at once if the
+    queue died: its channel group, and with it any work, is gone)."""
     if chunks and not queue.device.closed:
-        queue.retired.append((last_seq[0], list(chunks)))
+        if queue.dead:
+            for chunk in chunks:
+                queue.device.memory.free(chunk)
+        else:
+            queue.retired.append((last_seq[0], list(chunks)))
 
 
 @dataclass
@@ -61,6 +66,8 @@ class NvCommandStream(hal.CommandStream):
         super().__init__(queue)
         self.pb = Pushbuffer()
         self.arena = Arena(self.device)
+        self.commands = []                 # (summary, first word, end word) per recorded HAL command
+        self.waits = []                    # (signal, value or Var) this stream acquires
         self.qmd_var_slots = []            # (VA of a QMD release payload's low half, Var)
         self.pb_var_slots = []             # (word index of a payload's low half, Var)
         self.var_ptrs = []                 # (uint32_t* to a payload's low half, Var, last value), at upload
@@ -74,7 +81,17 @@ class NvCommandStream(hal.CommandStream):
     def _write(self, va: int, data: bytes):
         self.device._host_view_at(va, len(data))[:] = data
 
+    def _log(self, summary: str, start: int):
+        self.commands.append((summary, start, len(self.pb)))
+
     def _launch(self, program, args_bytes: bytes, grid3, block3):
+        start = len(self.pb)
+        chained = self.last is not None
+        self._launch_qmd(program, args_bytes, grid3, block3)
+        self._log(f"launch {program.name} grid={grid3} block={block3} QMD@{self.last.va:#x}"
+                  + (" (scheduled by the previous QMD's DEPENDENT_QMD0)" if chained else ""), start)
+
+    def _launch_qmd(self, program, args_bytes: bytes, grid3, block3):
         if program.closed:
             raise hal.DeviceClosed(f"program {program.name!r} was closed")
         dev, a = self.device, program.attrs
@@ -108,7 +125,7 @@ class NvCommandStream(hal.CommandStream):
 
     def _copy(self, dst_va: int, src_va: int, size_B: int):
         """Linear copies of at most COPY_PIECE_B each; after the first, PIPELINED lets the engine overlap them."""
-        done = 0
+        done, start = 0, len(self.pb)
         while done < size_B:
             n = min(size_B - done, copy.COPY_PIECE_B)
             s, d = src_va + done, dst_va + done
@@ -117,18 +134,22 @@ class NvCommandStream(hal.CommandStream):
             self.pb.method(copy.SUBCHANNEL, copy.LAUNCH_DMA, copy.LINEAR_COPY if done == 0 else copy.LINEAR_COPY_PIPELINED)
             done += n
         self.busy_since_idle = True
+        self._log(f"copy {size_B} B {src_va:#x} -> {dst_va:#x}", start)
 
     def _payload(self, at: int, value):
         if isinstance(value, hal.Var):
             self.pb_var_slots.append((at, value))
 
     def _signal(self, sig, value):
+        start = len(self.pb)
         if self.last is not None and not self.last.released:
             self._release_from_qmd(sig, value)
+            self._log(f"signal {sig.va:#x} = {value} (RELEASE0 of QMD@{self.last.va:#x})", start)
             return
         self._end_chain()
         self.busy_since_idle = False
         self._payload(self.pb.release(sig.va, value if isinstance(value, int) else 0), value)
+        self._log(f"signal {sig.va:#x} = {value}", start)
 
     def _release_from_qmd(self, sig, value):
         """Signal straight from the last kernel's QMD (RELEASE0): no wait-for-idle round trip."""
@@ -140,17 +161,22 @@ class NvCommandStream(hal.CommandStream):
             self.qmd_var_slots.append((va + q.table.FIELDS["RELEASE0_PAYLOAD_LOWER"][1] // 8, value))
 
     def _wait(self, sig, value):
+        start = len(self.pb)
         self._end_chain()
         if self.busy_since_idle:
             self.pb.wait_for_idle()
         self.busy_since_idle = False
         self._payload(self.pb.acquire(sig.va, value if isinstance(value, int) else 0), value)
+        self.waits.append((sig, value))
+        self._log(f"wait {sig.va:#x} >= {value}", start)
 
     def _timestamp(self, sig):
+        start = len(self.pb)
         self._end_chain()
         self.busy_since_idle = False
         sig.reads_time = True                              # its value is now the GPU time word (signal.py)
         self.pb.release(sig.va, 0)
+        self._log(f"timestamp -> {sig.va:#x}", start)
 
     # --- submission ---------------------------------------------------------------------------------
     def _upload(self):
@@ -189,9 +215,13 @@ class NvCommandStream(hal.CommandStream):
             ptr = slot[0]
             ptr[0], ptr[1], slot[2] = v & 0xFFFFFFFF, v >> 32, v
         self.last_seq[0] = q.submit(self.entry)
+        if self.waits:
+            q.acquires[self.last_seq[0]] = [(sig, hal.resolve(v, values)) for sig, v in self.waits]
 
     def decode(self) -> list:
-        return decode(self.pb.words)
+        """One line per recorded command: what it is, then its pushbuffer methods decoded."""
+        words = list(self.pb.words)
+        return [summary + (": " + "; ".join(decode(words[a:b])) if b > a else "") for summary, a, b in self.commands]
 
 
 class NvQueue(hal.Queue):
@@ -201,7 +231,8 @@ class NvQueue(hal.Queue):
         super().__init__(device, kind, 0)
         self.progress = device._signal(0)
         self.scratch = device.memory.alloc_vram(MAX_IN_FLIGHT * SCRATCH_SLOT_B, cpu_map=True)
-        self.submitted, self.retired, self.channel = 0, [], None
+        self.submitted, self.retired, self.channel, self.dead = 0, [], None, None
+        self.acquires = {}                 # seq -> [(signal, value)] that submit waits on
         self.tails = self._tails()
 
     def stream(self) -> NvCommandStream:
@@ -209,12 +240,11 @@ class NvQueue(hal.Queue):
         return NvCommandStream(self)
 
     def completed(self) -> int:
-        return self.progress.word[0]
+        return self.submitted if self.dead else self.progress.word[0]
 
     def init_channel(self):
-        """Attach to the device's (new) channel of our kind and bind its engine."""
+        """Attach to the device's channel of our kind and bind its engine."""
         self.channel = self.device.group.compute if self.kind == "compute" else self.device.group.copy
-        self.progress.word[0] = self.submitted          # a rebuilt channel starts with nothing pending
         self.sync_setup()
 
     def sync_setup(self, local_va: int = 0, local_per_tpc_B: int = 0):
@@ -223,14 +253,13 @@ class NvQueue(hal.Queue):
             pb.method(copy.SUBCHANNEL, copy.SET_OBJECT, dev.classes["copy"])
         else:
             local_va = local_va or (dev.local_mem.va if dev.local_mem else 0)
-            local_per_tpc_B = local_per_tpc_B or getattr(self, "local_per_tpc_B", 0)
+            local_per_tpc_B = local_per_tpc_B or dev.local_per_tpc_B
             pb.method(compute.SUBCHANNEL, compute.SET_OBJECT, dev.classes["compute"])
             pb.method(compute.SUBCHANNEL, compute.SET_SHADER_LOCAL_MEMORY_WINDOW_A, dev.LOCAL_WINDOW >> 32,
                       dev.LOCAL_WINDOW & 0xFFFFFFFF)
             pb.method(compute.SUBCHANNEL, compute.SET_SHADER_SHARED_MEMORY_WINDOW_A, dev.SHARED_WINDOW >> 32,
                       dev.SHARED_WINDOW & 0xFFFFFFFF)
             if local_va:
-                self.local_per_tpc_B = local_per_tpc_B
                 pb.method(compute.SUBCHANNEL, compute.SET_SHADER_LOCAL_MEMORY_A, local_va >> 32, local_va & 0xFFFFFFFF)
                 pb.method(compute.SUBCHANNEL, compute.SET_SHADER_LOCAL_MEMORY_NON_THROTTLED_A, local_per_tpc_B >> 32,
                           local_per_tpc_B & 0xFFFFFFFF, compute.MAX_SM_COUNT)
@@ -263,6 +292,8 @@ class NvQueue(hal.Queue):
 
     def submit(self, entry: int) -> int:
         """Queue a GP entry followed by the tail that releases the next sequence number; returns it."""
+        if self.dead:
+            raise hal.DeviceFault(f"{self} is dead ({self.dead}); take a new one with dev.queue({self.kind!r})")
         seq = self.submitted + 1
         if seq - self.progress.word[0] >= MAX_IN_FLIGHT:
             self._make_room(seq)
@@ -270,7 +301,7 @@ class NvQueue(hal.Queue):
         payload[0], payload[1] = seq & 0xFFFFFFFF, seq >> 32
         self.channel.push(entry, tail_entry)
         self.submitted = seq
-        if self.retired:
+        if self.retired or self.acquires:
             self._reap()
         return seq
 
@@ -278,8 +309,26 @@ class NvQueue(hal.Queue):
         if seq - self.completed() >= MAX_IN_FLIGHT:
             self.wait_done(seq - MAX_IN_FLIGHT + 1, "ring space")
 
+    def die(self, reason: str):
+        """The channel group is going away: refuse further submits and give back our memory."""
+        self.dead = reason
+        for _, chunks in self.retired:
+            for chunk in chunks:
+                self.device.memory.free(chunk)
+        self.retired, self.acquires = [], {}
+        self.device.memory.free(self.scratch)
+        self.progress.close()
+
+    def blocked_on_acquire(self) -> bool:
+        """Pending work waits on a signal that has not reached its value (not a hang)."""
+        done = self.completed()
+        return any(sig._read() < v for seq, acq in self.acquires.items() if seq > done for sig, v in acq
+                   if not sig.closed)
+
     def _reap(self):
         done = self.completed()
+        for seq in [s for s in self.acquires if s <= done]:
+            del self.acquires[seq]
         while self.retired and self.retired[0][0] <= done:
             for chunk in self.retired.pop(0)[1]:
                 self.device.memory.free(chunk)
@@ -291,7 +340,9 @@ class NvQueue(hal.Queue):
             raise DeviceTimeout(f"{self}: waiting for {what}: {e}") from None
 
     def state(self) -> dict:
-        return {"kind": self.kind, "channel_class": f"{self.channel.engine_class:#06x}",
-                "gp_put": self.channel.put % 1024, "gp_get": self.channel.gp_get(), "submitted": self.submitted,
+        """Ring state: wptr/rptr are GP entries written and fetched (mod 1024), pending = submits not done."""
+        return {"kind": self.kind, "dead": bool(self.dead), "reason": self.dead or "",
+                "engine_class": f"{self.channel.engine_class:#06x}", "wptr": self.channel.put,
+                "rptr": self.channel.gp_get() if not self.dead else -1, "submitted": self.submitted,
                 "completed": self.completed(), "pending": self.submitted - self.completed(),
                 "work_submit_token": self.channel.token}

@@ -50,6 +50,8 @@ class NvSignal(hal.Signal):
         word, start = self.word + (1 if self.reads_time else 0), time.perf_counter()
         if word[0] >= value:
             return
+        if self.device.pending_fault:
+            self.device.check_health()
         seen_progress = self.device.progress_mark()
         next_check = start + HEALTH_EVERY_S
         while True:

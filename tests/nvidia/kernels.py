@@ -34,3 +34,10 @@ HANG = r'''
 extern "C" __global__ void hang(volatile unsigned *flag) {
   while (*flag == 0) { }
 }'''
+
+# a read-modify-write every element: chained launches see each other's stores or the result is wrong
+STEP = r'''
+extern "C" __global__ void step(unsigned *x, unsigned n) {
+  unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = x[i] * 3u + 1u;
+}'''

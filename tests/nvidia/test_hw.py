@@ -102,6 +102,25 @@ def test_chain_and_timestamps(nv):
     assert 0 < t1.value - t0.value < 10**9
 
 
+def test_chained_launches_see_each_others_stores(nv):
+    """100 dependent launches (chained QMDs, no host round trip between them) over 4 MiB."""
+    prog = load(nv, kernels.STEP, "step", ["ptr", "u32"])
+    n = 1 << 20
+    x0 = np.random.default_rng().integers(0, 2**32, n, dtype=np.uint32)
+    X = nv.alloc(x0.nbytes)
+    X.write(x0)
+    done = nv.signal(0)
+    s = nv.queue().stream()
+    for _ in range(100):
+        s.launch(prog, [X, n], grid=(n // 256,), block=(256,))
+    s.signal(done, 1).submit()
+    done.wait(1, 10)
+    ref = x0.copy()
+    for _ in range(100):
+        ref = ref * np.uint32(3) + np.uint32(1)
+    assert np.array_equal(np.frombuffer(X.read(), np.uint32), ref)
+
+
 def test_cross_queue_wait(nv):
     prog = load(nv, kernels.INC, "inc", ["ptr"])
     ctr = nv.alloc(4, True)
