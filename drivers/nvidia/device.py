@@ -212,10 +212,19 @@ class NvDevice(hal.Device):
         if kind not in hal.QUEUE_KINDS or index != 0:
             raise InvalidArgument(f"{self.spec} has queues compute:0 and copy:0, not {kind}:{index}")
         if kind not in self.queues:            # first use, or the old one died with its channel group
-            self.queues[kind] = NvQueue(self, kind)
-            self.queues[kind].init_channel()
-            self.pending_fault = None
+            self.pending_fault = None          # taking a fresh queue acknowledges the fault
+            q = NvQueue(self, kind)
+            q.init_channel()
+            self.queues[kind] = q
         return self.queues[kind]
+
+    def free_when_done(self, allocation):
+        """Free memory that submitted work may still read once the compute queue has passed it."""
+        q = self.queues.get("compute")
+        if q is None or q.completed() >= q.submitted:
+            self.memory.free(allocation)
+        else:
+            q.retired.append((q.submitted, [allocation]))
 
     def _load_program(self, binary: bytes, name: str, meta):
         return NvProgram(self, binary, name, meta)

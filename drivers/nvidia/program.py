@@ -54,7 +54,10 @@ def relocate(cubin: Cubin, image: bytearray, offsets: dict, base_va: int):
 
 class NvProgram(hal.Program):
     def __init__(self, device, binary: bytes, name: str, meta: hal.KernelMeta):
-        cubin = Cubin(binary)
+        try:
+            cubin = Cubin(binary)
+        except ImageError as e:
+            raise DeviceError(f"cannot load {name!r} on {device.spec}: {e}") from None
         if cubin.sm != device.sm:
             raise DeviceError(f"cubin is for sm_{cubin.sm}, {device.spec} is sm_{device.sm}: compile for "
                               f"{device.info.arch}")
@@ -101,5 +104,5 @@ class NvProgram(hal.Program):
 
     def close(self):
         if not self.closed and not self.device.closed:
-            self.device.memory.free(self.image)
+            self.device.free_when_done(self.image)     # a submitted launch may still fetch its code
         super().close()

@@ -67,6 +67,7 @@ class NvCommandStream(hal.CommandStream):
         self.pb = Pushbuffer()
         self.arena = Arena(self.device)
         self.commands = []                 # (summary, first word, end word) per recorded HAL command
+        self.programs = []                 # programs launched (a closed one refuses submit)
         self.waits = []                    # (signal, value or Var) this stream acquires
         self.qmd_var_slots = []            # (VA of a QMD release payload's low half, Var)
         self.pb_var_slots = []             # (word index of a payload's low half, Var)
@@ -88,6 +89,8 @@ class NvCommandStream(hal.CommandStream):
         start = len(self.pb)
         chained = self.last is not None
         self._launch_qmd(program, args_bytes, grid3, block3)
+        if program not in self.programs:
+            self.programs.append(program)
         self._log(f"launch {program.name} grid={grid3} block={block3} QMD@{self.last.va:#x}"
                   + (" (scheduled by the previous QMD's DEPENDENT_QMD0)" if chained else ""), start)
 
@@ -198,6 +201,9 @@ class NvCommandStream(hal.CommandStream):
         q = self.queue
         if not len(self.pb):
             return
+        for program in self.programs:
+            if program.closed:
+                raise hal.DeviceClosed(f"program {program.name!r} was closed; this stream launches it")
         if self.uploaded != len(self.pb):
             if self.last_seq[0] > q.completed():
                 q.wait_done(self.last_seq[0], "an earlier submit of this stream")  # its words are about to change
