@@ -32,6 +32,9 @@ ATTR2_PAGE_SIZE_HUGE_2MB = 1 << 20
 ALLOC_FLAGS = 0x8000 | 0x4000 | 0x100 | 0x1        # MAP_NOT_REQUIRED|MEMORY_HANDLE_PROVIDED|ALIGNMENT_FORCE|IGNORE_BANK
 ALLOC_FLAGS_PERSISTENT_VIDMEM = 0x10000
 TYPE_IMAGE, TYPE_NOTIFIER, FORMAT_PITCH = 0, 13, 6
+# Host allocations of 2 MiB and more ask for transparent huge pages (fewer, larger DMA pages) [HW: see BENCHMARKS]
+HOST_HUGE_PAGES = True
+MADV_HUGEPAGE = 14
 # NVOS02 flags for host pages: PHYSICALITY_NONCONTIGUOUS | COHERENCY_CACHED | MAPPING_NO_MAP
 OS_DESCRIPTOR_FLAGS = (1 << 4) | (1 << 12) | (1 << 30)
 # NVOS46 flags: PAGE_SIZE_4KB | CACHE_SNOOP_ENABLE | DMA_OFFSET_FIXED
@@ -106,12 +109,16 @@ class Memory:
     def alloc_host(self, size_B: int) -> Allocation:
         """Pinned host pages (cached on the CPU, snooped by the GPU), mapped at the same VA on both."""
         g = self.gpu
-        size_B = (size_B + PAGE_4K - 1) // PAGE_4K * PAGE_4K
-        va = self.va.alloc(size_B, PAGE_4K)
+        huge = HOST_HUGE_PAGES and size_B >= PAGE_2M
+        page = PAGE_2M if huge else PAGE_4K
+        size_B = (size_B + page - 1) // page * page
+        va = self.va.alloc(size_B, page)
         handle = 0
         try:
-            rm.mmap(va, size_B, rm.PROT_READ | rm.PROT_WRITE, rm.MAP_SHARED | rm.MAP_ANONYMOUS | rm.MAP_FIXED,
-                    what="host memory")
+            share = rm.MAP_PRIVATE if huge else rm.MAP_SHARED
+            rm.mmap(va, size_B, rm.PROT_READ | rm.PROT_WRITE, share | rm.MAP_ANONYMOUS | rm.MAP_FIXED, what="host memory")
+            if huge:
+                rm.libc.madvise(rm.ffi.cast("void *", va), size_B, MADV_HUGEPAGE)   # a hint; 4 KB pages also work
             handle = rm.alloc_os_memory(g.dev_fd, g.client, g.device, self.handle(), va, size_B, OS_DESCRIPTOR_FLAGS)
             return self._map_gpu(Allocation(va, size_B, handle, "host", True))
         except BaseException:

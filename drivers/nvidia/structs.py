@@ -109,6 +109,7 @@ typedef struct { uint64_t base; uint64_t length; uint32_t rmStatus; } UVM_FREE_P
 int ioctl(int fd, unsigned long request, void *arg);
 void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
 int munmap(void *addr, size_t length);
+int madvise(void *addr, size_t length, int advice);
 """
 
 ffi = load_ffi("structs", CDEF)
