@@ -68,11 +68,13 @@ int main(int argc, char **argv) {
   memset(h, 0x5a, n);
   for (int dir = 0; dir < 2; dir++) {
     t.clear();
-    for (int i = 0; i < 12; i++) {
+    double warm_end = now_us() + 0.5e6;   // same warm-up as bench/nv_launch.py: 0.5 s of copies, then 20 timed
+    for (int i = 0; i < 2 || now_us() < warm_end || (int)t.size() < 20; i++) {
+      bool timing = i >= 2 && now_us() >= warm_end;
       double t0 = now_us();
       if (dir == 0) CHECK(cudaMemcpy(d, h, n, cudaMemcpyHostToDevice));
       else CHECK(cudaMemcpy(h, d, n, cudaMemcpyDeviceToHost));
-      if (i >= 2) t.push_back(now_us() - t0);
+      if (timing) t.push_back(now_us() - t0);
     }
     printf("%s_GBps %.2f\n", dir == 0 ? "h2d" : "d2h", n / median(t) / 1e3);
   }

@@ -14,14 +14,18 @@ from hal import KernelMeta, Var
 EMPTY = r'extern "C" __global__ void empty() {}'
 
 
-def timed(fn, n: int, warmup: int) -> float:
-    """Median seconds of fn() over n runs after warmup runs."""
+def timed(fn, n: int, warmup: int, warmup_s: float = 0.0) -> float:
+    """Median seconds of fn() over n runs, after warmup runs and at least warmup_s of running it."""
+    t_end = time.perf_counter() + warmup_s
+    i = 0
+    while i < warmup or time.perf_counter() < t_end:
+        fn(i)
+        i += 1
     out = []
-    for i in range(n + warmup):
+    for i in range(n):
         t0 = time.perf_counter()
         fn(i)
-        if i >= warmup:
-            out.append(time.perf_counter() - t0)
+        out.append(time.perf_counter() - t0)
     return statistics.median(out)
 
 
@@ -61,7 +65,7 @@ def main():
             base[0] += 1
             s.submit(t=base[0])
             done.wait(base[0], 10)
-        print(f"{name}_GBps {n / timed(copy, 10, 2) / 1e9:.2f}")
+        print(f"{name}_GBps {n / timed(copy, 20, 2, warmup_s=0.5) / 1e9:.2f}")
     dev.close()
 
 
