@@ -13,7 +13,7 @@ from hal import DeviceError, DeviceFault, DeviceNotFound, DeviceTimeout, Invalid
 
 from . import faults, identity, rm
 from .channel import ChannelGroup
-from .classes import controls, host_c86f, objects
+from .classes import host_c86f, objects
 from .memory import Memory
 from .program import NvProgram
 from .queue import NvQueue
@@ -32,7 +32,8 @@ class NvDevice(hal.Device):
 
     def __init__(self, index: int):
         self.ffi, self.index, self.closed, self.spec = ffi, index, False, f"nv:{index}"
-        self.rm = self.uvm = self.memory = self.group = None
+        self.rm = self.uvm = self.memory = None
+        self.groups: dict = {}                 # queue kind -> ChannelGroup
         self.dev_fd = -1
         self.client = 0
         self.queues: dict = {}
@@ -88,13 +89,29 @@ class NvDevice(hal.Device):
         self.info = identity.device_info(self.rm, self.client, self.device, self.subdevice, self.card, index,
                                          self.driver_version, self.gr, self.classes)
         self._step("identity")
+        self.copy_engine_type = self._pick_copy_engine()
         self.memory = Memory(self)
         self.signals = SignalPool(self)
-        self.group = ChannelGroup(self)
+        for kind in hal.QUEUE_KINDS:
+            self.groups[kind] = ChannelGroup(self, kind)
         self._step("channels")
         for kind in hal.QUEUE_KINDS:
             self._queue(kind, 0)
         self._step("queues")
+
+    def _pick_copy_engine(self) -> int:
+        """The copy queue's engine: KERNELOS_NV_COPY_ENGINE=n picks COPYn, else the last copy engine listed."""
+        present = identity.copy_engines(self.rm, self.client, self.subdevice)
+        if not present:
+            raise DeviceError(f"{self.spec} lists no copy engine")
+        want = os.environ.get("KERNELOS_NV_COPY_ENGINE")
+        if want is not None:
+            engine = objects.ENGINE_TYPE_COPY0 + int(want)
+            if engine not in present:
+                raise DeviceError(f"KERNELOS_NV_COPY_ENGINE={want}: COPY{want} is not present; present: "
+                                  f"{[e - objects.ENGINE_TYPE_COPY0 for e in present]}")
+            return engine
+        return present[-1]
 
     def open_dev_fd(self) -> int:
         """A fresh /dev/nvidiaN fd registered with our control fd (one mmap context per file)."""
@@ -130,17 +147,18 @@ class NvDevice(hal.Device):
         """Raise DeviceFault if RM reported an error on a channel (or one was reported earlier)."""
         if self.pending_fault:
             raise DeviceFault(self.pending_fault)
-        error = self.group.error() if self.group else None
-        if error:
-            self._fault(error)
+        for kind, group in list(self.groups.items()):
+            error = group.error()
+            if error:
+                self._fault(error, [kind])
 
-    def _fault(self, error: str):
+    def _fault(self, error: str, kinds):
         xids = faults.xid_lines(self.opened_at_s)
-        names = ", ".join(f"{q.kind}{q.index}" for q in self.queues.values())
-        self.pending_fault = (f"{self.spec}: queues {names} faulted: {error}"
+        names = ", ".join(f"{k}0" for k in kinds)
+        self.pending_fault = (f"{self.spec}: queue {names} faulted: {error}"
                               + (f"; kernel log: {' | '.join(xids)}" if xids else "")
-                              + "; their pending work was dropped: take new queues with dev.queue(kind)")
-        self._rebuild_channels(self.pending_fault)
+                              + "; its pending work was dropped: take a new queue with dev.queue(kind)")
+        self._rebuild_channels(kinds, self.pending_fault)
         raise DeviceFault(self.pending_fault)
 
     def on_timeout(self, sig, value: int, timeout_s: float, progress_before: tuple):
@@ -148,30 +166,32 @@ class NvDevice(hal.Device):
         self.check_health()
         xids = faults.xid_lines(self.opened_at_s)
         msg = f"{sig!r}: wanted >= {value}, saw {sig._read()} after {timeout_s} s"
-        if xids:
-            self._fault(f"wait timed out ({msg})")
+        busy = [q.kind for q in self.queues.values() if q.completed() < q.submitted]
+        if xids and busy:
+            self._fault(f"wait timed out ({msg})", busy)
         hung = [q for q in self.queues.values()
                 if q.completed() < q.submitted and not q.blocked_on_acquire()] if self.progress_mark() == progress_before \
             else []
         if hung:
             names = ", ".join(f"{q.kind}{q.index}" for q in hung)
-            self._rebuild_channels(f"hung ({msg})")
+            self._rebuild_channels([q.kind for q in hung], f"hung ({msg})")
             msg += (f"; queue(s) {names} made no progress and wait on nothing (a kernel that never ends): "
                     "the channels were torn down and rebuilt, take new queues with dev.queue(kind)")
         raise DeviceTimeout(msg)
 
-    def _rebuild_channels(self, reason: str):
-        """Mark every queue dead, free the channel group (stopping whatever ran) and build a new one."""
-        for q in self.queues.values():
-            q.die(reason)
-        self.queues = {}
+    def _rebuild_channels(self, kinds, reason: str):
+        """Mark the queues of kinds dead, free their channel groups (stopping whatever ran), build new ones."""
         self.opened_at_s = faults.now_s()
-        old, self.group = self.group, None
-        try:
-            old.close()
-        except DeviceError:
-            pass  # a dead TSG may refuse parts of its teardown; the new group does not depend on it
-        self.group = ChannelGroup(self)
+        for kind in kinds:
+            q = self.queues.pop(kind, None)
+            if q is not None:
+                q.die(reason)
+            old = self.groups.pop(kind)
+            try:
+                old.close()
+            except DeviceError:
+                pass  # a dead TSG may refuse parts of its teardown; the new group does not depend on it
+            self.groups[kind] = ChannelGroup(self, kind)
 
     # --- local memory -------------------------------------------------------------------------------
     def ensure_local_memory(self, per_thread_B: int):
@@ -243,10 +263,10 @@ class NvDevice(hal.Device):
         if getattr(self, "usermode_addr", 0):
             rm.munmap(self.usermode_addr, host_c86f.USERMODE_SIZE_B)
             self.usermode_addr = 0
-        if self.group is not None:
-            for ch in self.group.channels:
+        for group in self.groups.values():
+            for ch in group.channels:
                 rm.munmap(ch.notifier_addr, ch.notifier_B)
-            self.group = None
+        self.groups = {}
         if self.uvm is not None:
             self.uvm.close()                         # UVM drops its mappings and channel registrations
         if self.rm is not None:

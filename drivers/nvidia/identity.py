@@ -49,6 +49,13 @@ def engine_classes(rmf, client: int, device: int) -> dict:
     return out
 
 
+def copy_engines(rmf, client: int, subdevice: int) -> list:
+    """NV2080 engine types of the copy engines present (COPY0..COPY9)."""
+    p = rmf.control(client, subdevice, controls.NV2080_CTRL_CMD_GPU_GET_ENGINES_V2,
+                    ffi.new("NV2080_CTRL_GPU_GET_ENGINES_V2_PARAMS *"), "engine list")
+    return [e for e in p.engineList[0:p.engineCount] if objects.ENGINE_TYPE_COPY0 <= e <= objects.ENGINE_TYPE_COPY9]
+
+
 def uuid(rmf, client: int, subdevice: int) -> bytes:
     p = rmf.control(client, subdevice, controls.NV2080_CTRL_CMD_GPU_GET_GID_INFO,
                     ffi.new("NV2080_CTRL_GPU_GET_GID_INFO_PARAMS *", {"flags": controls.GID_FORMAT_BINARY,

@@ -250,7 +250,7 @@ class NvQueue(hal.Queue):
 
     def init_channel(self):
         """Attach to the device's channel of our kind and bind its engine."""
-        self.channel = self.device.group.compute if self.kind == "compute" else self.device.group.copy
+        self.channel = self.device.groups[self.kind].channel
         self.sync_setup()
 
     def sync_setup(self, local_va: int = 0, local_per_tpc_B: int = 0):

@@ -60,6 +60,7 @@ typedef struct { NvHandle hObjectError, hObjectBuffer; uint64_t gpFifoOffset; ui
                  uint32_t ProcessID, SubProcessID; uint32_t encryptIv[3]; uint32_t decryptIv[3];
                  uint32_t hmacNonce[8]; uint32_t tpcConfigID; } NV_CHANNEL_ALLOC_PARAMS;
 typedef struct { uint8_t bBar1Mapping; uint8_t bPriv; } NV_HOPPER_USERMODE_A_PARAMS;
+typedef struct { uint32_t version; uint32_t engineType; } NVB0B5_ALLOCATION_PARAMETERS;
 typedef struct { NvHandle hDebuggerClient_Obsolete, hAppClient, hClass3dObject; } NV83DE_ALLOC_PARAMETERS;
 typedef struct { uint64_t timeStamp; uint32_t info32; uint16_t info16; uint16_t status; } NvNotification;
 
@@ -81,6 +82,7 @@ typedef struct { uint32_t gspFeatures; uint8_t bValid; uint8_t bDefaultGspRmGpu;
 typedef struct { uint16_t ids[9]; } NV2080_SM_ORDER_ENTRY;
 typedef struct { NV2080_SM_ORDER_ENTRY globalSmId[512]; uint16_t numSm; uint16_t numTpc; uint64_t grRouteInfo[2]; }
                  NV2080_CTRL_GR_GET_GLOBAL_SM_ORDER_PARAMS;
+typedef struct { uint32_t engineCount; uint32_t engineList[84]; } NV2080_CTRL_GPU_GET_ENGINES_V2_PARAMS;
 typedef struct { uint32_t workSubmitToken; } NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN_PARAMS;
 typedef struct { uint8_t bEnable; uint8_t bSkipSubmit; uint8_t bSkipEnable; } NVA06C_CTRL_GPFIFO_SCHEDULE_PARAMS;
 

@@ -25,8 +25,9 @@ COMPUTE = {0xCEC0: "BLACKWELL_COMPUTE_B", 0xCDC0: "BLACKWELL_COMPUTE_A", 0xCBC0:
 COPY = {0xCAB5: "BLACKWELL_DMA_COPY_B", 0xC9B5: "BLACKWELL_DMA_COPY_A", 0xC8B5: "HOPPER_DMA_COPY_A",
         0xC7B5: "AMPERE_DMA_COPY_B", 0xC6B5: "AMPERE_DMA_COPY_A"}
 
-# NV2080_ENGINE_TYPE_GRAPHICS: the channel group runs on the graphics/compute engine.
+# NV2080_ENGINE_TYPE_*: which engine a channel group runs on (cl2080_notification.h)
 ENGINE_TYPE_GRAPHICS = 1
+ENGINE_TYPE_COPY0, ENGINE_TYPE_COPY9 = 0x09, 0x12
 
 
 def pick(family: dict, present) -> int | None:
