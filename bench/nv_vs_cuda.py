@@ -44,6 +44,15 @@ def first_result_s(cmd, env=None) -> float:
     return statistics.median(times)
 
 
+def run():
+    """`python -m bench` entry: needs an NVIDIA GPU and nvcc, else says why it skips."""
+    import shutil
+    if not os.path.exists("/dev/nvidiactl") or not shutil.which("nvcc"):
+        print("skipped: needs /dev/nvidiactl (an NVIDIA GPU) and nvcc for the CUDA baseline")
+        return
+    main()
+
+
 def main():
     binary = os.path.join(tempfile.mkdtemp(), "cuda_baseline")
     run(["nvcc", "-O2", "-arch=sm_90", "-o", binary, os.path.join(HERE, "cuda_baseline.cu")])

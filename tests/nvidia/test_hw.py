@@ -191,6 +191,23 @@ def _fds_and_maps():
     return len(os.listdir("/proc/self/fd")), ours, total
 
 
+def test_two_devices_open_at_once(nv):
+    """A second open of the GPU (own RM client, UVM VA space and VA slot) runs work next to the first."""
+    prog1 = load(nv, kernels.INC, "inc", ["ptr"])
+    with hal.open("nv:0") as other:
+        prog2 = load(other, kernels.INC, "inc", ["ptr"])
+        c1, c2 = nv.alloc(4, True), other.alloc(4, True)
+        assert c1.va != c2.va
+        for c in (c1, c2):
+            np.frombuffer(c.view(), np.uint32)[:] = 0
+        d1, d2 = nv.signal(0), other.signal(0)
+        nv.queue().stream().launch(prog1, [c1], grid=(2,), block=(32,)).signal(d1, 1).submit()
+        other.queue().stream().launch(prog2, [c2], grid=(3,), block=(32,)).signal(d2, 1).submit()
+        d1.wait(1, 10)
+        d2.wait(1, 10)
+        assert np.frombuffer(c1.view(), np.uint32)[0] == 64 and np.frombuffer(c2.view(), np.uint32)[0] == 96
+
+
 def test_open_close_cycles_leak_nothing():
     from .conftest import nv_reason
     if nv_reason():
