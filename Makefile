@@ -33,3 +33,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache
+
+# NVIDIA driver vs the CUDA runtime on this machine's GPU (needs /dev/nvidiactl and nvcc): BENCHMARKS.md
+.PHONY: bench-nv
+bench-nv: $(STAMP)
+	$(PY) -m bench.nv_vs_cuda

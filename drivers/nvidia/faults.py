@@ -4,6 +4,7 @@ RM (GSP-RM on Hopper) writes an NvNotification at index 0 of the channel's error
 kills the channel (robust-channel error, nvidia-hopper.md 5.3); dmesg carries "NVRM: Xid" lines.
 """
 
+import ctypes
 import os
 import struct
 import time
@@ -20,7 +21,6 @@ RC_ERRORS = {
 
 def read_notifier(addr: int) -> tuple:
     """(timestamp_ns, info32, info16, status) of the NvNotification at addr."""
-    import ctypes
     return struct.unpack("<QIHH", ctypes.string_at(addr, 16))
 
 

@@ -15,7 +15,7 @@ import hal
 from hal import DeviceTimeout, InvalidArgument
 
 from . import cbank0, qmd as qmdlib
-from .classes import compute_cbc0 as compute, copy_c8b5 as copy, host_c86f as host
+from .classes import compute_cbc0 as compute, copy_c8b5 as copy
 from .decode import decode
 from .pushbuf import Pushbuffer, gp_entry
 

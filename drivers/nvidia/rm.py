@@ -10,12 +10,13 @@ import os
 
 from hal import DeviceError, OutOfDeviceMemory
 
+from .classes.objects import NV01_MEMORY_SYSTEM_OS_DESCRIPTOR
 from .classes.rm_status import RM_STATUS
 from .structs import ffi, libc
 
 NV_IOCTL_MAGIC = ord("F")
 # NV_ESC_* numbers (kernel-open/common/inc/nv-ioctl-numbers.h, arch/nvalloc/unix/include/nv_escape.h)
-ESC_CARD_INFO, ESC_REGISTER_FD, ESC_CHECK_VERSION_STR = 200, 201, 210
+ESC_CARD_INFO, ESC_REGISTER_FD = 200, 201
 ESC_RM_ALLOC_MEMORY, ESC_RM_FREE, ESC_RM_CONTROL, ESC_RM_ALLOC = 0x27, 0x29, 0x2A, 0x2B
 ESC_RM_MAP_MEMORY, ESC_RM_MAP_MEMORY_DMA = 0x4E, 0x57
 
@@ -150,7 +151,8 @@ def alloc_os_memory(dev_fd: int, client: int, device: int, handle: int, addr: in
     """RM_ALLOC_MEMORY of NV01_MEMORY_SYSTEM_OS_DESCRIPTOR over host pages at addr (on /dev/nvidiaN)."""
     p = ffi.new("nv_ioctl_nvos02_parameters_with_fd *")
     p.params.hRoot, p.params.hObjectParent, p.params.hObjectNew = client, device, handle
-    p.params.hClass, p.params.flags, p.params.pMemory, p.params.limit = 0x71, flags, addr, size_B - 1
+    p.params.hClass, p.params.flags = NV01_MEMORY_SYSTEM_OS_DESCRIPTOR, flags
+    p.params.pMemory, p.params.limit = addr, size_B - 1
     p.fd = -1
     nv_ioctl(dev_fd, ESC_RM_ALLOC_MEMORY, p, "RM_ALLOC_MEMORY")
     rm_check("RM_ALLOC_MEMORY (OS descriptor)", p.params.status, f"{size_B} B at {addr:#x}")
