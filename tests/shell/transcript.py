@@ -9,6 +9,7 @@ that differ from run to run:
     <hex>    an address or other hex number (with or without 0x)
     <int>    a decimal integer
     <float>  a decimal number (timings)
+    <bool>   True or False (a driver's momentary flags, such as an executor thread asleep or not)
 """
 
 import re
@@ -16,7 +17,8 @@ from pathlib import Path
 
 BEGIN = "<!-- shell-transcript: begin -->"
 END = "<!-- shell-transcript: end -->"
-PLACEHOLDERS = {"<hex>": r"(?:0x)?[0-9a-f]+", "<int>": r"-?\d+", "<float>": r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"}
+PLACEHOLDERS = {"<hex>": r"(?:0x)?[0-9a-f]+", "<int>": r"-?\d+", "<float>": r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?",
+                "<bool>": r"(?:True|False)"}
 _PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 
 

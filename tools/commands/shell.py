@@ -29,8 +29,7 @@ def _best_spec() -> str:
 
 
 def banner(dev) -> str:
-    info = dev.info
-    return (f"kernelos shell: dev = {info.spec} {info.name} ({info.arch}), {info.memory_B >> 20} MiB\n"
+    return (f"kernelos shell on {dev.spec} ({dev.info.arch}); dev.info has the details.\n"
             "dev, hal, np and helpers are loaded; help() lists them. Ctrl-D leaves.")
 
 

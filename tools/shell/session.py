@@ -70,15 +70,15 @@ class Session:
         """launch(prog, args, grid, block=1) -> stream: run on the compute queue, signal, wait."""
         if self._done is None:
             self._done = self.signal(0, name="launch")
-        self._launches += 1
         stream = self.dev.queue("compute").stream().launch(program, args, grid, block)
+        self._launches += 1
         stream.signal(self._done, self._launches).submit()
         if wait:
             self.wait(self._done, self._launches)
         return stream
 
     def signal(self, value: int = 0, name: str | None = None):
-        """signal(value=0) -> Signal: a new timeline, listed by sigs()."""
+        """signal(value=0, name=None) -> Signal: a new timeline, listed by sigs()."""
         sig = self.dev.signal(value)
         self.signals[name or f"sig{len(self.signals)}"] = sig
         return sig
@@ -136,7 +136,7 @@ class Session:
         print(self.help_text())
 
     def help_text(self) -> str:
-        lines = [f"dev = {self.dev!r}; hal, np imported. Helpers:"]
+        lines = ["dev (the opened device), hal, np; and these helpers:"]
         for name in HELPERS + ("help",):
             lines.append(f"  {getattr(self, name).__doc__.splitlines()[0]}")
         lines.append(f"Waits time out after {self.timeout_s:g} s (DeviceTimeout); Ctrl-C interrupts; Ctrl-D leaves.")

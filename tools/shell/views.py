@@ -24,7 +24,7 @@ def fmt_value(value) -> str:
 def ring_line(queue) -> str:
     """'compute0  get=3 put=3 pending=0 ...': a queue's state() as one line, keys in driver order."""
     state = queue.state()
-    fields = " ".join(f"{k}={fmt_value(v)}" for k, v in state.items())
+    fields = " ".join(f"{k}={fmt_value(v)}" for k, v in state.items() if k not in ("kind", "index"))
     return f"{queue.kind + str(queue.index):<9} {fields}"
 
 
