@@ -18,6 +18,13 @@ def spawn_env() -> dict:
     return dict(os.environ, PYTHONPATH=path, TERM="dumb", INPUTRC="/dev/null", PYTHONDONTWRITEBYTECODE="1")
 
 
+def write_transcript_files():
+    """Files the README transcript opens: the demo image (tests/shell/demo_image.py)."""
+    from .demo_image import DEFAULT_PATH, write_demo_image
+
+    write_demo_image(REPO / DEFAULT_PATH)
+
+
 def cpu_device_reason():
     """Why the cpu device cannot be opened here, or None if it can."""
     import hal

@@ -8,13 +8,14 @@ putting placeholders (<hex>, <int>, <float>) only where values change from run t
 
 import sys
 
-from .conftest import REPO, STEP_TIMEOUT_S, spawn_env
+from .conftest import REPO, STEP_TIMEOUT_S, spawn_env, write_transcript_files
 from .pty_session import PtySession
 from .transcript import is_input, read_transcript, typed
 
 
 def record() -> str:
     args, expected = read_transcript(REPO / "README.md")
+    write_transcript_files()
     shell = PtySession([sys.executable, "-m", "kernelos", *args], cwd=REPO, env=spawn_env())
     shell.read_until_prompt(STEP_TIMEOUT_S)
     for line in expected:

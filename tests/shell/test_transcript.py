@@ -7,7 +7,7 @@ documentation cannot drift from the shell.
 
 import pytest
 
-from .conftest import REPO, STEP_TIMEOUT_S, cpu_device_reason
+from .conftest import REPO, STEP_TIMEOUT_S, cpu_device_reason, write_transcript_files
 from .transcript import PLACEHOLDERS, is_input, mismatches, read_transcript, typed
 
 README = REPO / "README.md"
@@ -27,6 +27,7 @@ def test_readme_transcript_replays_on_cpu(spawn_shell):
     if reason:
         pytest.skip(f"cpu device unavailable: {reason}")
     args, expected = read_transcript(README)
+    write_transcript_files()
     shell = spawn_shell(args)
     shell.read_until_prompt(STEP_TIMEOUT_S)
     for line in expected:

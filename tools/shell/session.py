@@ -30,6 +30,7 @@ class Session:
         self.dev, self.timeout_s = dev, float(timeout_s)
         self.signals: dict = {}      # name -> Signal made with signal(), listed by sigs()
         self.tensors: dict = {}      # Buffer -> (dtype, shape) remembered by upload()/empty()
+        self.labels: dict = {}       # va -> (Buffer, what the shell allocated there), shown by memmap()
         self._done = None            # the timeline launch() signals completion on
         self._launches = 0
 
@@ -41,7 +42,7 @@ class Session:
             raise InvalidArgument("upload needs a non-empty array")
         buf = self.dev.alloc(a.nbytes, host_visible=host_visible)
         buf.write(a.view(np.uint8).reshape(-1))
-        self.tensors[buf] = (a.dtype, a.shape)
+        self._remember(buf, "upload", a.dtype, a.shape)
         return buf
 
     def empty(self, shape, dtype="float32", host_visible: bool = True):
@@ -50,8 +51,12 @@ class Session:
         size_B = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         buf = self.dev.alloc(size_B, host_visible=host_visible)
         buf.write(bytes([POISON_BYTE]) * size_B)
-        self.tensors[buf] = (dtype, shape)
+        self._remember(buf, "empty", dtype, shape)
         return buf
+
+    def _remember(self, buf, how: str, dtype, shape):
+        self.tensors[buf] = (dtype, shape)
+        self.labels[buf.va] = (buf, f"{how} {dtype}{list(shape)}")
 
     def download(self, buf, dtype=None, shape=None):
         """download(buf) -> np.ndarray: read a buffer back (dtype/shape as uploaded unless given)."""
@@ -117,14 +122,17 @@ class Session:
         print(_hexdump(buf.read(size_B, offset_B), buf.address(offset_B)))
 
     def memmap(self):
-        """memmap(): the device's live allocations (address, size, kind)."""
-        print("\n".join(views.memory_map_lines(self.dev.memory_map())))
+        """memmap(): the device's live allocations (address, size, kind, what the shell put there)."""
+        live = {va: label for va, (buf, label) in self.labels.items() if not buf.freed}
+        print("\n".join(views.memory_map_lines(self.dev.memory_map(), live)))
 
     def load(self, image_path: str):
-        """load(path) -> model: load a device image here; model.step() runs and shows one DAG node."""
+        """load(path) -> m: a device image loaded for stepping: m.nodes(), m.step(), m.tensor(name), m.check()."""
         from .stepper import load_stepper
 
-        return load_stepper(self.dev, image_path, self)
+        stepper = load_stepper(self.dev, image_path, self.timeout_s)
+        self.labels.update(stepper.labels())
+        return stepper
 
     # --- the console's namespace --------------------------------------------------------
     def help(self, *args, **kwargs):

@@ -37,12 +37,12 @@ def signal_lines(signals: dict) -> list:
     return lines
 
 
-def memory_map_lines(entries: list) -> list:
-    """The device's live allocations, by address, with a total."""
-    lines = [f"{'va':<14} {'size':>10}  kind"]
+def memory_map_lines(entries: list, labels: dict) -> list:
+    """The device's live allocations, by address, with what the shell knows of each and a total."""
+    lines = [f"{'va':<14} {'size':>10}  {'kind':<6} what"]
     total_B = 0
     for e in sorted(entries, key=lambda e: e["va"]):
-        lines.append(f"{fmt_va(e['va'])} {fmt_size(e['size_B']):>10}  {e['kind']}")
+        lines.append(f"{fmt_va(e['va'])} {fmt_size(e['size_B']):>10}  {e['kind']:<6} {labels.get(e['va'], '')}".rstrip())
         total_B += e["size_B"]
     lines.append(f"{len(entries)} allocations, {fmt_size(total_B)}")
     return lines
