@@ -4,11 +4,13 @@ Ctrl-C interrupts a wait at once, a timed-out wait is one typed line, a wrong ca
 and the shell goes on, and leaving closes the device (exit code 0, `closed cpu`).
 """
 
+import subprocess
+import sys
 import time
 
 import pytest
 
-from .conftest import STEP_TIMEOUT_S, cpu_device_reason
+from .conftest import REPO, STEP_TIMEOUT_S, cpu_device_reason, spawn_env
 
 
 @pytest.fixture
@@ -58,3 +60,11 @@ def test_leaving_closes_the_device(cpu_shell):
     cpu_shell.read_until_prompt(STEP_TIMEOUT_S)
     assert cpu_shell.close() == 0
     assert cpu_shell.transcript().rstrip().endswith("closed cpu")
+
+
+def test_a_device_that_is_not_there_is_one_line_and_exit_code_2():
+    result = subprocess.run([sys.executable, "-m", "kernelos", "shell", "--device", "nv:9", "--no-ipython"], cwd=REPO,
+                            env=spawn_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("kernelos shell: DeviceNotFound: ") and result.stderr.count("\n") == 1
+    assert result.stdout == ""
