@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python -m tests.shell.demo_image [PATH]     (default out/shell-demo.kimg)
 
-Kernels are C for the cpu device; the golden output comes from numpy in float64.
+Kernels are C for cpu targets and CUDA for sm_* targets; the golden output comes from numpy in float64.
 """
 
 import sys
@@ -16,21 +16,28 @@ from kernelos.image import write_image
 
 DEFAULT_PATH = Path("out/shell-demo.kimg")
 ROWS, COLS = 2, 4
-SOURCE = {
-    "mul_cols": "o[i] = a[i] * v[i % p->cols];",
-    "add_cols_relu": "o[i] = a[i] + v[i % p->cols] > 0.0f ? a[i] + v[i % p->cols] : 0.0f;",
+# Element i of o from a[i] and v[i % cols] (a row-broadcast vector), in C and in CUDA.
+BODIES = {
+    "mul_cols": "o[i] = a[i] * v[i % cols];",
+    "add_cols_relu": "o[i] = a[i] + v[i % cols] > 0.0f ? a[i] + v[i % cols] : 0.0f;",
 }
-TEMPLATE = """#include "kos_kernel.h"
+C_TEMPLATE = """#include "kos_kernel.h"
 struct args { const float *a; const float *v; float *o; uint32_t n; uint32_t cols; };
-KOS_KERNEL(%s) {  /* one element per thread, a row-broadcast vector v */
+KOS_KERNEL(%s) {  /* one element per thread */
     const struct args *p = args;
     const float *a = p->a, *v = p->v;
     float *o = p->o;
+    const uint32_t n = p->n, cols = p->cols;
     for (uint64_t b = block_begin; b < block_end; b++)
         for (uint32_t t = 0; t < L->block[0]; t++) {
             uint64_t i = b * L->block[0] + t;
-            if (i < p->n) %s
+            if (i < n) %s
         }
+}
+"""
+CUDA_TEMPLATE = """extern "C" __global__ void %s(const float *a, const float *v, float *o, unsigned n, unsigned cols) {
+    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) %s
 }
 """
 PARAMS = ("ptr", "ptr", "ptr", "u32", "u32")
@@ -43,8 +50,9 @@ def build_dag(target: str) -> KernelDAG:
     dag.add_buffer("b", "weight", (COLS,), "float32")
     dag.add_buffer("h", "scratch", (ROWS, COLS), "float32")
     dag.add_buffer("y", "output", (ROWS, COLS), "float32")
-    for name, body in SOURCE.items():
-        binary = hal.compile(TEMPLATE % (name, body), name, target)
+    template = CUDA_TEMPLATE if target.startswith("sm_") else C_TEMPLATE
+    for name, body in BODIES.items():
+        binary = hal.compile(template % (name, body), name, target)
         dag.add_kernel(Kernel(name, PARAMS, {target: binary}, {target: {"max_threads": 1024}}))
     dims = {target: ((2,), (COLS,))}
     n = ROWS * COLS
