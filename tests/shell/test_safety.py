@@ -68,3 +68,20 @@ def test_a_device_that_is_not_there_is_one_line_and_exit_code_2():
     assert result.returncode == 2
     assert result.stderr.startswith("kernelos shell: DeviceNotFound: ") and result.stderr.count("\n") == 1
     assert result.stdout == ""
+
+
+SPIN_FOREVER = '#include "kos_kernel.h"\nKOS_KERNEL(spin) { volatile int forever = 1; while (forever) {} }\n'
+
+
+def test_a_kernel_that_never_returns_times_out_and_leaving_still_ends(cpu_shell):
+    """The cpu driver's close waits for a running kernel; the shell gives up on it after its timeout."""
+    assert run_line(cpu_shell, f'k = kernel({SPIN_FOREVER!r}, "spin", "")').splitlines()[1:] == [">>> "]
+    shown = run_line(cpu_shell, "launch(k, [], grid=1)").splitlines()
+    assert shown[1].startswith("DeviceTimeout: signal at ") and shown[1].endswith("within 0.5 s (it is 0)")
+    start_s = time.monotonic()
+    cpu_shell.send("exit()\n")
+    cpu_shell.read_until_prompt(STEP_TIMEOUT_S)
+    assert cpu_shell.close() == 3
+    assert time.monotonic() - start_s < 10.0
+    assert cpu_shell.transcript().rstrip().endswith(
+        "closing cpu did not finish within 2 s (a kernel still running?); leaving without a clean close")

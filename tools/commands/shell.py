@@ -1,9 +1,15 @@
 """`kernelos shell`: an interactive Python session with a device open and the HAL at hand."""
 
 import atexit
+import os
+import sys
+import threading
 
 import hal
 from hal.errors import DeviceNotFound
+
+CLOSE_MIN_TIMEOUT_S = 2.0  # closing gets at least this long, whatever --timeout-s says
+EXIT_CLOSE_TIMED_OUT = 3
 
 NAME = "shell"
 HELP = "interactive Python shell with a device open (dev, hal, np and helpers; help() lists them)"
@@ -33,6 +39,21 @@ def banner(dev) -> str:
             "dev, hal, np and helpers are loaded; help() lists them. Ctrl-D leaves.")
 
 
+def close_device(dev, timeout_s: float):
+    """Close dev, but never hang the shell on it: a kernel that never returns keeps its queue busy
+    and a driver's close waits for it. Past timeout_s the process leaves without the clean close
+    (the operating system reclaims the device's memory and file descriptors)."""
+    closer = threading.Thread(target=dev.close, name="kernelos-shell-close", daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    if closer.is_alive():
+        print(f"closing {dev.spec} did not finish within {timeout_s:g} s (a kernel still running?); "
+              "leaving without a clean close", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(EXIT_CLOSE_TIMED_OUT)
+    print(f"closed {dev.spec}")
+
+
 def run(args) -> int:
     from tools.shell.console import interact
     from tools.shell.session import Session
@@ -47,6 +68,5 @@ def run(args) -> int:
     except SystemExit as e:  # exit() in the console
         return e.code if isinstance(e.code, int) else 0
     finally:
-        dev.close()
-        print(f"closed {dev.spec}")
+        close_device(dev, max(args.timeout_s, CLOSE_MIN_TIMEOUT_S))
     return 0

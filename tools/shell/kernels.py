@@ -16,7 +16,7 @@ def compile_kernel(dev, source: str, name: str, params, max_threads: int = 1024,
     if not isinstance(source, str) or not source.strip():
         raise InvalidArgument("kernel source must be a non-empty string")
     if isinstance(params, str):
-        params = tuple(p.strip() for p in params.split(","))
+        params = tuple(p.strip() for p in params.split(",") if p.strip())
     meta = hal.KernelMeta(tuple(params), max_threads=max_threads)
     binary = hal.compile(source, name, dev.info.arch, tuple(options))
     return dev.load_program(binary, name, meta)

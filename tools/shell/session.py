@@ -26,6 +26,8 @@ HELPERS = ("upload", "empty", "download", "kernel", "launch", "signal", "wait", 
 
 
 class Session:
+    """One device in the shell: the helpers, the signals they made, what they know of each buffer."""
+
     def __init__(self, dev, timeout_s: float = 5.0):
         self.dev, self.timeout_s = dev, float(timeout_s)
         self.signals: dict = {}      # name -> Signal made with signal(), listed by sigs()
@@ -144,7 +146,7 @@ class Session:
         print(self.help_text())
 
     def help_text(self) -> str:
-        lines = ["dev (the opened device), hal, np; and these helpers:"]
+        lines = ["dev (the opened device), hal, np, shell (this session: timeout_s, signals) and these helpers:"]
         for name in HELPERS + ("help",):
             lines.append(f"  {getattr(self, name).__doc__.splitlines()[0]}")
         lines.append(f"Waits time out after {self.timeout_s:g} s (DeviceTimeout); Ctrl-C interrupts; Ctrl-D leaves.")
