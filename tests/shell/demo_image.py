@@ -62,6 +62,14 @@ def build_dag(target: str) -> KernelDAG:
     return dag
 
 
+def demo_arrays():
+    """x (the golden input), w, b (the weights): small exact binary fractions, so float32 is exact."""
+    x = np.array([[1.0, -2.0, 3.0, -4.0], [0.5, 0.25, -0.75, 2.0]], dtype=np.float32)
+    w = np.array([2.0, 1.0, -1.0, 0.5], dtype=np.float32)
+    b = np.array([-1.0, 0.5, 1.0, 0.0], dtype=np.float32)
+    return x, w, b
+
+
 def cpu_target() -> str:
     return next(d.arch for d in hal.probe() if d.vendor == "cpu")
 
@@ -69,9 +77,7 @@ def cpu_target() -> str:
 def write_demo_image(path=DEFAULT_PATH, target: str | None = None):
     """Write the demo image with fixed inputs (the transcript shows their values), for the cpu by default."""
     target = target or cpu_target()
-    x = np.array([[1.0, -2.0, 3.0, -4.0], [0.5, 0.25, -0.75, 2.0]], dtype=np.float32)
-    w = np.array([2.0, 1.0, -1.0, 0.5], dtype=np.float32)
-    b = np.array([-1.0, 0.5, 1.0, 0.0], dtype=np.float32)
+    x, w, b = demo_arrays()
     y = np.maximum(x.astype(np.float64) * w + b, 0.0).astype(np.float32)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return write_image(path, build_dag(target), {"w": w, "b": b}, {"x": x}, {"y": y})

@@ -107,22 +107,31 @@ def test_hexdump_folds_repeated_lines():
 
 
 def test_stepper_runs_the_demo_image_node_by_node(shell, tmp_path, capsys):
-    from .demo_image import write_demo_image
+    from .demo_image import demo_arrays, write_demo_image
 
     write_demo_image(tmp_path / "demo.kimg")
+    x, w, b = (a.astype(np.float64) for a in demo_arrays())
     m = shell.load(tmp_path / "demo.kimg")
-    x, w, b = m.tensor("x").astype(np.float64), m.tensor("w").astype(np.float64), m.tensor("b").astype(np.float64)
-    assert (m.tensor("y").view(np.uint32) == 0xCDCDCDCD).all()
+    with pytest.raises(hal.InvalidArgument, match="has not been read or written"):
+        m.tensor("y")
     m.step()
+    np.testing.assert_array_equal(m.tensor("x"), x)
     np.testing.assert_allclose(m.tensor("h"), x * w, rtol=1e-6)
-    assert (m.tensor("y").view(np.uint32) == 0xCDCDCDCD).all()  # node 1 has not run yet
+    with pytest.raises(hal.InvalidArgument):
+        m.tensor("y")  # node 1 has not run yet
     m.step()
     np.testing.assert_allclose(m.tensor("y"), np.maximum(x * w + b, 0), rtol=1e-6)
     m.step()
+    m.check()
     shown = capsys.readouterr().out
     assert "node 0 scale: launch mul_cols" in shown and "  out y " in shown
-    assert shown.rstrip().endswith("all 2 nodes have run; reset() starts again")
+    assert "all 2 nodes have run; reset() starts again\ny: max |out - golden| = 0\n" in shown
     with pytest.raises(hal.InvalidArgument, match="no buffer 'z'"):
         m.tensor("z")
-    m.reset()
-    assert m.next == 0 and (m.tensor("h").view(np.uint32) == 0xCDCDCDCD).all()
+    m.reset({"x": -demo_arrays()[0]})
+    m.step()
+    m.self_test()  # ends the stepping (which holds the model's lock) and runs a whole inference
+    assert capsys.readouterr().out.splitlines()[-1].startswith("self-test PASS: max |out - golden| = 0")
+    assert m.next == 0
+    m.run()
+    np.testing.assert_allclose(m.tensor("y"), np.maximum(-x * w + b, 0), rtol=1e-6)

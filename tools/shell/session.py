@@ -129,12 +129,10 @@ class Session:
         print("\n".join(views.memory_map_lines(self.dev.memory_map(), live)))
 
     def load(self, image_path: str):
-        """load(path) -> m: a device image loaded for stepping: m.nodes(), m.step(), m.tensor(name), m.check()."""
+        """load(path) -> m: an image loaded for stepping: m.nodes(), m.step(), m.tensor(name), m.check(), m.self_test()."""
         from .stepper import load_stepper
 
-        stepper = load_stepper(self.dev, image_path, self.timeout_s)
-        self.labels.update(stepper.labels())
-        return stepper
+        return load_stepper(self.dev, image_path, self.timeout_s)
 
     # --- the console's namespace --------------------------------------------------------
     def help(self, *args, **kwargs):

@@ -1,30 +1,21 @@
 """Step through a device image's DAG on the shell's device, node by node.
 
-Unlike the runtime's loader, which places buffers in one arena where scratch tensors share memory
-by lifetime, the stepper gives every DAG buffer its own allocation: every intermediate stays
-readable after the node that wrote it, which is the point of stepping. Inputs start as the
-image's golden inputs; `check()` compares the outputs with the golden outputs.
+The image is loaded by kernelos.model (the runtime's own loader: one arena, the memory plan,
+the kernels); LoadedModel.steps() runs one node at a time and hands back what the node read
+before and wrote after it ran. This module shows those and remembers the latest value of every
+buffer, so `tensor(name)` works even where the arena has since reused the memory.
 """
 
 import numpy as np
 
-import hal
 from hal.errors import InvalidArgument
-from kernelos.dag import BufArg, Copy
-from kernelos.image import read_image
-
-from .waiting import wait_signal
+from kernelos.model import load_model
 
 PREVIEW_VALUES = 8
-LAUNCH_META_KEYS = ("max_threads", "shared_B", "regs")
 
 
 def load_stepper(dev, image_path, timeout_s: float) -> "Stepper":
-    image = read_image(image_path)
-    try:
-        return Stepper(dev, image, image.pick_target(dev.targets), timeout_s)
-    finally:
-        image.close()  # the stepper keeps device copies; nothing refers to the mapped file
+    return Stepper(load_model(image_path, dev, timeout_s=timeout_s))
 
 
 def preview(a: np.ndarray) -> str:
@@ -35,118 +26,93 @@ def preview(a: np.ndarray) -> str:
     return f"{a.dtype}{list(a.shape)} {values}{more}"
 
 
+def describe(node, target: str) -> str:
+    if not hasattr(node, "kernel"):
+        return f"copy {node.size_B} B"
+    grid, block = node.dims[target]
+    return f"launch {node.kernel} grid={tuple(grid)} block={tuple(block)}"
+
+
 class Stepper:
-    """A loaded image run one node at a time: nodes(), step(), run(), tensor(name), check(), reset()."""
+    """A loaded image run one node at a time: nodes(), step(), run(), tensor(name), check(), reset(),
+    self_test()."""
 
-    def __init__(self, dev, image, target: str, timeout_s: float):
-        self.dev, self.target, self.timeout_s = dev, target, timeout_s
-        self.dag, self.order = image.dag, image.dag.topo_order()
-        self.inputs = {k: np.array(v) for k, v in image.golden_inputs.items()}
-        self.golden = {k: np.array(v) for k, v in image.golden_outputs.items()}
-        self.buffers, self.programs, self.done = {}, {}, None
+    def __init__(self, model):
+        # The model stays private: a suspended steps() holds its lock, so a model.run() from the
+        # shell between two steps would wait forever; self_test() and reset() end the stepping first.
+        self._model, self.dag, self.target = model, model.dag, model.target
+        self.order = model.nodes()
+        self._steps = None
+        self.reset()
+
+    def reset(self, inputs: dict | None = None):
+        """Start again at the first node with `inputs` (default: the image's golden inputs)."""
+        self._end_stepping()
+        self.inputs = self._model.check_inputs(self._model.image.golden_inputs if inputs is None else inputs)
+        self._steps = self._model.steps(self.inputs)
+        self.next, self.seen = 0, {}
+
+    def _end_stepping(self):
+        if self._steps is not None:
+            self._steps.close()  # releases the model's lock a suspended steps() holds
+
+    def self_test(self):
+        """The runtime's boot self-test on this image (a whole recorded inference); stepping restarts."""
+        self._end_stepping()
         try:
-            for name, spec in self.dag.buffers.items():
-                self.buffers[name] = dev.alloc(spec.size_B, host_visible=True)
-            for name, arr in image.weights.items():
-                self.buffers[name].write(np.ascontiguousarray(arr))
-            for k in self.dag.kernels.values():
-                if k.binaries.get(target):
-                    self.programs[k.name] = dev.load_program(k.binaries[target], k.name, self._meta(k))
-            self.done = dev.signal(0)
-            self.reset()
-        except BaseException:
-            self.close()
-            raise
-
-    def _meta(self, kernel):
-        meta = dict(kernel.meta.get(self.target, {}))
-        launch = {k: meta.pop(k) for k in LAUNCH_META_KEYS if k in meta}
-        return hal.KernelMeta(tuple(kernel.params), **launch, extra=meta)
-
-    # --- running ----------------------------------------------------------------------
-    def reset(self):
-        """Back to the first node, with the inputs written again and every other buffer poisoned."""
-        for name, spec in self.dag.buffers.items():
-            if spec.role in ("output", "scratch"):
-                self.buffers[name].write(b"\xcd" * spec.size_B)
-        for name, arr in self.inputs.items():
-            self.buffers[name].write(np.ascontiguousarray(arr, dtype=self.dag.buffers[name].dtype))
-        self.next = 0
+            print(self._model.self_test())
+        finally:
+            self.reset(self.inputs)
 
     def step(self, count: int = 1):
         """Run the next `count` nodes, showing what each read and wrote."""
         for _ in range(count):
-            if self.next >= len(self.order):
+            done = self._advance()
+            if done is None:
                 print(f"all {len(self.order)} nodes have run; reset() starts again")
                 return
-            node = self.order[self.next]
-            self._run(node)
-            self.next += 1
-            self._show(self.next - 1, node)
+            print(f"node {done.index} {done.node.name}: {describe(done.node, self.target)}")
+            for direction, arrays in (("in ", done.reads), ("out", done.writes)):
+                for name, a in arrays.items():
+                    print(f"  {direction} {name:<10} {self.dag.buffers[name].role:<8} {preview(a)}")
 
     def run(self):
         """Run every remaining node without showing them."""
-        while self.next < len(self.order):
-            self._run(self.order[self.next])
+        while self._advance() is not None:
+            pass
+
+    def _advance(self):
+        done = next(self._steps, None)
+        if done is not None:
+            self.seen.update(done.reads)
+            self.seen.update(done.writes)
             self.next += 1
+        return done
 
-    def _run(self, node):
-        if isinstance(node, Copy):
-            stream = self.dev.queue("copy").stream().copy(self.buffers[node.dst], self.buffers[node.src], node.size_B,
-                                                          node.dst_offset_B, node.src_offset_B)
-        else:
-            args = [(self.buffers[a.buffer], a.offset_B) if isinstance(a, BufArg) else a for a in node.args]
-            grid, block = node.dims[self.target]
-            stream = self.dev.queue("compute").stream().launch(self.programs[node.kernel], args, grid, block)
-        value = self.done.value + 1
-        stream.signal(self.done, value).submit()
-        wait_signal(self.done, value, self.timeout_s)
-
-    # --- looking ----------------------------------------------------------------------
     def tensor(self, name: str) -> np.ndarray:
-        """The buffer `name` as it is now, as a numpy array of its DAG shape and dtype."""
-        spec = self.dag.buffers.get(name)
-        if spec is None:
+        """Buffer `name` as the last node that read or wrote it saw it."""
+        if name not in self.dag.buffers:
             raise InvalidArgument(f"no buffer {name!r}; the DAG has {sorted(self.dag.buffers)}")
-        raw = self.buffers[name].read(spec.nbytes)
-        return np.frombuffer(raw, dtype=spec.dtype).reshape(spec.shape).copy()
+        if name not in self.seen:
+            raise InvalidArgument(f"buffer {name!r} has not been read or written by a node yet; step() first")
+        return self.seen[name]
 
     def nodes(self):
         """The nodes in run order; '>' marks the next one."""
-        whats = ["copy" if isinstance(n, Copy) else n.kernel for n in self.order]
+        whats = ["copy" if not hasattr(n, "kernel") else n.kernel for n in self.order]
         name_w, what_w = max(len(n.name) for n in self.order), max(map(len, whats))
         for i, (node, what) in enumerate(zip(self.order, whats)):
             mark = ">" if i == self.next else " "
             print(f"{mark} {i:2}  {node.name:<{name_w}}  {what:<{what_w}}  {', '.join(node.reads)} -> {', '.join(node.writes)}")
 
-    def _show(self, index: int, node):
-        what = "copy" if isinstance(node, Copy) else f"launch {node.kernel} grid={tuple(node.dims[self.target][0])} " \
-                                                      f"block={tuple(node.dims[self.target][1])}"
-        print(f"node {index} {node.name}: {what}")
-        for direction, names in (("in ", node.reads), ("out", node.writes)):
-            for name in names:
-                spec = self.dag.buffers[name]
-                print(f"  {direction} {name:<10} {spec.role:<8} {preview(self.tensor(name))}")
-
     def check(self):
-        """Compare every output with the image's golden output (max abs error)."""
-        for name, want in self.golden.items():
-            got = self.tensor(name)
-            err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
-            print(f"{name}: max |out - golden| = {err:.3g}{'' if self.next == len(self.order) else ' (not all nodes have run)'}")
-
-    def close(self):
-        """Free the stepper's buffers, programs and signal (the device closes them anyway on exit)."""
-        for b in self.buffers.values():
-            b.free()
-        for p in self.programs.values():
-            p.close()
-        if self.done is not None:
-            self.done.close()
-
-    def labels(self) -> dict:
-        """va -> (Buffer, 'dag-name:buffer') of the stepper's buffers (for the shell's memory map)."""
-        return {b.va: (b, f"{self.dag.name}:{name}") for name, b in self.buffers.items()}
+        """Compare every output seen so far with the image's golden output (max abs error)."""
+        for name, want in self._model.image.golden_outputs.items():
+            if name not in self.seen:
+                print(f"{name}: not written yet ({self.next} of {len(self.order)} nodes have run)")
+                continue
+            err = float(np.max(np.abs(self.seen[name].astype(np.float64) - want.astype(np.float64))))
+            print(f"{name}: max |out - golden| = {err:.3g}")
 
     def __repr__(self):
-        return f"<Stepper {self.dag.name} on {self.dev.spec} ({self.target}): node {self.next} of {len(self.order)} next>"
+        return f"<Stepper {self.dag.name} on {self._model.device.spec} ({self.target}): node {self.next} of {len(self.order)} next>"
