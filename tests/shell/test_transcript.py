@@ -8,7 +8,7 @@ documentation cannot drift from the shell.
 import pytest
 
 from .conftest import REPO, STEP_TIMEOUT_S, cpu_device_reason, write_transcript_files
-from .transcript import PLACEHOLDERS, is_input, mismatches, read_transcript, typed
+from .transcript import PLACEHOLDERS, is_input, line_pattern, mismatches, read_transcript, typed
 
 README = REPO / "README.md"
 
@@ -20,6 +20,16 @@ def test_transcript_is_mostly_literal():
     with_placeholders = [line for line in output if any(p in line for p in PLACEHOLDERS)]
     assert len(output) >= 20
     assert len(with_placeholders) <= len(output) // 3, with_placeholders
+
+
+def test_placeholders_match_only_their_kind_and_the_rest_literally():
+    assert line_pattern("signal at <hex> is <int>, took <float> ms").match("signal at 0x7f00aa is 12, took 0.5 ms")
+    assert not line_pattern("signal at <hex> is <int>").match("signal at 0x7f00aa is 12 or more")
+    assert not line_pattern("value=<int>").match("value=0x10")
+    assert not line_pattern("dead=<bool>").match("dead=maybe")
+    assert not line_pattern("a.b (c)").match("aXb (c)")  # regex characters in the text are literal
+    assert mismatches(["x = <int>", "done"], ["x = 3", "done"]) == []
+    assert mismatches(["x = <int>"], ["x = 3", "extra"])[0].startswith("README has 1 lines, the shell showed 2")
 
 
 def test_readme_transcript_replays_on_cpu(spawn_shell):
