@@ -48,6 +48,4 @@ def spawn_shell():
 
     yield spawn
     for s in sessions:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait()
+        s.release()

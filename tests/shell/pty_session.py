@@ -70,13 +70,18 @@ class PtySession:
     def close(self, timeout_s: float = 10.0) -> int:
         """Wait for the child to exit (killing its group if it does not) and return its exit code."""
         try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+            return self.proc.wait(timeout_s)  # TimeoutExpired if it does not exit
+        finally:
+            self.release()
+
+    def release(self):
+        """Kill the child if it still runs and close the terminal (idempotent; fixtures call it)."""
+        if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-            raise
-        finally:
+        if self.master is not None:
             os.close(self.master)
+            self.master = None
 
     def transcript(self) -> str:
         return clean(self.raw)
