@@ -165,7 +165,7 @@ class NvDevice(hal.Device):
         """A wait ran out: a fault, a hung kernel (tear its queues down), or just a signal not yet set."""
         self.check_health()
         xids = faults.xid_lines(self.opened_at_s)
-        msg = f"{sig!r}: wanted >= {value}, saw {sig._read()} after {timeout_s} s"
+        msg = f"signal at {sig.va:#x} did not reach {value} within {timeout_s} s (it holds {sig._read()})"
         busy = [q.kind for q in self.queues.values() if q.completed() < q.submitted]
         if xids and busy:
             self._fault(f"wait timed out ({msg})", busy)
