@@ -37,3 +37,8 @@ clean:
 # ONNX backend node tests through build + run on the cpu device -> docs/onnx-conformance.md
 conformance: $(STAMP)
 	$(PY) tools/onnx_conformance.py
+
+# NVIDIA driver vs the CUDA runtime on this machine's GPU (needs /dev/nvidiactl and nvcc): BENCHMARKS.md
+.PHONY: bench-nv
+bench-nv: $(STAMP)
+	$(PY) -m bench.nv_vs_cuda
