@@ -84,7 +84,7 @@ class Conv(Windowed):
         rows = None
         if len(x) == 4:
             rows = _conv2d_rows(x, w, b.out_shape, st, dil, pb, og, cg, px, pw, acc_ctype(dt),
-                                vector=dt == "float32" and st[1] == 1)
+                                vector=dt == "float32" and st[1] in (1, 2))
         b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre,
                                             cpu_rows=rows), finish)
 
@@ -92,8 +92,9 @@ class Conv(Windowed):
 def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
     """cpu row code for a 2-D convolution. A block is `ocb` output rows (n, oc0..oc0+ocb-1, oh):
     every input row they touch is loaded once and multiplied into all ocb accumulators. The output
-    row is cut into tiles of 8; with `vector` (float32, stride 1) a tile whose window never leaves
-    the input keeps its ocb accumulators in vector registers, and edge tiles take the scalar path."""
+    row is cut into tiles of 8; with `vector` (float32, stride 1 or 2) a tile whose window never
+    leaves the input keeps its ocb accumulators in vector registers (stride 2 reads two vectors and
+    keeps the even lanes), and edge tiles take the scalar path."""
     (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
     ocb = next(d for d in (CONV_OC_BLOCK, 4, 2, 1) if og % d == 0)
     chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
@@ -118,14 +119,18 @@ def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
             }}"""
     interior = ""
     if vector:
+        # the input elements a tile reads for kernel column kw: [t0*s + off, t0*s + off + 8*s)
         zero = " ".join(f"kos_v8f a{j} = {{0}};" for j in range(ocb))
         vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
         store = " ".join(f"memcpy(&accrow[{j}][t0], &a{j}, 32);" for j in range(ocb))
-        interior = f"""if (t1 - t0 == 8 && t0 - {pb[1]} >= 0 && t0 + 7 + {(kw - 1) * dil[1] - pb[1]} < {wd}) {{
+        load = ("memcpy(&xv, xp, 32);" if st[1] == 1 else
+                "kos_v8f lo, hi; memcpy(&lo, xp, 32); memcpy(&hi, xp + 8, 32); xv = KOS_EVEN8(lo, hi);")
+        interior = f"""if (t1 - t0 == 8 && t0 * {st[1]} - {pb[1]} >= 0 && t0 * {st[1]} + {8 * st[1] - 1 + (kw - 1) * dil[1] - pb[1]} < {wd}) {{
             {zero}
             {rows_loop}
                 for (int64_t kw = 0; kw < {kw}; kw++) {{
-                    kos_v8f xv; memcpy(&xv, xr + t0 + kw * {dil[1]} - {pb[1]}, 32);
+                    const float *xp = xr + t0 * {st[1]} + kw * {dil[1]} - {pb[1]};
+                    kos_v8f xv; {load}
                     {vfma}
                 }}
             }}
