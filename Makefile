@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEMO_IMAGE := out/demo.kimg
 RUN_COUNT ?= 200
 
-.PHONY: run test setup clean bench
+.PHONY: run test setup clean bench conformance
 
 setup: $(STAMP)
 
@@ -38,3 +38,7 @@ clean:
 .PHONY: bench-nv
 bench-nv: $(STAMP)
 	$(PY) -m bench.nv_vs_cuda
+
+# ONNX backend node tests through build + run on the cpu device -> docs/onnx-conformance.md
+conformance: $(STAMP)
+	$(PY) tools/onnx_conformance.py
