@@ -8,7 +8,12 @@ DESCRIPTION = """Boot a device image: verify it (refusing damaged, tampered or w
 device work), pick the best device it has kernels for (or --device), load kernels and weights, run
 the self-test against the golden output, print the time from process start to the first result and
 the steady-state latency, then serve requests (docs/serving-protocol.md) until interrupted.
-With --count N: time N inferences after the self-test and exit instead of serving."""
+With --count N: time N inferences after the self-test and exit instead of serving.
+With --profile: also print a per-node timeline from device timestamps (start, gap before, duration
+of every kernel and copy; host submit and wait time), the median of N profiled inferences
+(--count N, default 20), then exit."""
+
+DEFAULT_PROFILE_RUNS = 20
 
 
 def add_arguments(p):
@@ -17,10 +22,16 @@ def add_arguments(p):
     p.add_argument("--count", type=int, metavar="N", help="time N inferences, then exit without serving")
     p.add_argument("--socket", help="UNIX socket to serve on (default: derived from the image path, see "
                                     "`kernelos request IMAGE`)")
+    p.add_argument("--profile", action="store_true",
+                   help="print a per-node timeline from device timestamps, then exit (N runs: --count)")
     p.add_argument("--tcp", metavar="[HOST:]PORT", help="also serve on TCP (HOST defaults to 127.0.0.1)")
 
 
 def run(args) -> int:
     if args.count is not None and args.count < 0:
         raise SystemExit("kernelos boot: --count must be >= 0")
-    return boot(args.image, device=args.device, count=args.count, unix_path=args.socket, tcp=args.tcp)
+    count = args.count
+    if args.profile and count is None:
+        count = DEFAULT_PROFILE_RUNS
+    return boot(args.image, device=args.device, count=count, unix_path=args.socket, tcp=args.tcp,
+                profile_runs=max(count, 1) if args.profile else 0)
