@@ -64,10 +64,13 @@ class Harness:
     def _done(self, entry, model, stage, name) -> bool:
         result = self.out / "results" / f"{model}.{name}.json"
         if result.exists():
-            info = json.loads(result.read_text()).get("info", {})
-            if info.get("error"):
-                entry["error"] = info["error"]
-                entry["status"] = f"error: {info['error'][:120]}"
+            data = json.loads(result.read_text())
+            failed = [c["key"] for c in data.get("columns", []) if c.get("error")]
+            if data.get("info", {}).get("error"):
+                entry["error"] = data["info"]["error"]
+                entry["status"] = f"error: {entry['error'][:120]}"
+            elif failed:
+                entry["status"] = f"error: column(s) {', '.join(failed)} failed (see the table's notes)"
         elif entry["status"] == "ok":
             entry["status"] = "error: no results file"
         if not entry["status"].startswith(("ok", "skipped")):

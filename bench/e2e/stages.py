@@ -272,7 +272,8 @@ def first_result(st: Stage):
         print(p.stdout + p.stderr, flush=True)
         m = FIRST_RESULT_RE.search(p.stdout)
         if p.returncode or not m or "self-test PASS" not in p.stdout:
-            raise RuntimeError(f"boot exited {p.returncode} without a passing self-test; see the log")
+            last = (p.stderr.strip() or p.stdout.strip() or "no output").splitlines()[-1][:200]
+            raise RuntimeError(f"boot exited {p.returncode} without a passing self-test: {last}")
         ages.append(float(m.group(1)) / (1e3 if m.group(2) == "ms" else 1e6))
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], timeout=30)
@@ -335,7 +336,7 @@ def main(argv=None) -> int:
         traceback.print_exc()
         st.info["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     st.save(args.result_name or args.stage)
-    return 1 if "error" in st.info else 0
+    return 1 if "error" in st.info or any(c.get("error") for c in st.columns) else 0
 
 
 if __name__ == "__main__":
