@@ -10,15 +10,15 @@ import numpy as np
 
 @dataclass
 class Policy:
-    warmup_runs: int
-    warmup_s: float
+    warmup_s: float      # warm up this long (at least WARMUP_MIN_RUNS calls)
     max_runs: int
-    budget_s: float
+    budget_s: float      # time the calls until max_runs or this long (at least min_runs calls)
     min_runs: int = 3
 
 
-FULL = Policy(warmup_runs=10, warmup_s=0.3, max_runs=1000, budget_s=2.0)
-QUICK = Policy(warmup_runs=2, warmup_s=0.05, max_runs=50, budget_s=0.5)
+WARMUP_MIN_RUNS = 2
+FULL = Policy(warmup_s=0.5, max_runs=2000, budget_s=2.0)
+QUICK = Policy(warmup_s=0.05, max_runs=50, budget_s=0.5)
 
 
 def measure(call, policy: Policy) -> dict:
@@ -26,7 +26,7 @@ def measure(call, policy: Policy) -> dict:
     Returns the median, p10, p90 and min in microseconds and the number of timed runs."""
     t_end = time.perf_counter() + policy.warmup_s
     done = 0
-    while done < policy.warmup_runs or time.perf_counter() < t_end:
+    while done < WARMUP_MIN_RUNS or time.perf_counter() < t_end:
         call()
         done += 1
     times = []

@@ -131,6 +131,13 @@ def markdown(data: dict, stages: list, command: str) -> str:
         lines += ["", f"First result: `{fr.get('command')}`, {fr.get('repeats')} fresh processes: median "
                       f"{fr['first_result_s']:.3f} s from process start (boot's own clock), {fr['process_wall_s']:.3f} s "
                       f"wall around the process; a bare `python -c pass` takes {fr['bare_python_s']:.3f} s."]
+        if fr.get("cli_first_result_s") is not None:
+            lines.append(f"Through the whole CLI (`python -m kernelos boot`): {fr['cli_first_result_s']:.3f} s.")
+        elif fr.get("cli_error"):
+            lines.append(f"Through the whole CLI (`python -m kernelos boot`): {fr['cli_error']}.")
+        if fr.get("imports_top"):
+            lines.append("Start-up imports (one `-X importtime` run, cumulative ms): "
+                         + ", ".join(f"{m} {ms:.0f}" for m, ms in fr["imports_top"]) + ".")
     prof = [(name, info["profile"]) for name, info in data["infos"].items() if "profile" in info]
     if prof:
         lines += ["", "| kernelos stage | device time (profiled) | run() profiled | run() plain | submit | wait | top kernels (µs) |",

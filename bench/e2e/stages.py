@@ -27,6 +27,7 @@ import numpy as np
 from .measure import FULL, QUICK, measure
 
 FP32_TOL, TF32_TOL = 1e-4, 1e-2       # max relative error vs the float64 reference (issue 9)
+PROFILE_MIN_RUNS, PROFILE_MAX_RUNS, PROFILE_BUDGET_S = 3, 20, 1.0   # profiled runs: about 1 s of inferences
 FIRST_RESULT_RE = re.compile(r"time from process start to first result: ([0-9.]+) (ms|us)")
 
 
@@ -133,12 +134,15 @@ def kernelos_run(st: Stage):
         st.info["device"] = f"{model.device.info.name} ({model.target})"
         st.info["submits_per_inference"] = model.submits_per_inference
         out = model.run(x, poison=True)["y"]
-        return measure(lambda: model.run(x), st.policy), out
+        timing = holder["timing"] = measure(lambda: model.run(x), st.policy)
+        return timing, out
     st.column(key, key, "fp32", go, notes="includes the input copy in and the output copy out")
     model = holder.get("model")
     if model is not None:
         try:
-            timeline = profile(model, x, runs=3 if st.args.quick else 10)
+            per_run_s = holder.get("timing", {}).get("median_us", 1e6) / 1e6
+            runs = max(PROFILE_MIN_RUNS, min(PROFILE_MAX_RUNS // (3 if st.args.quick else 1), int(PROFILE_BUDGET_S / per_run_s)))
+            timeline = profile(model, x, runs=runs)
             st.path("logs", f"{st.model}.profile.{_slug(spec)}.txt").write_text(timeline.format(top=15) + "\n")
             st.info["profile"] = {k: getattr(timeline, k) for k in ("device_us", "submit_us", "wait_us", "run_us",
                                                                     "plain_run_us")}
@@ -255,32 +259,64 @@ def torch_run(st: Stage):
 
 
 def first_result(st: Stage):
-    """Process start -> first correct output of the model's image: fresh `python -m kernelos boot IMAGE
-    --count 0` processes (verify, open, load, self-test against the golden output, exit). The figure
-    is boot's own (from /proc/self/stat starttime); the wall time around the process is kept too,
-    as is a bare interpreter start for comparison."""
-    image, spec = st.path("images", f"{st.model}.kimg"), st.args.device
+    """Process start -> first correct output of the model's image, in fresh processes that verify the
+    image, open the device, load, run the self-test against the golden output and exit (--count 0):
+    `python -m boot IMAGE` (the boot entry alone, as an appliance's /init runs it; the headline) and
+    `python -m kernelos boot IMAGE` (the whole CLI). The figure is boot's own (/proc/self/stat
+    starttime); the wall time around the process and a bare interpreter start are kept too, and one
+    `-X importtime` run lists where the start-up imports go."""
+    image, spec = str(st.path("images", f"{st.model}.kimg")), st.args.device
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "kernelos", "boot", str(image), "--device", spec, "--count", "0"]
+    tail = [image, "--device", spec, "--count", "0"]
+    entries = {"boot": [sys.executable, "-m", "boot", *tail], "cli": [sys.executable, "-m", "kernelos", "boot", *tail]}
     repeats = 2 if st.args.quick else 5
-    subprocess.run(cmd, env=env, capture_output=True, timeout=60)     # fills the driver's disk caches
-    ages, walls, bare = [], [], []
+    subprocess.run(entries["boot"], env=env, capture_output=True, timeout=60)     # fills the drivers' disk caches
+    st.info.update(device=spec, repeats=repeats, command=" ".join(entries["boot"][1:]))
+    for name, cmd in entries.items():
+        try:
+            ages, walls = [], []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+                walls.append(time.perf_counter() - t0)
+                print(p.stdout + p.stderr, flush=True)
+                m = FIRST_RESULT_RE.search(p.stdout)
+                if p.returncode or not m or "self-test PASS" not in p.stdout:
+                    last = (p.stderr.strip() or p.stdout.strip() or "no output").splitlines()[-1][:200]
+                    raise RuntimeError(f"{' '.join(cmd[1:4])} exited {p.returncode} without a passing self-test: {last}")
+                ages.append(float(m.group(1)) / (1e3 if m.group(2) == "ms" else 1e6))
+            prefix = "" if name == "boot" else "cli_"
+            st.info.update({f"{prefix}first_result_s": statistics.median(ages), f"{prefix}process_wall_s": statistics.median(walls),
+                            f"{prefix}all_first_result_s": ages})
+        except Exception as e:
+            traceback.print_exc()
+            st.info[f"{name}_error" if name != "boot" else "error"] = f"{type(e).__name__}: {e}"
+    bare = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
-        walls.append(time.perf_counter() - t0)
-        print(p.stdout + p.stderr, flush=True)
-        m = FIRST_RESULT_RE.search(p.stdout)
-        if p.returncode or not m or "self-test PASS" not in p.stdout:
-            last = (p.stderr.strip() or p.stdout.strip() or "no output").splitlines()[-1][:200]
-            raise RuntimeError(f"boot exited {p.returncode} without a passing self-test: {last}")
-        ages.append(float(m.group(1)) / (1e3 if m.group(2) == "ms" else 1e6))
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], timeout=30)
         bare.append(time.perf_counter() - t0)
-    st.info.update(device=spec, repeats=repeats, first_result_s=statistics.median(ages),
-                   process_wall_s=statistics.median(walls), bare_python_s=statistics.median(bare),
-                   all_first_result_s=ages, command=" ".join(cmd[1:]))
+    st.info["bare_python_s"] = statistics.median(bare)
+    p = subprocess.run([sys.executable, "-X", "importtime", *entries["boot"][1:]], env=env, capture_output=True,
+                       text=True, timeout=60)
+    st.info["imports_top"] = _top_imports(p.stderr)
+
+
+IMPORTS_OF_INTEREST = ("site", "numpy", "cffi", "hal", "kernelos.image", "kernelos.model", "kernelos.profile",
+                       "boot.server", "drivers.cpu", "drivers.nvidia", "boot.command")
+
+
+def _top_imports(importtime: str) -> list:
+    """[(module, cumulative ms)] from `python -X importtime` output for the modules of interest
+    (each counted where it is first imported, so nested ones are inside their importer's figure)."""
+    found = {}
+    for line in importtime.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            name = parts[2].strip()
+            if name in IMPORTS_OF_INTEREST and name not in found:
+                found[name] = int(parts[1]) / 1e3
+    return sorted(found.items(), key=lambda r: -r[1])
 
 
 def environment(st: Stage):
