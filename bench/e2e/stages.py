@@ -97,21 +97,24 @@ def prepare(st: Stage):
 
 
 def build(st: Stage):
-    """`kernelos build` of the model for the cpu and the GPU target of --device (if any). If the cpu
-    kernels cannot be compiled here, the image is built for the GPU target alone."""
+    """`kernelos build` of the model for the cpu and the GPU target of --device (if any). If that
+    fails, each target is tried alone (GPU first), so one target's failure leaves the other's columns."""
     from kernelos.builder.build import build_image
     from kernelos.builder.progress import Progress
-    targets = ["cpu"] + ([st.args.gpu_arch] if st.args.gpu_arch else [])
+    targets = ([st.args.gpu_arch] if st.args.gpu_arch else []) + ["cpu"]
     src, dst = st.path("models", f"{st.model}.onnx"), st.path("images", f"{st.model}.kimg")
+    attempts = [targets] + ([[t] for t in targets] if len(targets) > 1 else [])
     t0 = time.perf_counter()
-    try:
-        result = build_image(str(src), str(dst), targets, progress=Progress())
-    except Exception as e:
-        if len(targets) == 1:
-            raise
-        print(f"build for {targets} failed ({type(e).__name__}: {e}); building for {targets[1:]} only", flush=True)
-        st.info["cpu_build_error"] = f"{type(e).__name__}: {str(e)[:300]}"
-        result = build_image(str(src), str(dst), targets[1:], progress=Progress())
+    for attempt in attempts:
+        try:
+            result = build_image(str(src), str(dst), attempt, progress=Progress())
+            break
+        except Exception as e:
+            traceback.print_exc()
+            st.info.setdefault("build_errors", {})["+".join(attempt)] = f"{type(e).__name__}: {str(e)[:300]}"
+            print(f"build for {attempt} failed: {type(e).__name__}: {e}", flush=True)
+    else:
+        raise RuntimeError(f"no build succeeded: {st.info['build_errors']}")
     st.info.update(build_s=round(time.perf_counter() - t0, 2), targets=result.targets, launches=result.launches,
                    kernels=result.kernels, image_B=result.image_B)
     print(result.summary_text(), flush=True)
