@@ -34,14 +34,14 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache
 
+# ONNX backend node tests through build + run on the cpu device -> docs/onnx-conformance.md
+conformance: $(STAMP)
+	$(PY) tools/onnx_conformance.py
+
 # NVIDIA driver vs the CUDA runtime on this machine's GPU (needs /dev/nvidiactl and nvcc): BENCHMARKS.md
 .PHONY: bench-nv
 bench-nv: $(STAMP)
 	$(PY) -m bench.nv_vs_cuda
-
-# ONNX backend node tests through build + run on the cpu device -> docs/onnx-conformance.md
-conformance: $(STAMP)
-	$(PY) tools/onnx_conformance.py
 
 # Issue 9's end-to-end harness (bench/e2e): kernelos vs onnxruntime (and PyTorch where installed) on the
 # MLP, ResNet-18 and GPT-2-small shapes; tables in out/e2e/table.md. On a GPU machine: bash bench/e2e/run_on_gpu.sh

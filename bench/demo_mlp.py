@@ -1,6 +1,10 @@
 """Steady-state latency of the demo MLP (4 x 1024, ReLU, batch 1, float32) on the cpu device,
 against numpy doing the same math (x @ W + b, ReLU) and onnxruntime (CPU, same thread count) in
-the same run. `python -m bench demo_mlp`; prints machine, date and the ratios."""
+the same run. `python -m bench demo_mlp`; prints machine, date and the ratios.
+
+The three are sampled in alternating rounds (ROUND_RUNS calls each, in turn, after a short pause
+so the previous one's thread pool has gone idle) so that load from other processes on a shared
+machine falls on all of them alike; medians over every sample."""
 
 import datetime
 import os
@@ -12,19 +16,25 @@ import time
 import numpy as np
 from onnx import numpy_helper
 
-RUNS = 300
+ROUNDS = 4
+ROUND_RUNS = 100
 WARMUP = 20
+PAUSE_S = 0.3       # numpy's and onnxruntime's worker threads spin a while after a call
 
 
-def _median_s(fn, runs=RUNS) -> float:
-    for _ in range(WARMUP):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def _alternating_medians_s(fns: dict) -> dict:
+    """name -> median seconds per call, sampling the functions in alternating rounds."""
+    samples = {name: [] for name in fns}
+    for _ in range(ROUNDS):
+        for name, fn in fns.items():
+            time.sleep(PAUSE_S)
+            for _ in range(WARMUP):
+                fn()
+            for _ in range(ROUND_RUNS):
+                t = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in samples.items()}
 
 
 def run():
@@ -46,31 +56,31 @@ def run():
         return h
 
     cores = len(os.sched_getaffinity(0))
-    with tempfile.TemporaryDirectory() as tmp:
-        image = os.path.join(tmp, "demo.kimg")
-        build_image(model, image, ["cpu"])
-        with load_model(image, "cpu") as m:
-            out = m.run({"x": x})["y"]
-            err = float(np.abs(out - numpy_mlp()).max() / np.abs(numpy_mlp()).max())
-            kos_s = _median_s(lambda: m.run({"x": x}))
-    numpy_s = _median_s(numpy_mlp)
-    rows = [("kernelos cpu device", kos_s), ("numpy (same math)", numpy_s)]
+    fns = {"numpy (same math)": numpy_mlp}
     try:
         import onnxruntime as ort
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = cores
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        rows.append((f"onnxruntime CPU ({cores} threads)", _median_s(lambda: sess.run(None, {"x": x}))))
+        fns[f"onnxruntime CPU ({cores} threads)"] = lambda: sess.run(None, {"x": x})
     except ImportError:
         pass
+    with tempfile.TemporaryDirectory() as tmp:
+        image = os.path.join(tmp, "demo.kimg")
+        build_image(model, image, ["cpu"])
+        with load_model(image, "cpu") as m:
+            ref = numpy_mlp()
+            err = float(np.abs(m.run({"x": x})["y"] - ref).max() / np.abs(ref).max())
+            medians = _alternating_medians_s({"kernelos cpu device": lambda: m.run({"x": x}), **fns})
+    kos_s = medians["kernelos cpu device"]
     print(f"demo MLP 4x1024 batch 1 float32; {platform.node()} {platform.processor() or platform.machine()}, "
-          f"{cores} cores; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; median of {RUNS}")
+          f"{cores} cores, load average {os.getloadavg()[0]:.2f}; "
+          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+          f"medians of {ROUNDS * ROUND_RUNS} samples each, in alternating rounds")
     print(f"max relative difference kernelos vs numpy: {err:.2e}")
-    for name, s in rows:
-        print(f"  {name:34} {s * 1e6:9.1f} us   {s / kos_s:5.2f}x of kernelos" if s is not kos_s
-              else f"  {name:34} {s * 1e6:9.1f} us")
-    print(f"  kernelos / numpy latency ratio: {kos_s / numpy_s:.2f}")
-    return {name: s for name, s in rows}
+    for name, s in medians.items():
+        print(f"  {name:34} {s * 1e6:9.1f} us   kernelos / this = {kos_s / s:5.2f}")
+    return medians
 
 
 if __name__ == "__main__":

@@ -69,23 +69,33 @@ def _array(t):
     return numpy_helper.to_array(t) if hasattr(t, "dims") else np.asarray(t)
 
 
+def input_names(case) -> list:
+    g = case.model.graph
+    inits = {i.name for i in g.initializer}
+    return [i.name for i in g.input if i.name not in inits]
+
+
+def with_bindings(case, build):
+    """build(constants) with the case's shape-like inputs bound at build time, as many as the
+    builder asks for; returns (result, constants)."""
+    names, consts = input_names(case), {}
+    while True:
+        try:
+            return build(consts), consts
+        except KernelosError as e:
+            m = NEEDS_CONST.search(str(e))
+            if not m or m.group(1) not in names or m.group(1) in consts:
+                raise
+            consts[m.group(1)] = _array(case.data_sets[0][0][names.index(m.group(1))])
+
+
 def run_case(case, workdir) -> tuple:
     """(status, detail): status is pass, fail (wrong numbers), unsupported (a documented limit:
     the builder refused the model with UnsupportedModel) or error (anything else)."""
     g = case.model.graph
-    inits = {i.name for i in g.initializer}
-    names = [i.name for i in g.input if i.name not in inits]
-    consts, image = {}, os.path.join(workdir, case.name + ".kimg")
+    names, image = input_names(case), os.path.join(workdir, case.name + ".kimg")
     try:
-        while True:
-            try:
-                build_image(case.model, image, ["cpu"], constants=consts)
-                break
-            except KernelosError as e:
-                m = NEEDS_CONST.search(str(e))
-                if not m or m.group(1) not in names or m.group(1) in consts:
-                    raise
-                consts[m.group(1)] = _array(case.data_sets[0][0][names.index(m.group(1))])
+        _, consts = with_bindings(case, lambda c: build_image(case.model, image, ["cpu"], constants=c))
         with load_model(image, "cpu") as model:
             for inputs, expected in case.data_sets:
                 feed = {n: _array(v) for n, v in zip(names, inputs) if n not in consts}

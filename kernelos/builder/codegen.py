@@ -2,9 +2,12 @@
 
 Every generated kernel is a *pointwise* kernel: for each output element i it computes the output
 coordinates c0..c{r-1}, runs an anchor (an expression, an index map, or a reduction over nested
-loops), applies the fused elementwise epilogue and stores. Templates live in kernelos/kernels/
-(cpu/*.c, cuda/*.cu); this module fills them. Constants (shapes, strides, scalars) are baked into
-the source so the compilers can fold index arithmetic; identical sources compile once (compile.py).
+loops), applies the fused elementwise epilogue and stores. How the outputs map onto hardware is the
+template's choice per target: on cpu, blocks are chunks of outputs (cpu/pointwise.c) or groups of
+output rows that an anchor accumulates with vectorised inner loops (cpu/rows.c: convolution, GEMV);
+on CUDA, a thread, a warp or a block per output (cuda/pointwise*.cu) by reduction length. Constants
+(shapes, strides, scalars) are baked into the source so the compilers fold index arithmetic;
+identical sources compile once (compile.py).
 """
 
 import hashlib
@@ -130,6 +133,7 @@ class KernelSpec:
     sources: dict
     dims: dict
     max_threads: dict = field(default_factory=dict)
+    shared_B: dict = field(default_factory=dict)     # static shared memory per block, per family
 
     @property
     def key(self) -> str:
@@ -161,7 +165,6 @@ class PointwiseBuilder:
         self.temps: dict = {}       # value name -> C temp
         self.pre: list = []         # statements before the reduction (prologue)
         self.reduction: Reduction | None = None
-        self.reduce_target: tuple | None = None   # (value name, ctype, finish expr of `acc`)
         self.post: list = []        # statements after it (anchor result, epilogue, stores)
 
     # --- coordinates ----------------------------------------------------------------------
@@ -175,9 +178,9 @@ class PointwiseBuilder:
             lines.append(f"const int64_t c{j} = {expr}; (void)c{j};")
         return " ".join(lines)
 
-    def bcast_index(self, shape, coords=None) -> str:
+    def bcast_index(self, shape) -> str:
         """Linear index into a tensor of `shape` broadcast (numpy rules) to the output coordinates."""
-        coords = coords or [self.coord(j) for j in range(self.rank)]
+        coords = [self.coord(j) for j in range(self.rank)]
         off = len(coords) - len(shape)
         terms = [f"{coords[j + off]} * {s}" if s != 1 else coords[j + off]
                  for j, s in enumerate(strides(shape)) if shape[j] != 1]
@@ -310,4 +313,8 @@ class PointwiseBuilder:
         threads_total = self.n * {"thread": 1, "warp": 32, "block": CUDA_THREADS}[mode]
         dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)),
                 "cuda": ((-(-threads_total // CUDA_THREADS), 1, 1), (CUDA_THREADS, 1, 1))}
-        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS})
+        shared_B = 0
+        if mode == "block":     # kos_part[]: one partial per warp
+            shared_B = CUDA_THREADS // 32 * (8 if self.reduction.acc_ctype in ("double", "int64_t", "uint64_t") else 4)
+        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS},
+                          {"cpu": 0, "cuda": shared_B})

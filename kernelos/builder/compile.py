@@ -31,7 +31,7 @@ def compile_kernels(dag, specs: dict, targets, progress) -> dict:
             fam = target_family(t)
             kernel = dag.kernels[k]
             kernel.binaries[t] = binary
-            kernel.meta[t] = {"max_threads": specs[k].max_threads[fam], "shared_B": 0, "regs": 0}
+            kernel.meta[t] = {"max_threads": specs[k].max_threads[fam], "shared_B": specs[k].shared_B[fam], "regs": 0}
             bar.tick(t)
     if failures:
         shown = "\n".join(failures[:3])

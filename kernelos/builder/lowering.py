@@ -32,7 +32,6 @@ class Lowering:
         self.weights: dict = {}
         self.specs: dict = {}        # kernel name -> KernelSpec
         self.alias_of: dict = {}     # value -> the value whose buffer it reads
-        self._buffer: dict = {}      # value -> its buffer name
         self._fresh = 0
         self._launch_names: set = set()
 
@@ -58,20 +57,18 @@ class Lowering:
         """The DAG buffer holding `value` (following aliases), created on first use."""
         while value in self.alias_of:
             value = self.alias_of[value]
-        if value in self._buffer:
-            return self._buffer[value]
+        if value in self.dag.buffers:
+            return value
         v = self.graph.value(value)
-        name = value
         if v.const is not None:
             role = "weight"
-            self.weights[name] = np.ascontiguousarray(v.const)
+            self.weights[value] = np.ascontiguousarray(v.const)
         elif value in self.graph.inputs:
             role = "input"
         else:
             role = "output" if value in self.graph.outputs else "scratch"
-        self.dag.add_buffer(name, role, v.shape, v.dtype)
-        self._buffer[value] = name
-        return name
+        self.dag.add_buffer(value, role, v.shape, v.dtype)
+        return value
 
     # --- kernels ------------------------------------------------------------------------------
     def emit_pointwise(self, name: str, out: str, fill):
@@ -147,5 +144,4 @@ class Lowering:
                 src = self.const_value(self.graph.value(name).const, f"{name}.const")
             v = self.graph.value(name)
             self.dag.add_buffer(name, "output", v.shape, v.dtype)
-            self._buffer[name] = name
             self.emit_pointwise(f"copy.{name}", name, lambda b, src=src, name=name: b.define(name, b.load(src, "i")))

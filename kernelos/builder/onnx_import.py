@@ -32,6 +32,21 @@ def _attr(a):
     return v
 
 
+def _old_definition(op_type: str, opset: int):
+    """Below opset 13 an op is accepted only where its definition is the one of opset 13."""
+    if opset >= MIN_OPSET:
+        return None
+    try:
+        old = onnx.defs.get_schema(op_type, opset).since_version
+        new = onnx.defs.get_schema(op_type, MIN_OPSET).since_version
+    except onnx.defs.SchemaError:
+        return f"no definition at opset {opset}"
+    if old != new:
+        return (f"opset {opset} has its pre-{MIN_OPSET} definition (version {old}); "
+                "convert the model with onnx.version_converter")
+    return None
+
+
 def _dtype(elem_type: int) -> str:
     return helper.tensor_dtype_to_np_dtype(elem_type).name
 
@@ -46,7 +61,7 @@ def load(model, shapes: dict | None = None, constants: dict | None = None) -> Gr
             raise GraphError(f"cannot read ONNX model {model}: {type(e).__name__}: {e}") from None
     shapes = dict(shapes or {})
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
+    if opset is None or opset > MAX_OPSET:
         raise GraphError(f"model uses ONNX opset {opset}; the builder supports opsets {MIN_OPSET}-{MAX_OPSET} "
                          f"(verified up to {VERIFIED_MAX_OPSET}); convert it with onnx.version_converter")
     g = model.graph
@@ -103,7 +118,7 @@ def load(model, shapes: dict | None = None, constants: dict | None = None) -> Gr
         while outputs and not outputs[-1]:     # trailing omitted optional outputs
             outputs.pop()
         node = Node(n.op_type, name, list(n.input), outputs, attrs)
-        why = ops.unsupported_attrs(node) or op.check(node)
+        why = _old_definition(n.op_type, opset) or ops.unsupported_attrs(node) or op.check(node)
         if why:
             problems.append((n.op_type, name, why))
         graph.nodes.append(node)

@@ -60,10 +60,17 @@ def test_dynamic_batch_needs_shape_and_shape_fixes_it():
         onnx_import.load(m, shapes={"x": (3, 9, 1)})
 
 
-def test_opset_outside_the_supported_range_is_refused():
-    m = _model([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [2])], [_vi("y", [2])], opset=11)
-    with pytest.raises(GraphError, match="opset 11"):
-        onnx_import.load(m)
+def test_old_opsets_are_accepted_only_for_unchanged_ops():
+    """Below opset 13 a node must have its opset-13 definition (Not has not changed since opset 1;
+    Softmax's axis semantics changed in 13)."""
+    ok = _model([helper.make_node("Not", ["x"], ["y"])], [_vi("x", [2], TensorProto.BOOL)], [_vi("y", [2])], opset=1)
+    assert [n.op for n in onnx_import.load(ok).nodes] == ["Not"]
+    old = _model([helper.make_node("Softmax", ["x"], ["y"], name="sm")], [_vi("x", [2])], [_vi("y", [2])], opset=11)
+    with pytest.raises(UnsupportedModel, match=r"Softmax 'sm': opset 11 has its pre-13 definition"):
+        onnx_import.load(old)
+    new = _model([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [2])], [_vi("y", [2])], opset=99)
+    with pytest.raises(GraphError, match="opset 99"):
+        onnx_import.load(new)
 
 
 def test_bad_targets_are_refused():
@@ -101,7 +108,7 @@ def test_mlp_layers_are_one_launch_each_with_bias_and_relu_fused():
     launches = [n for n in low.dag.nodes if isinstance(n, Launch)]
     assert len(launches) == 3
     src = low.specs[launches[0].kernel].sources["cpu"]
-    assert "kos_dot_f32" in src and "> 0 ?" in src              # vector dot + fused ReLU
+    assert "kos_dot4_f32(p" in src and "> 0 ?" in src           # 4-row vector dot + fused ReLU
     # the constant weights are stored transposed, [N, K], so each output reads one contiguous row
     w = [b for b in low.dag.buffers.values() if b.role == "weight" and len(b.shape) == 2]
     assert all(b.name.endswith(".T") for b in w)
@@ -113,7 +120,7 @@ def test_gelu_subgraph_fuses_into_the_matmul():
     low = lower_model(transformer(), ["cpu-x86_64"])
     launches = {n.name: n for n in low.dag.nodes if isinstance(n, Launch)}
     assert not any(name.startswith(("Div", "Mul", "Erf", "Add")) for name in launches)
-    assert any("erff(" in low.specs[n.kernel].sources["cpu"] and "kos_dot_f32" in low.specs[n.kernel].sources["cpu"]
+    assert any("erff(" in low.specs[n.kernel].sources["cpu"] and "kos_dot4_f32(p" in low.specs[n.kernel].sources["cpu"]
                for n in launches.values())
 
 

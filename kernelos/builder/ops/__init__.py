@@ -29,7 +29,7 @@ KNOWN_ATTRS = {
     "MaxPool": _POOL | {"storage_order"}, "AveragePool": _POOL | {"count_include_pad"},
     "Reshape": {"allowzero"}, "Flatten": {"axis"}, "Transpose": {"perm"}, "Squeeze": set(), "Unsqueeze": set(),
     "Concat": {"axis"}, "Split": {"axis", "num_outputs"}, "Gather": {"axis"}, "Cast": {"saturate", "to", "round_mode"},
-    "Shape": {"start", "end"},
+    "Shape": {"start", "end"}, "HardSigmoid": {"alpha", "beta"},
     "Constant": {"value", "value_float", "value_floats", "value_int", "value_ints"},
 }
 

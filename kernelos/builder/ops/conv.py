@@ -81,35 +81,63 @@ class Conv(Windowed):
         if len(node.inputs) > 2 and node.inputs[2]:
             finish = f"acc + {b.load(node.inputs[2], 'c1')}"
         term = f"({acc_ctype(dt)}){px}[{xidx}] * {pw}[{widx}]"
-        rows = _conv2d_rows(x, w, b.out_shape, st, dil, pb, og, cg, px, pw, acc_ctype(dt)) if len(x) == 4 else None
+        rows = None
+        if len(x) == 4:
+            rows = _conv2d_rows(x, w, b.out_shape, st, dil, pb, og, cg, px, pw, acc_ctype(dt),
+                                vector=dt == "float32" and st[1] == 1)
         b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre,
                                             cpu_rows=rows), finish)
 
 
-def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t):
+def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
     """cpu row code for a 2-D convolution. A block is `ocb` output rows (n, oc0..oc0+ocb-1, oh):
-    every input row they touch is loaded once and multiplied into all ocb accumulator rows, the ow
-    loop innermost (contiguous for stride 1, so gcc vectorises it)."""
+    every input row they touch is loaded once and multiplied into all ocb accumulators. The output
+    row is cut into tiles of 8; with `vector` (float32, stride 1) a tile whose window never leaves
+    the input keeps its ocb accumulators in vector registers, and edge tiles take the scalar path."""
     (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
     ocb = next(d for d in (CONV_OC_BLOCK, 4, 2, 1) if og % d == 0)
     chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
-    wload = " ".join(f"const {acc_t} w{j} = wr[{j * cg * kh * kw} + kw];" for j in range(ocb))
+    ckk = cg * kh * kw
+    wload = " ".join(f"const {acc_t} w{j} = wr[{j * ckk} + kw];" for j in range(ocb))
     fma = " ".join(f"accrow[{j}][o] += xv * w{j};" for j in range(ocb))
+    rows_loop = f"""for (int64_t ic = 0; ic < {cg}; ic++) for (int64_t kh = 0; kh < {kh}; kh++) {{
+                const int64_t ih = oh * {st[0]} - {pb[0]} + kh * {dil[0]};
+                if (ih < 0 || ih >= {h}) continue;
+                const __typeof__(*{px}) *xr = {px} + ((n * {c} + {chan0} + ic) * {h} + ih) * {wd};
+                const __typeof__(*{pw}) *wr = {pw} + ((oc0 * {cg} + ic) * {kh} + kh) * {kw};"""
+    edge = f"""{rows_loop}
+                for (int64_t kw = 0; kw < {kw}; kw++) {{
+                    {wload}
+                    const int64_t off = kw * {dil[1]} - {pb[1]};
+                    int64_t lo = off < 0 ? (-off + {st[1] - 1}) / {st[1]} : 0;
+                    int64_t hi = {wd} - off <= 0 ? 0 : ({wd} - off + {st[1] - 1}) / {st[1]};
+                    if (lo < t0) lo = t0;
+                    if (hi > t1) hi = t1;
+                    for (int64_t o = lo; o < hi; o++) {{ const {acc_t} xv = xr[o * {st[1]} + off]; {fma} }}
+                }}
+            }}"""
+    interior = ""
+    if vector:
+        zero = " ".join(f"kos_v8f a{j} = {{0}};" for j in range(ocb))
+        vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
+        store = " ".join(f"memcpy(&accrow[{j}][t0], &a{j}, 32);" for j in range(ocb))
+        interior = f"""if (t1 - t0 == 8 && t0 - {pb[1]} >= 0 && t0 + 7 + {(kw - 1) * dil[1] - pb[1]} < {wd}) {{
+            {zero}
+            {rows_loop}
+                for (int64_t kw = 0; kw < {kw}; kw++) {{
+                    kos_v8f xv; memcpy(&xv, xr + t0 + kw * {dil[1]} - {pb[1]}, 32);
+                    {vfma}
+                }}
+            }}
+            {store}
+            continue;
+        }}"""
     code = f"""\
         const int64_t n = row / {oc // ocb * oh}, oc0 = row / {oh} % {oc // ocb} * {ocb}, oh = row % {oh};
-        for (int64_t ic = 0; ic < {cg}; ic++) for (int64_t kh = 0; kh < {kh}; kh++) {{
-            const int64_t ih = oh * {st[0]} - {pb[0]} + kh * {dil[0]};
-            if (ih < 0 || ih >= {h}) continue;
-            const __typeof__(*{px}) *xr = {px} + ((n * {c} + {chan0} + ic) * {h} + ih) * {wd};
-            const __typeof__(*{pw}) *wr = {pw} + ((oc0 * {cg} + ic) * {kh} + kh) * {kw};
-            for (int64_t kw = 0; kw < {kw}; kw++) {{
-                {wload}
-                const int64_t off = kw * {dil[1]} - {pb[1]};
-                const int64_t lo = off < 0 ? (-off + {st[1] - 1}) / {st[1]} : 0;
-                int64_t hi = {wd} - off <= 0 ? 0 : ({wd} - off + {st[1] - 1}) / {st[1]};
-                if (hi > {ow}) hi = {ow};
-                for (int64_t o = lo; o < hi; o++) {{ const {acc_t} xv = xr[o * {st[1]} + off]; {fma} }}
-            }}
+        for (int64_t t0 = 0; t0 < {ow}; t0 += 8) {{
+            const int64_t t1 = t0 + 8 < {ow} ? t0 + 8 : {ow};
+            {interior}
+            {edge}
         }}"""
     index = f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
     return ocb, ow, code, index

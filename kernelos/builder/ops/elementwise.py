@@ -72,7 +72,80 @@ UNARY = {
                 lambda x: 1 / (1 + np.exp(-x))),
     "LeakyRelu": (lambda x, dt, n: f"({x} >= 0 ? {x} : {x} * {literal(n.attr('alpha', 0.01), dt)})", None),
     "Gelu": (None, None),
+    "Neg": (lambda x, dt, n: f"(({ctype(dt)})(-{x}))", np.negative),
+    "Abs": (lambda x, dt, n: f"({x} < 0 ? ({ctype(dt)})(-{x}) : {x})", np.abs),
+    "Reciprocal": (lambda x, dt, n: f"(({ctype(dt)})1 / {x})", np.reciprocal),
+    "Log": (lambda x, dt, n: f"{math_fn('log', dt)}({x})", np.log),
+    "Not": (lambda x, dt, n: f"((uint8_t)!{x})", np.logical_not),
+    "HardSigmoid": (lambda x, dt, n: _clamp01(f"({literal(n.attr('alpha', 0.2), dt)} * {x} + {literal(n.attr('beta', 0.5), dt)})", dt), None),
+    "HardSwish": (lambda x, dt, n: f"({x} * {_clamp01(f'({x} * {literal(1 / 6, dt)} + {literal(0.5, dt)})', dt)})", None),
 }
+
+
+def _clamp01(v, dt):
+    zero, one = literal(0, dt), literal(1, dt)
+    return f"({v} < {zero} ? {zero} : ({v} > {one} ? {one} : {v}))"
+
+
+COMPARE = {"Equal": ("==", np.equal), "Less": ("<", np.less), "Greater": (">", np.greater),
+           "LessOrEqual": ("<=", np.less_equal), "GreaterOrEqual": (">=", np.greater_equal)}
+
+
+@register(*COMPARE)
+class Compare(Elementwise):
+    def infer(self, node, ins):
+        return [(_bshape(ins), "bool")]
+
+    def expr(self, node, args, b):
+        return f"((uint8_t)({args[0]} {COMPARE[self.name][0]} {args[1]}))"
+
+    def fold(self, node, arrays):
+        return [COMPARE[self.name][1](*arrays)]
+
+
+@register("Max", "Min")
+class MaxMin(Elementwise):
+    """Variadic, broadcasting; NaN propagates like numpy's maximum/minimum."""
+
+    def expr(self, node, args, b):
+        op = ">" if self.name == "Max" else "<"
+        out = args[0]
+        for a in args[1:]:
+            out = f"(({out} {op} {a} || {out} != {out}) ? {out} : {a})"
+        return out
+
+    def fold(self, node, arrays):
+        fn = np.maximum if self.name == "Max" else np.minimum
+        out = arrays[0]
+        for a in arrays[1:]:
+            out = fn(out, a)
+        return [out]
+
+
+@register("Clip")
+class Clip(Elementwise):
+    """Clip(x, min, max) with optional bounds (inputs 1 and 2, opset 11+)."""
+
+    def infer(self, node, ins):
+        return [(ins[0].shape, ins[0].dtype)]
+
+    def expr(self, node, args, b):
+        x, out = args[0], args[0]
+        names = list(node.inputs) + ["", ""]
+        vals = iter(args[1:])
+        lo = next(vals) if names[1] else None
+        hi = next(vals) if names[2] else None
+        if lo is not None:
+            out = f"({out} < {lo} ? {lo} : {out})"
+        if hi is not None:
+            out = f"({out} > {hi} ? {hi} : {out})"
+        return out if out is not x else f"({x})"
+
+    def fold(self, node, arrays):
+        x = arrays[0]
+        lo = arrays[1] if len(arrays) > 1 and arrays[1] is not None else None
+        hi = arrays[2] if len(arrays) > 2 and arrays[2] is not None else None
+        return [np.clip(x, lo, hi).astype(x.dtype) if lo is not None or hi is not None else x]
 
 
 @register(*UNARY)

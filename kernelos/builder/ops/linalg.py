@@ -19,24 +19,39 @@ def lin(shape, coords) -> str:
     return " + ".join(terms) or "0"
 
 
-def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc"):
-    """out = finish(sum_k A[a_base + k*a_stride] * B[b_base + k*b_stride])."""
+DOT_ROWS = 16   # outputs a cpu matmul block computes (kos_dot4_f32, four weight rows at a time)
+
+
+def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False):
+    """out = finish(sum_k A[a_base + k*a_stride] * B[b_base + k*b_stride]). n_last: the last output
+    coordinate is B's row index n, so consecutive outputs read B rows k apart."""
     dt = b.dtype(out)
     pa, pb = b.param(a_name), b.param(b_name)
     b.stmt(f"const int64_t ab = {a_base}, bb = {b_base};")
     term = f"({acc_ctype(dt)}){pa}[ab + r0 * {a_stride}] * {pb}[bb + r0 * {b_stride}]"
-    cpu = vec4 = None
+    cpu = vec4 = rows = None
     if dt == "float32" and a_stride == 1 and b_stride == 1:
         cpu = f"acc = kos_dot_f32({pa} + ab, {pb} + bb, {k});"
         if k % 4 == 0:      # row starts are multiples of k, buffers 256-byte aligned: float4 loads
             vec4 = (f"{pa} + ab", f"{pb} + bb", k)
-    b.reduce(out, Reduction([("r0", k)], term, "sum", acc_ctype(dt), literal(0, dt), cpu_code=cpu, vec4=vec4), finish)
+        if n_last and b.out_shape[-1] % DOT_ROWS == 0:
+            # a cpu block is DOT_ROWS outputs along n: one A row, B rows k apart (B is [.., N, K]),
+            # four at a time
+            first = " ".join([b.coords_code(), *b.pre])
+            rows = (DOT_ROWS, 1, f"        {{ const int64_t i = row * {DOT_ROWS}; {first} "
+                                 f"for (int64_t g = 0; g < {DOT_ROWS}; g += 4) "
+                                 f"kos_dot4_f32({pa} + ab, {pb} + bb + g * {k}, {k}, {k}, &accrow[g][0], 1); }}",
+                    f"row * {DOT_ROWS} + j")
+    b.reduce(out, Reduction([("r0", k)], term, "sum", acc_ctype(dt), literal(0, dt), cpu_code=cpu, vec4=vec4,
+                            cpu_rows=rows), finish)
 
 
 def transposed_weight(b, name):
-    """A constant [..., K, N] matrix stored as [..., N, K] (a new constant value)."""
-    w = b.ctx.graph.value(name).const
-    return b.ctx.const_value(np.ascontiguousarray(np.swapaxes(w, -1, -2)), f"{name}.T")
+    """A constant [..., K, N] matrix stored as [..., N, K] (a new constant value, made once)."""
+    g = b.ctx.graph
+    if f"{name}.T" in g.values:
+        return f"{name}.T"
+    return b.ctx.const_value(np.ascontiguousarray(np.swapaxes(g.value(name).const, -1, -2)), f"{name}.T")
 
 
 @register("MatMul")
@@ -73,7 +88,7 @@ class MatMul(Op):
         if g.value(b_name).const is not None and len(c) >= 2:
             bt = transposed_weight(b, b_name)
             bt_shape = c2[:-2] + (c2[-1], k)
-            emit_dot(b, node.outputs[0], a_name, a_base, 1, bt, lin(bt_shape, batch + [n, "0"]), 1, k)
+            emit_dot(b, node.outputs[0], a_name, a_base, 1, bt, lin(bt_shape, batch + [n, "0"]), 1, k, n_last=True)
         else:
             emit_dot(b, node.outputs[0], a_name, a_base, 1, b_name, lin(c2, batch + ["0", n]), c2[-1], k)
 
@@ -108,4 +123,4 @@ class Gemm(Op):
         if len(node.inputs) > 2 and node.inputs[2] and beta != 0.0:
             cval = b.val(node.inputs[2])
             finish += f" + {cval}" if beta == 1.0 else f" + {literal(beta, dt)} * {cval}"
-        emit_dot(b, out, a_name, a_base, a_stride, name, b_base, b_stride, k, finish)
+        emit_dot(b, out, a_name, a_base, a_stride, name, b_base, b_stride, k, finish, n_last=True)

@@ -169,3 +169,18 @@ class Gather(Op):
         b.stmt(f"int64_t gi = (int64_t){ix}; if (gi < 0) gi += {n}; gi = gi < 0 ? 0 : (gi >= {n} ? {n - 1} : gi);")
         dcoords = coords[:axis] + ["gi"] + coords[axis + len(idx):]
         b.define(node.outputs[0], b.load(node.inputs[0], lin(data, dcoords)))
+
+
+@register("Expand")
+class Expand(Op):
+    """Broadcast to a shape given as a constant input (numpy rules, both ways)."""
+
+    def infer(self, node, ins):
+        shape = [int(d) for d in np.ravel(const_of(ins, 1, node, "shape"))]
+        return [(tuple(np.broadcast_shapes(ins[0].shape, tuple(shape))), ins[0].dtype)]
+
+    def fold(self, node, arrays):
+        return [np.ascontiguousarray(arrays[0] * np.ones(tuple(int(d) for d in arrays[1]), arrays[0].dtype))]
+
+    def anchor(self, node, b):
+        b.define(node.outputs[0], b.val(node.inputs[0]))

@@ -33,6 +33,28 @@ static inline float kos_dot_f32(const float *KOS_RESTRICT a, const float *KOS_RE
     return r;
 }
 
+/* Four dot products of one contiguous row a with rows b, b + ldb, b + 2 ldb, b + 3 ldb: a batch-1
+ * GEMV block reads four weight rows at once (more loads in flight) and a once. out[j * out_stride]. */
+static inline void kos_dot4_f32(const float *KOS_RESTRICT a, const float *KOS_RESTRICT b, int64_t ldb, int64_t n,
+                                float *out, int64_t out_stride) {
+    const float *b0 = b, *b1 = b + ldb, *b2 = b + 2 * ldb, *b3 = b + 3 * ldb;
+    kos_v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        kos_v8f x, w0, w1, w2, w3;
+        memcpy(&x, a + k, 32);
+        memcpy(&w0, b0 + k, 32); memcpy(&w1, b1 + k, 32); memcpy(&w2, b2 + k, 32); memcpy(&w3, b3 + k, 32);
+        s0 += x * w0; s1 += x * w1; s2 += x * w2; s3 += x * w3;
+    }
+    kos_v8f s[4] = {s0, s1, s2, s3};
+    const float *rows[4] = {b0, b1, b2, b3};
+    for (int j = 0; j < 4; j++) {
+        float r = ((s[j][0] + s[j][1]) + (s[j][2] + s[j][3])) + ((s[j][4] + s[j][5]) + (s[j][6] + s[j][7]));
+        for (int64_t t = k; t < n; t++) r += a[t] * rows[j][t];
+        out[j * out_stride] = r;
+    }
+}
+
 static inline int64_t kos_ipow(int64_t b, int64_t e) {
     int64_t r = 1;
     if (e < 0) return b == 1 ? 1 : (b == -1 ? ((e & 1) ? -1 : 1) : 0);
