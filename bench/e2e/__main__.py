@@ -22,7 +22,7 @@ from pathlib import Path
 from . import report
 
 REPO = Path(__file__).resolve().parents[2]
-STAGE_TIMEOUT_S = {"env": 60, "prepare": 90, "build": 180, "kernelos": 120, "ort": 90, "torch": 150,
+STAGE_TIMEOUT_S = {"env": 60, "prepare": 90, "build": 180, "kernelos": 90, "ort": 90, "torch": 150,
                    "first_result": 90}
 MIN_STAGE_S = 5.0
 
