@@ -54,13 +54,14 @@ class Timeline:
     notes: list = field(default_factory=list)
 
     def by_kernel(self) -> list:
-        """[(kernel or copy kind, count, total duration us)] sorted by total, largest first."""
-        total = defaultdict(lambda: [0, 0.0])
+        """[(kernel or copy kind, count, total duration us, first node using it)], largest total first."""
+        total = defaultdict(lambda: [0, 0.0, ""])
         for n in self.nodes:
-            key = n.what.split(" ")[0] if n.op == "launch" else n.op
-            total[key][0] += 1
-            total[key][1] += n.duration_us
-        return sorted(((k, c, t) for k, (c, t) in total.items()), key=lambda r: -r[2])
+            row = total[n.what.split(" ")[0] if n.op == "launch" else n.op]
+            row[0] += 1
+            row[1] += n.duration_us
+            row[2] = row[2] or n.name
+        return sorted(((k, c, t, first) for k, (c, t, first) in total.items()), key=lambda r: -r[2])
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,8 +82,8 @@ class Timeline:
                      f"{self.run_us:.1f} us profiled; {self.plain_run_us:.1f} us unprofiled (median, same call)")
         lines.append(f"time by kernel (top {top}):")
         device_busy = sum(n.duration_us for n in self.nodes) or 1.0
-        for key, count, t in self.by_kernel()[:top]:
-            lines.append(f"  {key[:48]:48} x{count:<4d} {t:10.1f} us  {100 * t / device_busy:5.1f} %")
+        for key, count, t, first in self.by_kernel()[:top]:
+            lines.append(f"  {key[:24]:24} x{count:<4d} {t:10.1f} us  {100 * t / device_busy:5.1f} %   (first: {first})")
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from . import report
@@ -77,8 +78,18 @@ class Harness:
             self._mark_columns(model, stage, name, entry["status"])
         print(f"[{self._elapsed():6.1f} s]   {entry['status']} ({entry['seconds']:.1f} s)", flush=True)
         self.stages.append(entry)
-        report.write(self.out, self.models, self.stages, self.command)
+        self.write_report()
         return entry["status"] == "ok"
+
+    def write_report(self):
+        """Rewrite the table; a bug in the report must not stop the measurements (the stage results
+        stay in results/*.json)."""
+        try:
+            report.write(self.out, self.models, self.stages, self.command)
+        except Exception:
+            traceback.print_exc()
+            (self.out / "results.json").write_text(json.dumps({"command": self.command, "stages": self.stages,
+                                                               "report_error": traceback.format_exc()}, indent=1))
 
     def _mark_columns(self, model, stage, name, status):
         """A stage that died leaves a results file whose columns say why (so the table shows it)."""
@@ -122,7 +133,8 @@ class Harness:
             self.run("ort", m)
             if built and not self.args.no_cpu:
                 self.run("kernelos", m, "cpu", result_name="kernelos.cpu")
-        print((self.out / "table.md").read_text(), flush=True)
+        table = self.out / "table.md"
+        print(table.read_text() if table.exists() else "no table.md (see results.json's report_error)", flush=True)
         return 0 if all(s["status"] == "ok" for s in self.stages) else 1
 
 

@@ -143,7 +143,7 @@ def markdown(data: dict, stages: list, command: str) -> str:
         lines += ["", "| kernelos stage | device time (profiled) | run() profiled | run() plain | submit | wait | top kernels (µs) |",
                   "|---|---|---|---|---|---|---|"]
         for name, p in prof:
-            top = ", ".join(f"{k[:18]} x{c} {t:.0f}" for k, c, t in p.get("by_kernel_top", [])[:3])
+            top = ", ".join(f"{first} ({k[:10]}) x{c} {t:.0f}" for k, c, t, first in p.get("by_kernel_top", [])[:3])
             lines.append(f"| {name} | {p['device_us']:.1f} | {p['run_us']:.1f} | {p['plain_run_us']:.1f} | "
                          f"{p['submit_us']:.1f} | {p['wait_us']:.1f} | {top} |")
         lines.append("Per-node timelines: logs/MODEL.profile.DEVICE.txt (`kernelos boot IMAGE --profile`).")

@@ -78,3 +78,15 @@ def test_a_stage_past_its_timeout_is_killed_and_reported(tmp_path, monkeypatch):
     assert h.run("env") is False
     assert h.stages[0]["status"].startswith("timeout after")
     assert "timeout after" in (tmp_path / "table.md").read_text()
+
+
+def test_a_broken_report_does_not_stop_the_run(tmp_path, monkeypatch):
+    from bench.e2e import __main__ as harness
+
+    def broken(*args):
+        raise ValueError("report bug")
+    monkeypatch.setattr(harness.report, "write", broken)
+    args = harness.argparse.Namespace(out=str(tmp_path), models="mlp", quick=True, budget_s=60.0, device="cpu", no_cpu=False)
+    h = harness.Harness(args)
+    assert h.run("env") is True
+    assert "report bug" in json.loads((tmp_path / "results.json").read_text())["report_error"]
