@@ -53,8 +53,10 @@ def _cell(col, notes: list) -> str:
         err = col.get("rel_error")
         err_s = "no reference" if err is None else f"err {err:.1e}" + ("" if col.get("ok") else " **FAIL**")
         return f"**{col['median_us']:.1f}** µs ({err_s})"
-    notes.append(col.get("error") or col.get("skipped") or "no result")
-    return f"{'failed' if col.get('error') else 'skipped'} [{len(notes)}]"
+    note = col.get("error") or col.get("skipped") or "no result"
+    if note not in notes:
+        notes.append(note)
+    return f"{'failed' if col.get('error') else 'skipped'} [{notes.index(note) + 1}]"
 
 
 def _ratio(a, b) -> str:
@@ -110,6 +112,10 @@ def markdown(data: dict, stages: list, command: str) -> str:
     table, notes = data["table"], []
     keys = sorted({k for cols in table.values() for k in cols}, key=_column_rank)
     header = {k: next(c for cols in table.values() for kk, c in cols.items() if kk == k) for k in keys}
+    # columns skipped for every model (no torch, no CUDA provider) are listed once instead of shown
+    not_run = {k: header[k]["skipped"] for k in keys
+               if all(cols.get(k, {}).get("skipped") for cols in table.values())}
+    keys = [k for k in keys if k not in not_run]
     lines.append("| model | " + " | ".join(f"{header[k]['label']} ({header[k]['precision']})" for k in keys) + " |")
     lines.append("|---|" + "---|" * len(keys))
     for m, cols in table.items():
@@ -117,8 +123,9 @@ def markdown(data: dict, stages: list, command: str) -> str:
     lines.append("")
     lines.append("Cells: median latency per inference (host sync each time) and max |out - ref| / max |ref| vs the "
                  "float64 reference (bench/e2e/reference.py). kernelos figures include the input copy in and the "
-                 "output copy out; PyTorch's keep input and output on the GPU.")
+                 "output copy out; PyTorch's CUDA columns keep input and output on the GPU.")
     lines += [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
+    lines += [f"Not run: {header[k]['label']} ({header[k]['precision']}): {why}." for k, why in not_run.items()]
     lines += ["", "| model | kernelos GPU / PyTorch CUDA graph fp32 | / TF32 | kernelos cpu / onnxruntime CPU |", "|---|---|---|---|"]
     for m, cols in table.items():
         k = _gpu_kernelos(cols)
