@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,8 @@ class Harness:
         self.deadline = time.monotonic() + args.budget_s
         self.stages, self.models = [], args.models.split(",")
         self.command = "python -m bench.e2e " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        for stale in ("results", "outputs"):    # a table only ever shows this run's results
+            shutil.rmtree(self.out / stale, ignore_errors=True)
         (self.out / "logs").mkdir(parents=True, exist_ok=True)
 
     def run(self, stage: str, model: str = "all", device: str = "", extra=(), result_name: str = "") -> bool:

@@ -29,6 +29,7 @@ from .measure import FULL, QUICK, measure
 FP32_TOL, TF32_TOL = 1e-4, 1e-2       # max relative error vs the float64 reference (issue 9)
 INFERENCE_TIMEOUT_S = 5.0   # a kernelos inference that takes longer is a hang (DeviceTimeout), not a result
 PROFILE_MIN_RUNS, PROFILE_MAX_RUNS, PROFILE_BUDGET_S = 3, 20, 1.0   # profiled runs: about 1 s of inferences
+TORCH_GPU_COLUMNS = (("PyTorch CUDA graph", "fp32"), ("PyTorch CUDA graph TF32", "tf32"))
 FIRST_RESULT_RE = re.compile(r"time from process start to first result: ([0-9.]+) (ms|us)")
 
 
@@ -67,6 +68,10 @@ class Stage:
             col["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         col["stage_s"] = round(time.perf_counter() - t0, 2)
         self.columns.append(col)
+
+    def skip(self, key: str, label: str, precision: str, why: str):
+        """A column that cannot run here (no torch, no CUDA provider), with the reason."""
+        self.columns.append({"key": key, "label": label, "precision": precision, "error": None, "skipped": why})
 
     def save(self, name: str):
         out = {"model": self.model, "stage": name, "columns": self.columns, "info": self.info}
@@ -171,9 +176,9 @@ def ort_run(st: Stage):
     providers = ort.get_available_providers()
     for provider, label in (("CPUExecutionProvider", f"onnxruntime CPU ({cores} threads)"),
                             ("CUDAExecutionProvider", "onnxruntime CUDA")):
+        key = "onnxruntime CPU" if provider.startswith("CPU") else "onnxruntime CUDA"
         if provider not in providers:
-            st.columns.append({"key": label, "label": label, "precision": "fp32", "error": None,
-                               "skipped": f"{provider} not in this onnxruntime ({', '.join(providers)})"})
+            st.skip(key, label, "fp32", f"{provider} not in this onnxruntime ({', '.join(providers)})")
             continue
 
         def go(provider=provider):
@@ -183,7 +188,6 @@ def ort_run(st: Stage):
             sess = ort.InferenceSession(str(st.path("models", f"{st.model}.onnx")), opts, providers=[provider])
             out = sess.run(None, x)[0]
             return measure(lambda: sess.run(None, x), st.policy), out
-        key = "onnxruntime CPU" if provider.startswith("CPU") else "onnxruntime CUDA"
         st.column(key, label, "fp32", go)
 
 
@@ -193,9 +197,8 @@ def torch_run(st: Stage):
     try:
         import torch
     except ImportError as e:
-        for label, prec in (("PyTorch eager", "fp32"), ("PyTorch CUDA graph", "fp32"), ("PyTorch CUDA graph TF32", "tf32")):
-            st.columns.append({"key": label, "label": label.replace(" TF32", ""), "precision": prec, "error": None,
-                               "skipped": f"torch is not installed ({e})"})
+        for key, prec in (("PyTorch eager", "fp32"), *TORCH_GPU_COLUMNS):
+            st.skip(key, key.replace(" TF32", ""), prec, f"torch is not installed ({e})")
         return
 
     from .models import weights
@@ -255,9 +258,8 @@ def torch_run(st: Stage):
     st.column(f"PyTorch eager {'cuda' if cuda else 'cpu'}", f"PyTorch eager ({'CUDA' if cuda else 'CPU'})", "fp32",
               eager, notes=note)
     if not cuda:
-        for label, prec in (("PyTorch CUDA graph", "fp32"), ("PyTorch CUDA graph TF32", "tf32")):
-            st.columns.append({"key": label, "label": label.replace(" TF32", ""), "precision": prec, "error": None,
-                               "skipped": "torch.cuda.is_available() is False"})
+        for key, prec in TORCH_GPU_COLUMNS:
+            st.skip(key, key.replace(" TF32", ""), prec, "torch.cuda.is_available() is False")
         return
     st.column("PyTorch CUDA graph", "PyTorch CUDA graph", "fp32", graph(False), notes=note)
     st.column("PyTorch CUDA graph TF32", "PyTorch CUDA graph", "tf32", graph(True),
