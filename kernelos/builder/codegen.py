@@ -179,7 +179,10 @@ class PointwiseBuilder:
         return " ".join(lines)
 
     def bcast_index(self, shape) -> str:
-        """Linear index into a tensor of `shape` broadcast (numpy rules) to the output coordinates."""
+        """Linear index into a tensor of `shape` broadcast (numpy rules) to the output coordinates;
+        plain `i` where no broadcasting happens, so same-shape elementwise loops vectorise."""
+        if (1,) * (self.rank - len(shape)) + tuple(shape) == self.out_shape:
+            return "i"
         coords = [self.coord(j) for j in range(self.rank)]
         off = len(coords) - len(shape)
         terms = [f"{coords[j + off]} * {s}" if s != 1 else coords[j + off]

@@ -84,7 +84,7 @@ class Conv(Windowed):
         rows = None
         if len(x) == 4:
             rows = _conv2d_rows(x, w, b.out_shape, st, dil, pb, og, cg, px, pw, acc_ctype(dt),
-                                vector=dt == "float32" and st[1] == 1)
+                                vector=dt == "float32")
         b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre,
                                             cpu_rows=rows), finish)
 
@@ -92,8 +92,10 @@ class Conv(Windowed):
 def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
     """cpu row code for a 2-D convolution. A block is `ocb` output rows (n, oc0..oc0+ocb-1, oh):
     every input row they touch is loaded once and multiplied into all ocb accumulators. The output
-    row is cut into tiles of 8; with `vector` (float32, stride 1) a tile whose window never leaves
-    the input keeps its ocb accumulators in vector registers, and edge tiles take the scalar path."""
+    row is cut into tiles of 8 outputs. With `vector` (float32) a tile keeps its ocb accumulators in
+    vector registers: inside the input it loads 8 inputs at once (stride 1; stride 2 through the even
+    lanes of two loads), at the edges (and for other strides) it gathers them with zeros for the
+    padding. Other dtypes accumulate whole rows with a scalar-per-output inner loop."""
     (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
     ocb = next(d for d in (CONV_OC_BLOCK, 4, 2, 1) if og % d == 0)
     chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
@@ -116,28 +118,42 @@ def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
                     for (int64_t o = lo; o < hi; o++) {{ const {acc_t} xv = xr[o * {st[1]} + off]; {fma} }}
                 }}
             }}"""
-    interior = ""
-    if vector:
+    if not vector:
+        code = f"""\
+        const int64_t n = row / {oc // ocb * oh}, oc0 = row / {oh} % {oc // ocb} * {ocb}, oh = row % {oh};
+        for (int64_t t0 = 0; t0 < {ow}; t0 += 8) {{
+            const int64_t t1 = t0 + 8 < {ow} ? t0 + 8 : {ow};
+            {edge}
+        }}"""
+    else:
+        # a tile reads, for kernel column kw, inputs t0*s + off + l*s (l < 8): straight vector loads
+        # where the whole tile is inside the input for every kw (stride 1, or 2 via the even lanes of
+        # two loads), else a gather with zeros for padding and for lanes past the row's end
         zero = " ".join(f"kos_v8f a{j} = {{0}};" for j in range(ocb))
         vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
-        store = " ".join(f"memcpy(&accrow[{j}][t0], &a{j}, 32);" for j in range(ocb))
-        interior = f"""if (t1 - t0 == 8 && t0 - {pb[1]} >= 0 && t0 + 7 + {(kw - 1) * dil[1] - pb[1]} < {wd}) {{
+        fast = {1: "memcpy(&xv, xp, 32);",
+                2: "kos_v8f lo, hi; memcpy(&lo, xp, 32); memcpy(&hi, xp + 8, 32); xv = KOS_EVEN8(lo, hi);"}.get(st[1])
+        gather = (f"for (int l = 0; l < 8; l++) {{ const int64_t p = base + l * {st[1]}; "
+                  f"xv[l] = (l < nv && p >= 0 && p < {wd}) ? xr[p] : 0.0f; }}")
+
+        load = gather if fast is None else (f"if (nv == 8 && base >= 0 && base + {8 * st[1] - 1} < {wd}) {{ {fast} }} "
+                                            f"else {{ {gather} }}")
+        store = " ".join(f"for (int l = 0; l < nv; l++) accrow[{j}][t0 + l] = a{j}[l];" for j in range(ocb))
+        code = f"""\
+        const int64_t n = row / {oc // ocb * oh}, oc0 = row / {oh} % {oc // ocb} * {ocb}, oh = row % {oh};
+        for (int64_t t0 = 0; t0 < {ow}; t0 += 8) {{
+            const int nv = t0 + 8 < {ow} ? 8 : (int)({ow} - t0);
             {zero}
             {rows_loop}
                 for (int64_t kw = 0; kw < {kw}; kw++) {{
-                    kos_v8f xv; memcpy(&xv, xr + t0 + kw * {dil[1]} - {pb[1]}, 32);
+                    const int64_t base = t0 * {st[1]} + kw * {dil[1]} - {pb[1]};
+                    const float *xp = xr + base; (void)xp;
+                    kos_v8f xv;
+                    {load}
                     {vfma}
                 }}
             }}
             {store}
-            continue;
-        }}"""
-    code = f"""\
-        const int64_t n = row / {oc // ocb * oh}, oc0 = row / {oh} % {oc // ocb} * {ocb}, oh = row % {oh};
-        for (int64_t t0 = 0; t0 < {ow}; t0 += 8) {{
-            const int64_t t1 = t0 + 8 < {ow} ? t0 + 8 : {ow};
-            {interior}
-            {edge}
         }}"""
     index = f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
     return ocb, ow, code, index

@@ -11,6 +11,14 @@
 
 typedef float kos_v8f __attribute__((vector_size(32)));
 
+/* The even lanes of two consecutive vectors: 8 inputs of a stride-2 window row. */
+#if defined(__clang__)
+#define KOS_EVEN8(lo, hi) __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14)
+#else
+typedef int32_t kos_v8i __attribute__((vector_size(32)));
+#define KOS_EVEN8(lo, hi) __builtin_shuffle(lo, hi, (kos_v8i){0, 2, 4, 6, 8, 10, 12, 14})
+#endif
+
 /* Dot product of two contiguous float rows: 4 independent 8-wide accumulators so the loop streams
  * at memory speed (gcc vector extensions; no -ffast-math needed for the reassociation). */
 static inline float kos_dot_f32(const float *KOS_RESTRICT a, const float *KOS_RESTRICT b, int64_t n) {
