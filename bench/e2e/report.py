@@ -104,7 +104,8 @@ def targets(data: dict) -> list:
 def markdown(data: dict, stages: list, command: str) -> str:
     env = data["infos"].get("env", {})
     gpus = [d for d in env.get("devices", []) if d.get("vendor") != "cpu"]
-    card = "; ".join(f"{d['name']} ({d['arch']}, {d.get('extra', {})})" for d in gpus) or "no GPU"
+    card = "; ".join(f"{d['name']} ({d['arch']}; " + ", ".join(f"{k} {v}" for k, v in d.get("extra", {}).items()) + ")"
+                     for d in gpus) or "no GPU"
     lines = [f"Date: {env.get('date_utc', '?')}. Host {env.get('host', '?')}: {env.get('cpu', '?')}, {env.get('cores', '?')} cores; "
              f"GPU: {card}; nvidia-smi: {env.get('nvidia_smi', 'n/a')}.",
              f"Python {env.get('python', '?')}, numpy {env.get('numpy', '?')}, onnxruntime {env.get('onnxruntime', '?')}, "

@@ -90,3 +90,37 @@ def test_a_broken_report_does_not_stop_the_run(tmp_path, monkeypatch):
     h = harness.Harness(args)
     assert h.run("env") is True
     assert "report bug" in json.loads((tmp_path / "results.json").read_text())["report_error"]
+
+
+def _fake_results(out: Path, model: str, columns: dict, ref: np.ndarray):
+    """results/MODEL.fake.json with one column per key: (median_us, precision, output offset)."""
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    (out / "outputs").mkdir(exist_ok=True)
+    (out / "results").mkdir(exist_ok=True)
+    np.save(out / "models" / f"{model}.ref64.npy", ref)
+    cols = []
+    for i, (key, (median_us, precision, offset)) in enumerate(columns.items()):
+        np.save(out / "outputs" / f"{model}.{i}.npy", (ref + offset).astype(np.float32))
+        cols.append({"key": key, "label": key, "precision": precision, "tolerance": 1e-4 if precision == "fp32" else 1e-2,
+                     "median_us": median_us, "runs": 100, "output": f"outputs/{model}.{i}.npy", "error": None})
+    (out / "results" / f"{model}.fake.json").write_text(json.dumps({"columns": cols, "info": {}}))
+
+
+def test_report_judges_the_gpu_targets_and_flags_wrong_outputs(tmp_path):
+    """The report's GPU paths on made-up cells (no GPU here): targets met / not met, FAIL above tolerance."""
+    from bench.e2e import report
+    ref = np.linspace(-1, 1, 64)
+    _fake_results(tmp_path, "mlp", {"kernelos nv:0": (18.0, "fp32", 0.0), "PyTorch CUDA graph": (51.0, "fp32", 0.0),
+                                    "kernelos cpu": (900.0, "fp32", 0.0), "onnxruntime CPU": (1000.0, "fp32", 0.0)}, ref)
+    _fake_results(tmp_path, "resnet18", {"kernelos nv:0": (600.0, "fp32", 1e-3), "PyTorch CUDA graph": (1200.0, "fp32", 0.0),
+                                         "PyTorch CUDA graph TF32": (480.0, "tf32", 1e-3)}, ref)
+    data = report.collect(tmp_path, ["mlp", "resnet18"])
+    verdicts = {t[0]: t[2] for t in report.targets(data)}
+    assert verdicts["MLP on the GPU <= 20 µs"] == "met"
+    assert verdicts["resnet18: below PyTorch CUDA graph (fp32)"] == "met"
+    assert verdicts["resnet18: below PyTorch CUDA graph TF32 (tf32)"] == "NOT met"
+    assert verdicts["mlp on the cpu device <= 1.0x onnxruntime CPU"] == "met"
+    res = data["table"]["resnet18"]
+    assert res["kernelos nv:0"]["ok"] is False and res["PyTorch CUDA graph TF32"]["ok"] is True   # 1e-3 vs 1e-4 / 1e-2
+    text = report.markdown(data, [], "cmd")
+    assert "**FAIL**" in text and "| mlp | 0.35x |" in text
