@@ -42,3 +42,9 @@ conformance: $(STAMP)
 .PHONY: bench-nv
 bench-nv: $(STAMP)
 	$(PY) -m bench.nv_vs_cuda
+
+# Issue 9's end-to-end harness (bench/e2e): kernelos vs onnxruntime (and PyTorch where installed) on the
+# MLP, ResNet-18 and GPT-2-small shapes; tables in out/e2e/table.md. On a GPU machine: bash bench/e2e/run_on_gpu.sh
+.PHONY: bench-e2e
+bench-e2e: $(STAMP)
+	$(PY) -m bench.e2e --out out/e2e $(E2E_ARGS)

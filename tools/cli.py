@@ -18,9 +18,28 @@ from hal.errors import KernelosError
 from . import commands
 
 
+class _Unavailable:
+    """A subcommand whose module cannot be imported here (an optional package such as pyusb is
+    missing): listed, and it says why when run, while the other subcommands keep working."""
+
+    def __init__(self, name: str, error: ImportError):
+        self.NAME, self.error = name, error
+        self.HELP = f"(unavailable here: {error})"
+
+    def add_arguments(self, p):
+        p.add_argument("args", nargs=argparse.REMAINDER)
+
+    def run(self, args) -> int:
+        print(f"kernelos {self.NAME}: unavailable on this machine: {self.error}", file=sys.stderr)
+        return 2
+
+
 def _command_modules():
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        yield importlib.import_module(f"{commands.__name__}.{info.name}")
+        try:
+            yield importlib.import_module(f"{commands.__name__}.{info.name}")
+        except ImportError as e:
+            yield _Unavailable(info.name, e)
 
 
 def build_parser() -> argparse.ArgumentParser:
