@@ -1,0 +1,140 @@
+"""`python -m boot.vm.qemu`: boot the system image with qemu-system-x86_64 on a serial console.
+
+KVM when /dev/kvm answers (hardware virtualisation, `-cpu host`), software emulation (TCG)
+otherwise. The console is streamed to stdout; the host clock from QEMU's start ("power-on") to the
+first result line is measured too, since the kernel's uptime misses the firmware's share.
+With --count N the VM powers itself off after N inferences; with 0 it serves until you quit QEMU
+(Ctrl-A X).
+"""
+
+import argparse
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+QEMU = "qemu-system-x86_64"
+KVM_GET_API_VERSION = 0xAE00  # ioctl; the stable KVM API answers 12
+FIRST_RESULT_MARK = "kos-init: first result at"  # printed by /init (init.sh)
+POWER_DOWN_MARK = "reboot: Power down"  # the kernel's last line on a clean power-off
+
+
+HARDWARE_KVM_MODULES = ("kvm_intel", "kvm_amd")  # KVM backed by VMX / SVM: runs a stock kernel
+
+
+def kvm_unusable_reason():
+    """None when QEMU can boot a stock kernel with KVM here, else why not. /dev/kvm must open
+    read-write, speak the KVM API, and be backed by VMX or SVM: other KVM back ends (kvm_pvm, the
+    paravirtual one of some cloud sandboxes) run only guest kernels built for them, and a stock
+    kernel hangs at its first instruction."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        return f"/dev/kvm: {e.strerror}"
+    try:
+        if fcntl.ioctl(fd, KVM_GET_API_VERSION) != 12:
+            return "/dev/kvm speaks an unknown KVM API version"
+    except OSError as e:
+        return f"/dev/kvm: {e.strerror}"
+    finally:
+        os.close(fd)
+    if not any(os.path.isdir(f"/sys/module/{m}") for m in HARDWARE_KVM_MODULES):
+        others = sorted(m for m in os.listdir("/sys/module") if m.startswith("kvm_"))
+        return (f"/dev/kvm is not backed by hardware virtualisation (no {' or '.join(HARDWARE_KVM_MODULES)}"
+                f"{'; this host has ' + ', '.join(others) if others else ''}), which a stock kernel needs")
+    return None
+
+
+def default_accel() -> str:
+    return "tcg" if kvm_unusable_reason() else "kvm"
+
+
+def qemu_command(kernel: str, initrd: str, count: int, accel: str, memory_MiB=1024, cpus=2, append=()) -> list:
+    cmdline = ["console=ttyS0", "panic=-1", f"kos.count={count}", *append]
+    cpu = ["-enable-kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]
+    return [QEMU, *cpu, "-m", str(memory_MiB), "-smp", str(cpus), "-nographic", "-no-reboot",
+            "-kernel", kernel, "-initrd", initrd, "-append", " ".join(cmdline)]
+
+
+@dataclass
+class BootResult:
+    accel: str
+    exit_code: int  # None when it was killed at the timeout
+    lines: list = field(default_factory=list)  # (seconds since QEMU start, console line)
+
+    @property
+    def console(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def first_seen_s(self, mark: str):
+        """Host seconds from QEMU's start to the first console line containing mark, or None."""
+        return next((t for t, line in self.lines if mark in line), None)
+
+    @property
+    def powered_off(self) -> bool:
+        return self.exit_code == 0 and self.first_seen_s(POWER_DOWN_MARK) is not None
+
+
+def boot(kernel: str, initrd: str, count: int, accel: str = None, timeout_s: float = 120.0,
+         append=(), echo=None) -> BootResult:
+    """Boot and wait for QEMU to exit (killed after timeout_s); echo(line) sees each console line."""
+    accel = accel or default_accel()
+    cmd = qemu_command(kernel, initrd, count, accel, append=append)
+    result = BootResult(accel=accel, exit_code=None)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if echo is None else None,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    try:
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            result.lines.append((time.monotonic() - t0, line))
+            if echo:
+                echo(line)
+        result.exit_code = proc.wait()
+    finally:
+        timed_out = not timer.is_alive() and proc.returncode is not None and proc.returncode < 0
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if timed_out:
+        result.exit_code = None
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m boot.vm.qemu", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=os.path.join(REPO, "out", "vm"), help="where make vm-image put vmlinuz, initrd.img")
+    p.add_argument("--count", type=int, default=0, help="power off after N inferences (0: serve until Ctrl-A X)")
+    p.add_argument("--accel", choices=("kvm", "tcg"), help="default: kvm when /dev/kvm works, else tcg")
+    p.add_argument("--timeout-s", type=float, default=24 * 3600.0, help="kill QEMU after this long")
+    p.add_argument("--append", action="append", default=[], help="extra kernel command line word (repeatable)")
+    args = p.parse_args(argv)
+    kernel, initrd = os.path.join(args.out, "vmlinuz"), os.path.join(args.out, "initrd.img")
+    if not (os.path.isfile(kernel) and os.path.isfile(initrd)):
+        print(f"vm-boot: no system image in {args.out}: run make vm-image", file=sys.stderr)
+        return 2
+    why_not_kvm = kvm_unusable_reason()
+    accel = args.accel or ("tcg" if why_not_kvm else "kvm")
+    print(f"vm-boot: {QEMU} with {accel.upper()}"
+          + (f" (software emulation: {why_not_kvm})" if accel == "tcg" and why_not_kvm else ""), flush=True)
+    result = boot(kernel, initrd, args.count, accel, args.timeout_s, args.append, echo=lambda s: print(s, flush=True))
+    first_s = result.first_seen_s(FIRST_RESULT_MARK)
+    if first_s is not None:
+        print(f"vm-boot: power-on to first result {first_s:.2f} s (host clock from QEMU start, {accel.upper()})")
+    if result.exit_code is None:
+        print(f"vm-boot: QEMU killed after {args.timeout_s:.0f} s", file=sys.stderr)
+        return 1
+    return 0 if first_s is not None and result.powered_off else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
