@@ -1,0 +1,39 @@
+"""Every environment knob of the cpu driver, read in one place.
+
+KERNELOS_CACHE          where built runtimes and compiled kernels are cached (default ~/.cache/kernelos)
+KERNELOS_CC             the C compiler (default cc)
+KERNELOS_CPU_MARCH      -march for kernels (default native: the build host's vector extensions)
+KERNELOS_CPU_MEMORY_B   the device's memory budget in bytes (default MemAvailable at open)
+KERNELOS_CPU_SPIN_US    how long executors, workers and waits spin before sleeping (default 50)
+"""
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KERNELOS_CACHE") or Path.home() / ".cache" / "kernelos")
+
+
+def compiler() -> str:
+    return os.environ.get("KERNELOS_CC", "cc")
+
+
+def march() -> str:
+    return os.environ.get("KERNELOS_CPU_MARCH", "native")
+
+
+def memory_budget_B() -> tuple[int, str]:
+    """(bytes, where the figure came from)."""
+    forced = os.environ.get("KERNELOS_CPU_MEMORY_B")
+    if forced:
+        return int(forced), "KERNELOS_CPU_MEMORY_B"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "MemAvailable"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "physical pages"
+
+
+def spin_ns() -> int:
+    return int(float(os.environ.get("KERNELOS_CPU_SPIN_US", "50")) * 1000)

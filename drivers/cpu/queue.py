@@ -1,0 +1,222 @@
+"""cpu queues: a ring of 64-byte packets (runtime.h) consumed in order by one executor thread.
+
+A CommandStream records packets once into its own memory. submit() pushes at most
+ceil(vars / 6) SETVALS packets (the Var values) and one INDIRECT packet that points at the recorded
+packets, so a replay costs the same whatever the number of launches in it.
+"""
+
+import signal as _signals
+from collections import deque
+
+from hal.errors import DeviceClosed, DeviceFault, DeviceTimeout, InvalidArgument
+from hal.queue import CommandStream, Queue, Var
+
+RING_PACKETS = 4096
+U64 = (1 << 64) - 1
+ARGS_ALIGN_B = 16
+SUBMIT_TIMEOUT_NS = 10_000_000_000  # how long submit waits for ring space before DeviceTimeout
+
+
+class CpuQueue(Queue):
+    def __init__(self, device, kind: str, index: int):
+        super().__init__(device, kind, index)
+        self._lib, self._ffi = device._lib, device._ffi
+        self._q = self._lib.kos_queue_create(device._rt, RING_PACKETS)
+        if self._q == self._ffi.NULL:
+            raise DeviceFault(f"cannot start the executor of queue {kind}{index}")
+        self._state = self._ffi.new("uint64_t[8]")
+        self._ptrs = self._ffi.new("uint64_t[2]")
+        self._inflight = deque()  # (wptr after the submit, what the executor may still read)
+
+    def stream(self) -> "CpuStream":
+        self.device._check_open()
+        return CpuStream(self)
+
+    def state(self) -> dict:
+        s = self._raw_state()
+        fn = self.device._program_names.get(s[6], hex(s[6])) if s[3] else ""
+        out = {"kind": self.kind, "index": self.index, "wptr": s[0], "rptr": s[1], "pending": s[0] - s[1],
+               "capacity": s[2], "dead": bool(s[3]), "executor_sleeping": bool(s[7])}
+        if s[3]:
+            out["fault"] = f"{_signal_name(s[4])} at {s[5]:#x} in kernel {fn}"
+        return out
+
+    def _raw_state(self):
+        self._lib.kos_queue_state(self._q, self._state)
+        return list(self._state)
+
+    @property
+    def dead(self) -> bool:
+        return bool(self._raw_state()[3])
+
+    def fault_report(self) -> str:
+        st = self.state()
+        return f"queue {self.kind}{self.index} is dead: {st['fault']}" if st["dead"] else ""
+
+    def idle_fence(self) -> int:
+        """The write pointer now: work submitted so far is done once rptr reaches it."""
+        return self._raw_state()[0]
+
+    def passed(self, fence: int) -> bool:
+        return self._raw_state()[1] >= fence or self.dead
+
+    def push(self, packets_va: int, count: int, vals, nvals: int, keepalive):
+        if self._q is None:
+            raise DeviceClosed(f"queue {self.kind}{self.index} was torn down; record on device.queue({self.kind!r}, {self.index})")
+        rc = self._lib.kos_queue_submit(self._q, packets_va, count, vals, nvals,
+                                        SUBMIT_TIMEOUT_NS, self._ptrs)
+        if rc != 0:
+            self._raise_submit_error(rc)
+        wptr, rptr = self._ptrs
+        inflight = self._inflight
+        while inflight and inflight[0][0] <= rptr:
+            inflight.popleft()
+        inflight.append((wptr, keepalive))
+
+    def _raise_submit_error(self, rc: int):
+        if rc == self._lib.KOS_FAULT:
+            raise DeviceFault(f"{self.fault_report()}; open a new queue with device.queue({self.kind!r}, {self.index})")
+        if rc == self._lib.KOS_TIMEOUT:
+            raise DeviceTimeout(f"queue {self.kind}{self.index} ring stayed full for {SUBMIT_TIMEOUT_NS / 1e9} s: "
+                                f"its executor is blocked (a wait on a signal nobody sets?)")
+        raise InvalidArgument(f"submit refused by the runtime (code {rc})")
+
+    def close(self):
+        if self._q is not None:
+            self._lib.kos_queue_destroy(self._q)
+            self._q = None
+            self._inflight.clear()
+
+
+def _signal_name(signo: int) -> str:
+    try:
+        return _signals.Signals(signo).name
+    except ValueError:
+        return f"signal {signo}"
+
+
+class CpuStream(CommandStream):
+    """Packets recorded as plain tuples; encoded into runtime memory at the first submit after a change."""
+
+    def __init__(self, queue: CpuQueue):
+        super().__init__(queue)
+        self._records = []         # (op, fields...) in order
+        self._slots = {}           # Var name -> slot in the SETVALS table
+        self._offsets = {}         # Var name -> (min, max) offset, to range-check values at submit
+        self._encoded = None       # (packets, count, vals, keepalive) once encoded
+        self._programs = []
+
+    # --- recording ------------------------------------------------------------------------
+    def _launch(self, program, args_bytes: bytes, grid3, block3):
+        self._programs.append(program)
+        self._record(("launch", program, args_bytes, grid3, block3))
+
+    def _copy(self, dst_va: int, src_va: int, size_B: int):
+        self._record(("copy", dst_va, src_va, size_B))
+
+    def _signal(self, sig, value):
+        self._record(("signal", sig, self._value(value)))
+
+    def _wait(self, sig, value):
+        self._record(("wait", sig, self._value(value)))
+
+    def _timestamp(self, sig):
+        self._record(("timestamp", sig, (None, 0)))
+
+    def _record(self, rec):
+        self._records.append(rec)
+        self._encoded = None
+
+    def _value(self, value):
+        """(slot or None, constant or Var offset)."""
+        if not isinstance(value, Var):
+            return None, value
+        if value.name not in self._slots:
+            if len(self._slots) == self.device._lib.KOS_MAX_VARS:
+                raise InvalidArgument(f"a cpu stream takes at most {len(self._slots)} distinct Vars")
+            self._slots[value.name] = len(self._slots)
+        lo, hi = self._offsets.get(value.name, (value.offset, value.offset))
+        self._offsets[value.name] = (min(lo, value.offset), max(hi, value.offset))
+        return self._slots[value.name], value.offset
+
+    # --- encoding -------------------------------------------------------------------------
+    def _encode(self):
+        ffi, lib = self.device._ffi, self.device._lib
+        count = len(self._records)
+        packets = ffi.new("kos_packet[]", max(count, 1))
+        args_sizes = [(len(r[2]) + ARGS_ALIGN_B - 1) // ARGS_ALIGN_B * ARGS_ALIGN_B for r in self._records if r[0] == "launch"]
+        args = ffi.new("char[]", max(sum(args_sizes), 1))
+        args_va, args_pos = int(ffi.cast("uintptr_t", args)), 0
+        for p, rec in zip(packets, self._records):
+            kind = rec[0]
+            if kind == "launch":
+                _, program, args_bytes, grid3, block3 = rec
+                p.op = lib.KOS_OP_LAUNCH
+                p.u.launch.grid = list(grid3)
+                p.u.launch.block = list(block3)
+                p.u.launch.fn = program.fn
+                ffi.memmove(args + args_pos, args_bytes, len(args_bytes))
+                p.u.launch.args = args_va + args_pos
+                args_pos += (len(args_bytes) + ARGS_ALIGN_B - 1) // ARGS_ALIGN_B * ARGS_ALIGN_B
+            elif kind == "copy":
+                p.op = lib.KOS_OP_COPY
+                p.u.copy.dst, p.u.copy.src, p.u.copy.size_B = rec[1:]
+            else:
+                p.op = {"signal": lib.KOS_OP_SIGNAL, "wait": lib.KOS_OP_WAIT, "timestamp": lib.KOS_OP_TIMESTAMP}[kind]
+                sig, (slot, value) = rec[1], rec[2]
+                p.u.sig.addr = sig.va
+                p.u.sig.value = value & U64
+                if slot is not None:
+                    p.flags, p.slot = lib.KOS_FLAG_VAR, slot
+        vals = ffi.new("uint64_t[]", max(len(self._slots), 1))
+        keepalive = (packets, args, tuple(self._programs))  # what the executor reads until the submit is done
+        self._encoded = (int(ffi.cast("uintptr_t", packets)), count, vals, keepalive)
+        self._programs_checked_at = -1
+
+    # --- submit ---------------------------------------------------------------------------
+    def _submit(self, values: dict):
+        if self._encoded is None:
+            self._encode()
+        packets_va, count, vals, keepalive = self._encoded
+        if self._programs_checked_at != self.device.programs_closed:  # O(1) unless a program was closed
+            for program in self._programs:
+                if program.closed:
+                    raise DeviceClosed(f"stream launches program {program.name!r}, which was closed")
+            self._programs_checked_at = self.device.programs_closed
+        for name, slot in self._slots.items():
+            v = values[name]
+            lo, hi = self._offsets[name]
+            if not isinstance(v, int) or v + lo < 0 or v + hi > U64:
+                raise InvalidArgument(f"Var {name!r} = {v!r} makes a signal value outside 0..2**64-1")
+            vals[slot] = v
+        if count:
+            self.queue.push(packets_va, count, vals, len(self._slots), keepalive)
+
+    def decode(self) -> list:
+        if self._encoded is None:
+            self._encode()
+        packets = self._encoded[3][0]
+        return [decode_packet(p, self.device) for p in packets[0:self._encoded[1]]]
+
+
+def decode_packet(p, device) -> str:
+    """One line per packet: the op and its fields (Vars as slot+offset)."""
+    lib = device._lib
+    if p.op == lib.KOS_OP_LAUNCH:
+        fn = device._program_names.get(p.u.launch.fn, hex(p.u.launch.fn))
+        return (f"LAUNCH {fn} grid=({p.u.launch.grid[0]},{p.u.launch.grid[1]},{p.u.launch.grid[2]}) "
+                f"block=({p.u.launch.block[0]},{p.u.launch.block[1]},{p.u.launch.block[2]}) args={p.u.launch.args:#x}")
+    if p.op == lib.KOS_OP_COPY:
+        return f"COPY dst={p.u.copy.dst:#x} src={p.u.copy.src:#x} size_B={p.u.copy.size_B}"
+    names = {lib.KOS_OP_SIGNAL: "SIGNAL", lib.KOS_OP_WAIT: "WAIT", lib.KOS_OP_TIMESTAMP: "TIMESTAMP"}
+    if p.op in names:
+        if p.op == lib.KOS_OP_TIMESTAMP:
+            return f"TIMESTAMP addr={p.u.sig.addr:#x}"
+        value = p.u.sig.value if p.u.sig.value < 1 << 63 else p.u.sig.value - (1 << 64)
+        shown = f"var[{p.slot}]{value:+d}" if p.flags & lib.KOS_FLAG_VAR else str(p.u.sig.value)
+        return f"{names[p.op]} addr={p.u.sig.addr:#x} value={shown}"
+    if p.op == lib.KOS_OP_SETVALS:
+        return f"SETVALS base={p.u.setvals.base} vals={list(p.u.setvals.vals)[:p.u.setvals.count]}"
+    if p.op == lib.KOS_OP_INDIRECT:
+        return f"INDIRECT packets={p.u.indirect.packets:#x} count={p.u.indirect.count}"
+    return f"NOP op={p.op}"
