@@ -11,6 +11,7 @@ Prints the sizes at the end. Needs root (chroot, for compiling bytecode with the
 """
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import io
@@ -25,8 +26,9 @@ from .cpio import CpioWriter
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 INIT_SCRIPT = os.path.join(HERE, "init.sh")
+PORTABLE_CPU_MARCH = "x86-64-v3"  # AVX2 + FMA: QEMU's software cpu (-cpu max) and any recent x86-64
+DEMO_TARGETS = ("cpu", "sm_90")
 IMAGE_PATH = "image.kimg"  # where /init finds the device image (kernel command line kos.image=)
-CPU_RUNTIME_CACHE = "cache"  # under rootfs.KERNELOS_DIR: KERNELOS_CACHE in the image
 
 
 def _mib(n_B: int) -> str:
@@ -37,38 +39,69 @@ def _tree_size_B(root: str) -> int:
     return sum(os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(root) for f in files)
 
 
+@contextlib.contextmanager
+def _environment(**values):
+    """The cpu driver's knobs are environment variables: set some for a while, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _prebuild_cpu_runtime(stage: str) -> dict:
     """Build the cpu device's C runtime on this host into stage/cache (the VM has no compiler).
     Returns {path under the image's kernelos folder: built file}; the driver finds it there through
     KERNELOS_CACHE, under the same name, since its name hashes the (shipped) sources and flags."""
-    os.environ["KERNELOS_CACHE"] = os.path.join(stage, CPU_RUNTIME_CACHE)
-    try:
-        from drivers.cpu import native
-    except ImportError:  # TODO(vm): remove once the cpu driver is merged
-        return {}
-    native.runtime()
-    built = str(native._library_path())
-    return {os.path.relpath(built, stage): built}
+    from drivers.cpu import native
+    with _environment(KERNELOS_CACHE=os.path.join(stage, rootfs.CACHE_SUBDIR)):
+        native.runtime()  # builds it where the driver will look for it
+        path = native._library_path()
+    return {os.path.relpath(path, stage): str(path)}
 
 
-def _inputs_digest(debs: dict, extra_files) -> str:
-    """What the root file system is made of; a changed digest means a rebuild."""
+def _digest(repo_packages, files) -> str:
+    """sha256 over the repo packages' sources (.py, .c, .h) and the given files."""
     h = hashlib.sha256()
-    for path in sorted(debs.values()):
-        h.update(os.path.basename(path).encode())
-    for package in rootfs.RUNTIME_PACKAGES:
-        for d, dirnames, files in sorted(os.walk(os.path.join(REPO, package))):
-            dirnames.sort()
-            for name in sorted(files):
-                if name.endswith((".py", ".c", ".h")):
-                    path = os.path.join(d, name)
-                    h.update(os.path.relpath(path, REPO).encode())
-                    with open(path, "rb") as f:
-                        h.update(f.read())
-    for path in [INIT_SCRIPT, os.path.join(HERE, "rootfs.py"), os.path.join(HERE, "debian.py"), *extra_files]:
+    paths = []
+    for package in repo_packages:
+        for d, _, names in os.walk(os.path.join(REPO, package)):
+            paths += [os.path.join(d, n) for n in names if n.endswith((".py", ".c", ".h"))]
+    for path in sorted(paths) + list(files):
+        h.update(os.path.relpath(path, REPO).encode())
         with open(path, "rb") as f:
             h.update(f.read())
     return h.hexdigest()
+
+
+def _up_to_date(stamp: str, digest: str, *outputs: str) -> bool:
+    if not all(os.path.exists(p) for p in (stamp, *outputs)):
+        return False
+    with open(stamp) as f:
+        return f.read() == digest
+
+
+def _write_stamp(stamp: str, digest: str):
+    with open(stamp, "w") as f:
+        f.write(digest)
+
+
+def build_demo_image(dest: str):
+    """The demo model's device image, with cpu kernels for any x86-64-v3 machine (not only this
+    build host: the system image may boot elsewhere, and QEMU's emulated cpu has AVX2 but not every
+    extension of the host) and NVIDIA kernels, so that a VM without a GPU shows the cpu fallback."""
+    from kernelos.builder.build import build_image
+    from kernelos.builder.demo_model import demo_mlp
+    from kernelos.builder.progress import Progress
+
+    print(f"vm-image: building the demo device image {dest} (targets {', '.join(DEMO_TARGETS)})", flush=True)
+    with _environment(KERNELOS_CPU_MARCH=PORTABLE_CPU_MARCH):
+        build_image(demo_mlp(), dest, list(DEMO_TARGETS), progress=Progress(quiet=True))
 
 
 def _write_rootfs_cpio(root: str, dest: str):
@@ -95,49 +128,76 @@ def write_initrd(rootfs_cpio: str, image: str, dest: str):
     os.replace(dest + ".tmp", dest)
 
 
-def build(out: str, image: str) -> dict:
-    """Build (incrementally) into out; returns the output paths and sizes."""
+def _demo_image(out: str) -> str:
+    image, stamp = os.path.join(out, "demo.kimg"), os.path.join(out, "demo.stamp")
+    digest = _digest(rootfs.RUNTIME_PACKAGES, [__file__])
+    if not _up_to_date(stamp, digest, image):
+        build_demo_image(image)
+        _write_stamp(stamp, digest)
+    return image
+
+
+def _kernel(out: str, deb: str) -> str:
+    kernel, stamp = os.path.join(out, "vmlinuz"), os.path.join(out, "vmlinuz.stamp")
+    if not _up_to_date(stamp, os.path.basename(deb), kernel):
+        unpacked = os.path.join(out, "kernel")
+        shutil.rmtree(unpacked, ignore_errors=True)
+        debian.extract(deb, unpacked, ["./boot/vmlinuz-*"])
+        (found,) = os.listdir(os.path.join(unpacked, "boot"))
+        shutil.copy(os.path.join(unpacked, "boot", found), kernel)
+        _write_stamp(stamp, os.path.basename(deb))
+    return kernel
+
+
+def _rootfs_archive(out: str, debs) -> str:
+    """rootfs.cpio.gz, rebuilt when the packages, kernelos sources, the recipe or the runtime change."""
+    stage, root, archive = (os.path.join(out, n) for n in ("stage", "rootfs", "rootfs.cpio.gz"))
+    extra = _prebuild_cpu_runtime(stage)
+    recipe = [INIT_SCRIPT, *(os.path.join(HERE, f) for f in ("rootfs.py", "debian.py", "cpio.py"))]
+    digest = _digest(rootfs.RUNTIME_PACKAGES, [*recipe, *extra.values()]) + \
+        hashlib.sha256(" ".join(os.path.basename(d) for d in debs).encode()).hexdigest()
+    stamp = os.path.join(out, "rootfs.stamp")
+    if not _up_to_date(stamp, digest, archive):
+        print("vm-image: assembling the root file system", flush=True)
+        dropped = rootfs.build(debs, REPO, INIT_SCRIPT, root, extra_files=extra)
+        print(f"vm-image: Python modules left out (their C libraries are not shipped): {' '.join(dropped)}")
+        _write_rootfs_cpio(root, archive)
+        _write_stamp(stamp, digest)
+    return archive
+
+
+def build(out: str, image: str = None) -> dict:
+    """Build (incrementally) into out, with the demo device image unless image names another;
+    prints and returns the output paths and sizes."""
     t0 = time.monotonic()
+    os.makedirs(out, exist_ok=True)
+    image = image or _demo_image(out)
     kernel_pkg = debian.kernel_package()
     debs = debian.download((kernel_pkg, *debian.USERLAND_PACKAGES), os.path.join(out, "debs"))
-    kernel = os.path.join(out, "vmlinuz")
-    if not os.path.exists(kernel):
-        debian.extract(debs[kernel_pkg], os.path.join(out, "kernel"), ["./boot/vmlinuz-*"])
-        (found,) = [os.path.join(out, "kernel", "boot", f) for f in os.listdir(os.path.join(out, "kernel", "boot"))]
-        shutil.copy(found, kernel)
-
-    stage = os.path.join(out, "stage")
-    extra = _prebuild_cpu_runtime(stage)
-    root, base = os.path.join(out, "rootfs"), os.path.join(out, "rootfs.cpio.gz")
-    digest, stamp = _inputs_digest(debs, extra.values()), os.path.join(out, "rootfs.stamp")
-    if not (os.path.exists(base) and os.path.exists(stamp) and open(stamp).read() == digest):
-        print("vm-image: assembling the root file system", flush=True)
-        dropped = rootfs.build([d for p, d in debs.items() if p != kernel_pkg], REPO, INIT_SCRIPT, root,
-                               extra_files=extra)
-        print(f"vm-image: Python modules left out (their C libraries are not shipped): {' '.join(dropped)}")
-        _write_rootfs_cpio(root, base)
-        with open(stamp, "w") as f:
-            f.write(digest)
+    kernel = _kernel(out, debs.pop(kernel_pkg))
+    archive = _rootfs_archive(out, list(debs.values()))
     initrd = os.path.join(out, "initrd.img")
-    write_initrd(base, image, initrd)
+    write_initrd(archive, image, initrd)
+
     sizes = {"kernel_B": os.path.getsize(kernel), "initrd_B": os.path.getsize(initrd),
-             "rootfs_B": _tree_size_B(root) if os.path.isdir(root) else 0, "image_B": os.path.getsize(image)}
-    print(f"vm-image: kernel {kernel} {_mib(sizes['kernel_B'])} ({os.path.basename(debs[kernel_pkg])})")
+             "rootfs_B": _tree_size_B(os.path.join(out, "rootfs")), "image_B": os.path.getsize(image)}
+    print(f"vm-image: kernel {kernel} {_mib(sizes['kernel_B'])} ({kernel_pkg})")
     print(f"vm-image: initramfs {initrd} {_mib(sizes['initrd_B'])} (root file system {_mib(sizes['rootfs_B'])} "
-          f"unpacked, device image {image} {_mib(sizes['image_B'])})")
+          f"unpacked; device image {image} {_mib(sizes['image_B'])})")
     print(f"vm-image: system image size {_mib(sizes['kernel_B'] + sizes['initrd_B'])} (kernel + initramfs), "
           f"built in {time.monotonic() - t0:.1f} s")
-    return {"kernel": kernel, "initrd": initrd, "rootfs_cpio": base, **sizes}
+    return {"kernel": kernel, "initrd": initrd, "rootfs_archive": archive, "image": image, **sizes}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m boot.vm.build", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(REPO, "out", "vm"), help="output folder (default out/vm)")
-    p.add_argument("--image", required=True, help="the device image (.kimg) the VM boots")
+    p.add_argument("--image", help="the device image (.kimg) the VM boots (default: the demo image, built "
+                                    "into the output folder)")
     args = p.parse_args(argv)
-    if not os.path.isfile(args.image):
-        print(f"vm-image: no device image {args.image} (make builds it first)", file=sys.stderr)
+    if args.image and not os.path.isfile(args.image):
+        print(f"vm-image: no device image {args.image}", file=sys.stderr)
         return 2
     build(args.out, args.image)
     return 0

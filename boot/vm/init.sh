@@ -19,7 +19,7 @@ report_first_result() {
     while IFS= read -r line; do
         echo "$line"
         case "$line" in
-            *"self-test"*"pass"*)
+            *"self-test PASS"*|*"self-test FAIL"*)
                 [ -n "$stamped" ] || say "first result at $(uptime_s) s after power-on (kernel uptime)"
                 stamped=1 ;;
         esac
@@ -44,7 +44,8 @@ for arg in $(cat /proc/cmdline); do
     esac
 done
 
-set -- boot "$image" --count "$count"
+set -- boot "$image"
+[ "$count" -gt 0 ] && set -- "$@" --count "$count"  # without --count the boot serves until power-off
 [ -n "$device" ] && set -- "$@" --device "$device"
 say "running: kernelos $*"
 set -o pipefail
@@ -53,6 +54,6 @@ status=$?
 if [ "$status" -ne 0 ]; then
     say "boot failed (exit status $status); halting"
 else
-    say "done: $count inferences served at $(uptime_s) s after power-on"
+    say "done: $count inferences run; $(uptime_s) s after power-on"
 fi
 power_off
