@@ -18,9 +18,34 @@ from hal.errors import KernelosError
 from . import commands
 
 
+_OUR_PACKAGES = ("tools", "hal", "drivers", "kernelos", "boot")
+
+
+class _Unavailable:
+    """A subcommand whose module needs a package this system lacks (a build-host command such as
+    `demo` needs onnx; the system image ships only the runtime): listed, and says what is missing."""
+
+    def __init__(self, name: str, error: ModuleNotFoundError):
+        self.NAME, self.missing = name, error.name
+        self.HELP = f"(unavailable here: needs the Python package {error.name!r})"
+
+    def add_arguments(self, p):
+        p.add_argument("args", nargs=argparse.REMAINDER)
+
+    def run(self, args) -> int:
+        print(f"kernelos {self.NAME}: needs the Python package {self.missing!r}, which is not installed here "
+              "(build-host commands: pip install 'kernelos[build]')", file=sys.stderr)
+        return 2
+
+
 def _command_modules():
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        yield importlib.import_module(f"{commands.__name__}.{info.name}")
+        try:
+            yield importlib.import_module(f"{commands.__name__}.{info.name}")
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] in _OUR_PACKAGES:
+                raise  # our own code is broken: show it
+            yield _Unavailable(info.name, e)
 
 
 def build_parser() -> argparse.ArgumentParser:

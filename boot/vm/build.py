@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 INIT_SCRIPT = os.path.join(HERE, "init.sh")
 PORTABLE_CPU_MARCH = "x86-64-v3"  # AVX2 + FMA: QEMU's software cpu (-cpu max) and any recent x86-64
-DEMO_TARGETS = ("cpu", "sm_90")
+DEMO_TARGETS = ("cpu",)  # a VM has no GPU; boot/ says so and falls back to the cpu device
 IMAGE_PATH = "image.kimg"  # where /init finds the device image (kernel command line kos.image=)
 
 
@@ -92,9 +92,9 @@ def _write_stamp(stamp: str, digest: str):
 
 
 def build_demo_image(dest: str):
-    """The demo model's device image, with cpu kernels for any x86-64-v3 machine (not only this
-    build host: the system image may boot elsewhere, and QEMU's emulated cpu has AVX2 but not every
-    extension of the host) and NVIDIA kernels, so that a VM without a GPU shows the cpu fallback."""
+    """The demo model's device image, with cpu kernels for any x86-64-v3 machine, not only this
+    build host: the system image may boot elsewhere, and QEMU's emulated cpu has AVX2 and FMA but
+    not every extension of the host."""
     from kernelos.builder.build import build_image
     from kernelos.builder.demo_model import demo_mlp
     from kernelos.builder.progress import Progress

@@ -21,7 +21,8 @@ SKIP_IN_IMAGE = ("boot/vm",)  # the image recipe itself is build-host only
 
 # Paths (globs, relative to the root) no boot reads.
 PRUNE = (
-    "usr/share", "usr/lib/x86_64-linux-gnu/gconv", "etc/ld.so.conf.d",
+    "usr/share", "usr/include", "usr/lib/x86_64-linux-gnu/gconv", "etc/ld.so.conf.d",
+    "usr/lib/python3.11/dist-packages",  # python3-numpy's second copy of its core module
     "usr/lib/python3.11/pydoc_data", "usr/lib/python3.11/test", "usr/lib/python3.11/unittest/test",
     "usr/lib/python3/dist-packages/*.egg-info",
     "usr/lib/python3/dist-packages/numpy/**/tests", "usr/lib/python3/dist-packages/numpy/f2py",
