@@ -1,0 +1,109 @@
+"""The boot sequence: verify the image, pick and bring up the device, load, self-test, report
+timings, then serve (or stop after a counted run).
+
+    boot("demo.kimg")                        # best device present, serve on the default socket
+    boot("demo.kimg", device="cpu", count=200)   # self-test + 200 timed inferences, then exit
+"""
+
+import signal
+import statistics
+import sys
+import threading
+import time
+
+import hal
+from hal.errors import ImageError
+from kernelos.image import read_image
+from kernelos.model import load_model
+
+from .protocol import default_socket_path
+from .server import Server
+from .timing import process_age_s
+
+DEFAULT_LATENCY_RUNS = 100
+WARMUP_RUNS = 5
+
+
+def pick_device(image, spec: str | None = None):
+    """Open `spec`, or the best device present whose arch the image has kernels for."""
+    if spec:
+        dev = hal.open(spec)
+        try:
+            image.pick_target(dev.targets)
+        except ImageError:
+            dev.close()
+            raise
+        return dev
+    devices, absent = hal.probe_report()
+    for info in devices:
+        if info.arch in image.targets:
+            return hal.open(info.spec)
+    present = ", ".join(f"{d.spec} ({d.arch})" for d in devices) or "none"
+    raise ImageError(f"image has kernels for {image.targets}; devices present: {present}; absent: {absent}")
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
+
+
+def boot(image_path, device: str | None = None, count: int | None = None, unix_path: str | None = None,
+         tcp: str | None = None, out=None) -> int:
+    """Run the boot sequence; returns the exit code (0 ok, 1 self-test failed). Typed errors
+    (ImageError, DeviceError, ...) propagate to the caller, which prints them."""
+    out = out or sys.stdout
+    t0 = time.perf_counter()
+
+    def say(msg: str):
+        print(f"[{time.perf_counter() - t0:8.3f} s] {msg}", file=out, flush=True)
+
+    with read_image(image_path) as image:
+        say(f"image {image_path}: model {image.name!r}, {len(image.sections)} sections, "
+            f"{image.sections[-1].offset_B + image.sections[-1].size_B} B, targets {', '.join(image.targets)}; "
+            "verified (header, table, SHA-256 of every section, manifest)")
+        dev = pick_device(image, device)
+        say(f"device {dev.spec}: {dev.info.name} ({dev.info.arch}), {dev.info.memory_B / 2**30:.1f} GiB")
+        with load_model(image, dev) as model:
+            say(f"loaded {len(model.dag.kernels)} kernels, {len(image.weights)} weights, {len(model.dag.nodes)} "
+                f"nodes; {model.plan.report()}")
+            result = model.self_test()
+            age_s, source = process_age_s()
+            say(str(result))
+            say(f"time from process start to first result: {_fmt_s(age_s)} (process start: {source})")
+            if not result.passed:
+                say("self-test failed: not serving")
+                return 1
+            _report_latency(model, count if count is not None else DEFAULT_LATENCY_RUNS, say)
+            if count is None:
+                _serve(model, unix_path or default_socket_path(image_path), tcp, say)
+    return 0
+
+
+def _report_latency(model, runs: int, say):
+    golden = model.image.golden_inputs
+    for _ in range(min(WARMUP_RUNS, runs)):
+        model.run(golden)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        model.run(golden)
+        times.append(time.perf_counter() - t)
+    if times:
+        times.sort()
+        say(f"steady-state latency: median {_fmt_s(statistics.median(times))} per inference over {runs} "
+            f"(p90 {_fmt_s(times[int(0.9 * (len(times) - 1))])}, min {_fmt_s(times[0])}); "
+            f"{model.submits_per_inference} submit(s) per inference")
+
+
+def _serve(model, unix_path: str, tcp: str | None, say):
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+    with Server(model, unix_path=unix_path, tcp=tcp) as server:
+        say(f"serving {model.image.name!r} on {', '.join(server.addresses)} (Ctrl-C to stop)")
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        say(f"stopping: {server.stats.as_dict()['count']} inferences served")
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)

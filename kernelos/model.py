@@ -1,0 +1,268 @@
+"""A device image loaded on a device, ready to run inferences.
+
+    model = load_model("demo.kimg", "cpu")          # or an Image, or an opened hal Device
+    outputs = model.run({"x": x})                   # name -> np.ndarray, checked against the image
+    model.self_test()                               # the golden pair stored in the image
+    model.close()
+
+Loading allocates one arena (memory plan of the image for the device's target), uploads the
+weights once, loads the kernels and records the command streams (kernelos/scheduler.py). After a
+DeviceTimeout or DeviceFault the model marks itself broken and the next run() first recovers:
+it re-opens the device by its spec and repeats the load, so that run is correct again (a device
+that cannot close because a kernel never returns is abandoned; see recover()). The model
+therefore owns its device from load on and closes it in close().
+"""
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import hal
+from hal.errors import DeviceFault, DeviceTimeout, InvalidArgument, OutOfDeviceMemory
+
+from .image import Image, read_image
+from .planner import align_up
+from .scheduler import Recorded
+
+STAGE_ALIGN_B = 256
+CLOSE_TIMEOUT_S = 5.0  # how long recovery waits for a faulted or hung device to close
+
+
+@dataclass
+class SelfTest:
+    passed: bool
+    max_abs_error: float
+    atol: float
+    rtol: float
+    latency_s: float
+
+    def __str__(self):
+        verdict = "PASS" if self.passed else "FAIL"
+        return (f"self-test {verdict}: max |out - golden| = {self.max_abs_error:.3g} "
+                f"(tolerance {self.atol:g} + {self.rtol:g}*|golden|)")
+
+
+@dataclass
+class NodeStep:
+    """One node run on its own by LoadedModel.steps(): its reads before and writes after it ran."""
+
+    index: int
+    node: object
+    reads: dict
+    writes: dict
+
+
+def load_model(image_or_path, device, *, stage_io: bool | None = None, timeout_s: float = hal.DEFAULT_TIMEOUT_S):
+    """Load an image (path or Image) onto a device (spec such as "cpu" or an opened Device).
+
+    The image is verified before the device is touched. The target is the first of the device's
+    targets the image has kernels for (ImageError otherwise). stage_io: stage inputs and outputs
+    through host-visible buffers and copy-queue copies (default: only when the arena is not
+    host-visible). timeout_s bounds every inference's wait (DeviceTimeout past it).
+    """
+    image = image_or_path if isinstance(image_or_path, Image) else read_image(image_or_path)
+    owns_image = image is not image_or_path
+    try:
+        dev = hal.open(device) if isinstance(device, str) else device
+    except BaseException:
+        if owns_image:
+            image.close()
+        raise
+    try:
+        return LoadedModel(image, dev, owns_image, stage_io, timeout_s)
+    except BaseException:
+        dev.close()
+        if owns_image:
+            image.close()
+        raise
+
+
+class LoadedModel:
+    """See the module doc. inputs / outputs: name -> (shape, dtype) as the image declares them."""
+
+    def __init__(self, image: Image, device, owns_image: bool, stage_io, timeout_s: float):
+        self.image, self.device, self._owns_image = image, device, owns_image
+        self.target = image.pick_target(device.targets)
+        self.plan = image.plan(self.target)
+        self.dag = image.dag
+        self.inputs = {b.name: (b.shape, np.dtype(b.dtype)) for b in self.dag.by_role("input")}
+        self.outputs = {b.name: (b.shape, np.dtype(b.dtype)) for b in self.dag.by_role("output")}
+        self.timeout_s, self._stage_io = timeout_s, stage_io
+        self.count, self.recoveries, self.abandoned_devices, self.last_latency_s = 0, 0, 0, 0.0
+        self.close_timeout_s = CLOSE_TIMEOUT_S
+        self._lock = threading.Lock()
+        self._broken = False
+        self._setup()
+
+    # --- load and tear down ------------------------------------------------------------------
+    def _setup(self):
+        dev, plan = self.device, self.plan
+        if plan.arena_B > dev.info.memory_B:
+            raise OutOfDeviceMemory(f"model {self.image.name!r} needs an arena of {plan.arena_B} B; "
+                                    f"{dev.spec} has {dev.info.memory_B} B")
+        self._arena = dev.alloc(max(plan.arena_B, 1))
+        for name, arr in self.image.weights.items():
+            self._arena.write(memoryview(np.ascontiguousarray(arr)).cast("B"), plan.offsets[name])
+        self._stage = None
+        if self._stage_io or (self._stage_io is None and not self._arena.host_visible):
+            io = list(self.inputs) + list(self.outputs)
+            offsets, pos = {}, 0
+            for name in io:
+                offsets[name] = pos
+                pos = align_up(pos + self.dag.buffers[name].nbytes, STAGE_ALIGN_B)
+            self._stage_buf = dev.alloc(max(pos, 1), host_visible=True)
+            self._stage = {name: (self._stage_buf, off) for name, off in offsets.items()}
+        self._programs = {}
+        for k in self.dag.kernels.values():
+            known = {key: v for key, v in k.meta.get(self.target, {}).items()
+                     if key in ("max_threads", "shared_B", "regs") and isinstance(v, int)}
+            meta = hal.KernelMeta(tuple(k.params), **known)
+            self._programs[k.name] = dev.load_program(k.binaries[self.target], k.name, meta)
+        self._recorded = Recorded(dev, self.dag, plan, self.target, self._arena, self._programs, self._stage)
+        # Host views of where the host writes each input and reads each output (staging or arena).
+        self._slots = {}
+        for name in list(self.inputs) + list(self.outputs):
+            buf, off = self._stage[name] if self._stage else (self._arena, plan.offsets[name])
+            self._slots[name] = buf.view()[off:off + self.dag.buffers[name].nbytes]
+
+    def recover(self):
+        """Re-open the device by its spec and load again (after a timeout or fault).
+
+        The old device is closed on a helper thread; if that does not finish within
+        close_timeout_s (a kernel that never returns keeps its queue busy), the old device is
+        abandoned, with its memory and threads, and the model continues on a fresh one."""
+        old = self.device
+        closer = threading.Thread(target=old.close, name=f"kernelos-close-{old.spec}", daemon=True)
+        closer.start()
+        closer.join(self.close_timeout_s)
+        if closer.is_alive():
+            self.abandoned_devices += 1
+            print(f"kernelos: device {old.spec} did not close within {self.close_timeout_s} s after an error "
+                  "(a kernel still runs); abandoning it and opening a fresh one", file=sys.stderr)
+        self.device = hal.open(old.spec)
+        self._setup()
+        self._broken = False
+        self.recoveries += 1
+
+    def close(self):
+        if not self.device.closed:
+            self.device.close()  # frees arena, staging, programs, signals and queues with it
+        if self._owns_image:
+            self.image.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- inference --------------------------------------------------------------------------
+    @property
+    def submits_per_inference(self) -> int:
+        return self._recorded.submits_per_inference
+
+    def check_inputs(self, inputs) -> dict:
+        """name -> C-contiguous array, or InvalidArgument naming what was expected."""
+        want = ", ".join(f"{n}: {dt.name}{list(shape)}" for n, (shape, dt) in self.inputs.items())
+        if not isinstance(inputs, dict) or sorted(inputs) != sorted(self.inputs):
+            got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+            raise InvalidArgument(f"model {self.image.name!r} takes inputs {{{want}}}; got {got}")
+        out = {}
+        for name, (shape, dt) in self.inputs.items():
+            x = inputs[name]
+            if not isinstance(x, np.ndarray) or x.dtype != dt or x.shape != shape:
+                got = f"{x.dtype.name}{list(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
+                raise InvalidArgument(f"input {name!r} is {got}; model {self.image.name!r} takes {{{want}}}")
+            out[name] = np.ascontiguousarray(x)
+        return out
+
+    def run(self, inputs: dict, poison: bool = False) -> dict:
+        """One inference: outputs as new arrays. poison: first fill every activation byte (and the
+        staging) with 0xFF, so an output a kernel fails to write shows up as NaN / garbage."""
+        inputs = self.check_inputs(inputs)
+        with self._lock:
+            if self._broken:
+                self.recover()
+            t0 = time.perf_counter()
+            if poison:
+                self._poison()
+            for name, x in inputs.items():
+                self._slots[name][:] = memoryview(x).cast("B")
+            self.count += 1
+            try:
+                self._recorded.run(self.count, self.timeout_s)
+            except (DeviceTimeout, DeviceFault):
+                self._broken = True
+                raise
+            out = {name: np.frombuffer(self._slots[name], dtype=dt).reshape(shape).copy()
+                   for name, (shape, dt) in self.outputs.items()}
+            self.last_latency_s = time.perf_counter() - t0
+            return out
+
+    def _poison(self):
+        size_B = self.plan.arena_B - self.plan.weights_B
+        if size_B:
+            self._arena.write(b"\xff" * size_B, self.plan.weights_B)
+        if self._stage:
+            self._stage_buf.write(b"\xff" * self._stage_buf.size_B)
+
+    def self_test(self) -> SelfTest:
+        """Run the image's golden input and compare with its golden output."""
+        t0 = time.perf_counter()
+        got = self.run(self.image.golden_inputs, poison=True)
+        latency_s = time.perf_counter() - t0
+        atol, rtol = self.image.golden_atol, self.image.golden_rtol
+        passed, max_err = True, 0.0
+        for name, want in self.image.golden_outputs.items():
+            g, w = got[name].astype(np.float64), want.astype(np.float64)
+            err = np.abs(g - w)
+            max_err = max(max_err, float(np.max(err)) if err.size else 0.0)
+            passed &= bool(np.all(np.isfinite(g)) and np.all(err <= atol + rtol * np.abs(w)))
+        return SelfTest(passed, max_err, atol, rtol, latency_s)
+
+    # --- stepping (the shell) ---------------------------------------------------------------
+    def nodes(self) -> list:
+        """The DAG's nodes in the order the scheduler runs them."""
+        return self.dag.topo_order()
+
+    def steps(self, inputs: dict):
+        """Run the DAG one node at a time (unrecorded, for inspection), yielding a NodeStep per node
+        with the arrays it read and wrote."""
+        inputs = self.check_inputs(inputs)
+        with self._lock:
+            if self._broken:
+                self.recover()
+            self._poison()
+            for name, x in inputs.items():
+                self._arena.write(memoryview(x).cast("B"), self.plan.offsets[name])
+            done = self.device.signal(0)
+            try:
+                for i, node in enumerate(self.nodes()):
+                    reads = {b: self._read_arena(b) for b in node.reads}
+                    self._run_one(node, done, i + 1)
+                    yield NodeStep(i, node, reads, {b: self._read_arena(b) for b in node.writes})
+            finally:
+                done.close()
+
+    def _read_arena(self, name: str) -> np.ndarray:
+        b = self.dag.buffers[name]
+        return np.frombuffer(self._arena.read(b.nbytes, self.plan.offsets[name]), dtype=b.dtype).reshape(b.shape)
+
+    def _run_one(self, node, done, value: int):
+        at = self.plan.offsets
+        if hasattr(node, "kernel"):
+            args = [(self._arena, at[a.buffer] + a.offset_B) if hasattr(a, "buffer") else a for a in node.args]
+            grid, block = node.dims[self.target]
+            s = self.device.queue("compute").stream().launch(self._programs[node.kernel], args, grid, block)
+        else:
+            s = self.device.queue("copy").stream().copy(self._arena, self._arena, node.size_B,
+                                                        at[node.dst] + node.dst_offset_B, at[node.src] + node.src_offset_B)
+        try:
+            s.signal(done, value).submit()
+            done.wait(value, self.timeout_s)
+        except (DeviceTimeout, DeviceFault):
+            self._broken = True
+            raise
