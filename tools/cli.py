@@ -30,7 +30,7 @@ class _Unavailable:
         self.HELP = f"(unavailable here: needs the Python package {error.name!r})"
 
     def add_arguments(self, p):
-        p.add_argument("args", nargs=argparse.REMAINDER)
+        pass
 
     def run(self, args) -> int:
         print(f"kernelos {self.NAME}: needs the Python package {self.missing!r}, which is not installed here "
