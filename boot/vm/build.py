@@ -3,20 +3,20 @@ minimal userland, Python with numpy and cffi, kernelos, the cpu runtime prebuilt
 
 Outputs (under --out, default out/vm):
     vmlinuz          the kernel, from the Debian package
-    rootfs.cpio.gz   the initramfs root file system without a device image (rebuilt only when its
+    rootfs.cpio.lz4   the initramfs root file system without a device image (rebuilt only when its
                      inputs change: package files, kernelos sources, /init, the cpu runtime)
-    initrd.img       rootfs.cpio.gz followed by a cpio holding the device image as /image.kimg; the
+    initrd.img       rootfs.cpio.lz4 followed by a cpio holding the device image as /image.kimg; the
                      kernel unpacks concatenated archives in order, so any image boots the same base
 Prints the sizes at the end. Needs root (chroot, for compiling bytecode with the image's Python).
 """
 
 import argparse
 import contextlib
-import gzip
 import hashlib
 import io
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -105,12 +105,17 @@ def build_demo_image(dest: str):
 
 
 def _write_rootfs_cpio(root: str, dest: str):
-    with open(dest + ".tmp", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
-        w = CpioWriter(gz)
-        w.add_dir("dev")
-        w.add_char_device("dev/console", 5, 1)  # the kernel opens it for /init before devtmpfs exists
-        w.add_tree(root)
-        w.close()
+    """The root file system as a cpio archive compressed with LZ4 (the kernel's legacy LZ4 format):
+    a little larger than gzip but unpacked several times faster, which is seconds under emulation."""
+    lz4 = subprocess.Popen(["lz4", "-l", "-9", "-q", "-f", "-", dest + ".tmp"], stdin=subprocess.PIPE)
+    w = CpioWriter(lz4.stdin)
+    w.add_dir("dev")
+    w.add_char_device("dev/console", 5, 1)  # the kernel opens it for /init before devtmpfs exists
+    w.add_tree(root)
+    w.close()
+    lz4.stdin.close()
+    if lz4.wait() != 0:
+        raise RuntimeError(f"lz4 failed compressing the root file system (exit {lz4.returncode})")
     os.replace(dest + ".tmp", dest)
 
 
@@ -150,8 +155,8 @@ def _kernel(out: str, deb: str) -> str:
 
 
 def _rootfs_archive(out: str, debs) -> str:
-    """rootfs.cpio.gz, rebuilt when the packages, kernelos sources, the recipe or the runtime change."""
-    stage, root, archive = (os.path.join(out, n) for n in ("stage", "rootfs", "rootfs.cpio.gz"))
+    """rootfs.cpio.lz4, rebuilt when the packages, kernelos sources, the recipe or the runtime change."""
+    stage, root, archive = (os.path.join(out, n) for n in ("stage", "rootfs", "rootfs.cpio.lz4"))
     extra = _prebuild_cpu_runtime(stage)
     recipe = [INIT_SCRIPT, *(os.path.join(HERE, f) for f in ("rootfs.py", "debian.py", "cpio.py"))]
     digest = _digest(rootfs.RUNTIME_PACKAGES, [*recipe, *extra.values()]) + \

@@ -29,7 +29,8 @@ def _missing_tool():
     if os.geteuid() != 0:
         return "building the system image needs root (it compiles bytecode in a chroot)"
     for tool, how in (("apt-get", "a Debian-based host"), ("dpkg-deb", "a Debian-based host"),
-                      ("readelf", "`make vm-tools`"), (qemu.QEMU, "`make vm-tools`")):
+                      ("readelf", "`make vm-tools`"), ("lz4", "`make vm-tools`"),
+                      (qemu.QEMU, "`make vm-tools`")):
         if shutil.which(tool) is None:
             return f"{tool} not found: needs {how}"
     return None
@@ -46,7 +47,7 @@ def system_image():
     assert built.returncode == 0, f"make vm-image failed:\n{built.stdout}\n{built.stderr}"
     print(built.stdout)
     return {"kernel": os.path.join(OUT, "vmlinuz"), "initrd": os.path.join(OUT, "initrd.img"),
-            "rootfs": os.path.join(OUT, "rootfs.cpio.gz"), "image": os.path.join(OUT, "demo.kimg")}
+            "rootfs": os.path.join(OUT, "rootfs.cpio.lz4"), "image": os.path.join(OUT, "demo.kimg")}
 
 
 def _boot(kernel, initrd, count=COUNT):
