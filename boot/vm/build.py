@@ -3,17 +3,16 @@ minimal userland, Python with numpy and cffi, kernelos, the cpu runtime prebuilt
 
 Outputs (under --out, default out/vm):
     vmlinuz          the kernel, from the Debian package
-    rootfs.cpio.lz4   the initramfs root file system without a device image (rebuilt only when its
+    rootfs.cpio.lz4  the initramfs root file system without a device image (rebuilt only when its
                      inputs change: package files, kernelos sources, /init, the cpu runtime)
-    initrd.img       rootfs.cpio.lz4 followed by a cpio holding the device image as /image.kimg; the
-                     kernel unpacks concatenated archives in order, so any image boots the same base
+    initrd.img       a cpio holding the device image as /image.kimg followed by rootfs.cpio.lz4:
+                     the kernel unpacks concatenated archives, so any image boots the same base
 Prints the sizes at the end. Needs root (chroot, for compiling bytecode with the image's Python).
 """
 
 import argparse
 import contextlib
 import hashlib
-import io
 import os
 import shutil
 import subprocess
@@ -119,17 +118,18 @@ def _write_rootfs_cpio(root: str, dest: str):
     os.replace(dest + ".tmp", dest)
 
 
-def write_initrd(rootfs_cpio: str, image: str, dest: str):
-    """dest = the root file system archive followed by an (uncompressed) one holding image."""
-    segment = io.BytesIO()
-    w = CpioWriter(segment)
-    with open(image, "rb") as f:
-        w.add_file(IMAGE_PATH, f.read())
-    w.close()
-    with open(dest + ".tmp", "wb") as out, open(rootfs_cpio, "rb") as base:
-        shutil.copyfileobj(base, out)
+def write_initrd(rootfs_archive: str, image: str, dest: str):
+    """dest = an uncompressed cpio holding image, then the root file system archive. The kernel
+    unpacks concatenated archives in order; the image goes first because a legacy-LZ4 stream has no
+    end marker and runs to the end of the initramfs."""
+    with open(dest + ".tmp", "wb") as out:
+        w = CpioWriter(out)
+        with open(image, "rb") as f:
+            w.add_file(IMAGE_PATH, f.read())
+        w.close()
         out.write(b"\0" * (-out.tell() % 4))  # archives in an initramfs start 4-byte aligned
-        out.write(segment.getvalue())
+        with open(rootfs_archive, "rb") as base:
+            shutil.copyfileobj(base, out)
     os.replace(dest + ".tmp", dest)
 
 

@@ -67,7 +67,9 @@ def qemu_command(kernel: str, initrd: str, count: int, accel: str, memory_MiB=10
 @dataclass
 class BootResult:
     accel: str
-    exit_code: int  # None when it was killed at the timeout
+    exit_code: int = None  # QEMU's
+    timed_out: bool = False  # killed at the timeout
+    stopped: bool = False  # killed on purpose when the stop_at line appeared
     lines: list = field(default_factory=list)  # (seconds since QEMU start, console line)
 
     @property
@@ -80,35 +82,43 @@ class BootResult:
 
     @property
     def powered_off(self) -> bool:
-        return self.exit_code == 0 and self.first_seen_s(POWER_DOWN_MARK) is not None
+        """The guest powered itself off (not killed) and the kernel said so."""
+        return self.exit_code == 0 and not (self.timed_out or self.stopped) and \
+            self.first_seen_s(POWER_DOWN_MARK) is not None
 
 
 def boot(kernel: str, initrd: str, count: int, accel: str = None, timeout_s: float = 120.0,
-         append=(), echo=None) -> BootResult:
-    """Boot and wait for QEMU to exit (killed after timeout_s); echo(line) sees each console line."""
-    accel = accel or default_accel()
-    cmd = qemu_command(kernel, initrd, count, accel, append=append)
-    result = BootResult(accel=accel, exit_code=None)
+         append=(), echo=None, stop_at: str = None) -> BootResult:
+    """Boot and read the serial console until QEMU exits, or a line contains stop_at (QEMU is then
+    killed: result.stopped), or timeout_s passes (killed: result.timed_out). echo(line) sees each
+    line as it comes; with echo, QEMU keeps this terminal as its input (Ctrl-A X quits)."""
+    result = BootResult(accel=accel or default_accel())
+    cmd = qemu_command(kernel, initrd, count, result.accel, append=append)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if echo is None else None,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    timer = threading.Timer(timeout_s, proc.kill)
-    timer.start()
+
+    def expire():
+        result.timed_out = True
+        proc.kill()
+
+    deadline = threading.Timer(timeout_s, expire)
+    deadline.start()
     try:
         for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip("\r\n")
             result.lines.append((time.monotonic() - t0, line))
             if echo:
                 echo(line)
-        result.exit_code = proc.wait()
+            if stop_at and stop_at in line:
+                result.stopped = True
+                break
     finally:
-        timed_out = not timer.is_alive() and proc.returncode is not None and proc.returncode < 0
-        timer.cancel()
+        deadline.cancel()
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
-    if timed_out:
-        result.exit_code = None
+        result.exit_code = proc.wait()
+        proc.stdout.close()
     return result
 
 
@@ -129,14 +139,20 @@ def main(argv=None) -> int:
     accel = args.accel or ("tcg" if why_not_kvm else "kvm")
     print(f"vm-boot: {QEMU} with {accel.upper()}"
           + (f" (software emulation: {why_not_kvm})" if accel == "tcg" and why_not_kvm else ""), flush=True)
-    result = boot(kernel, initrd, args.count, accel, args.timeout_s, args.append, echo=lambda s: print(s, flush=True))
+    # QEMU puts a terminal on its input into raw mode, where a bare newline does not return the carriage.
+    newline = "\r\n" if sys.stdin.isatty() and sys.stdout.isatty() else "\n"
+    result = boot(kernel, initrd, args.count, accel, args.timeout_s, args.append,
+                  echo=lambda line: print(line, end=newline, flush=True))
     first_s = result.first_seen_s(FIRST_RESULT_MARK)
     if first_s is not None:
-        print(f"vm-boot: power-on to first result {first_s:.2f} s (host clock from QEMU start, {accel.upper()})")
-    if result.exit_code is None:
+        print(f"vm-boot: power-on to first result {first_s:.2f} s (host clock from QEMU start, {accel.upper()})",
+              end=newline)
+    if result.timed_out:
         print(f"vm-boot: QEMU killed after {args.timeout_s:.0f} s", file=sys.stderr)
         return 1
-    return 0 if first_s is not None and result.powered_off else 1
+    # A counted run ends in the guest's own power-off; a serving one when you quit QEMU.
+    ended_well = result.powered_off if args.count else result.exit_code == 0
+    return 0 if first_s is not None and ended_well else 1
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def system_image():
 def _boot(kernel, initrd, count=COUNT):
     accel = qemu.default_accel()
     result = qemu.boot(kernel, initrd, count, accel, timeout_s=TIMEOUT_S[accel])
-    assert result.exit_code is not None, f"QEMU ({accel}) killed after {TIMEOUT_S[accel]} s:\n{result.console}"
+    assert not result.timed_out, f"QEMU ({accel}) killed after {TIMEOUT_S[accel]} s:\n{result.console}"
     assert "Kernel panic" not in result.console, result.console
     return result
 
@@ -86,6 +86,18 @@ def test_damaged_image_prints_image_error_and_halts_cleanly(system_image, tmp_pa
     result = _boot(system_image["kernel"], str(initrd))
     console = result.console
     assert re.search(r"kernelos boot: ImageError: .+", console), console
-    assert "self-test" not in console, console
+    assert "] self-test " not in console, console  # refused before any device work
     assert "kos-init: boot failed (exit status 2); halting" in console, console
     assert result.powered_off, console
+
+
+def test_vm_without_count_serves(system_image):
+    """kos.count=0: after the self-test the boot serves on its UNIX socket and the VM stays up."""
+    accel = qemu.default_accel()
+    result = qemu.boot(system_image["kernel"], system_image["initrd"], 0, accel, timeout_s=TIMEOUT_S[accel],
+                       stop_at="] serving ")
+    assert result.stopped, f"no 'serving' line ({accel}):\n{result.console}"
+    console = result.console
+    assert re.search(r"\] serving 'demo_mlp_\w+' on /\S+", console), console
+    assert re.search(r"steady-state latency: median .* over 100 ", console), console
+    assert "kos-init: powering off" not in console and "Kernel panic" not in console, console
