@@ -8,6 +8,7 @@ Rows (all on one opened cpu device, same process, same run):
   100-launch replay    a recorded stream of 100 empty launches + SIGNAL, submitted and waited, / 100
 """
 
+import os
 import statistics
 import sys
 import time
@@ -80,7 +81,9 @@ def measure(iterations: int = 20000) -> list:
 
 def run(iterations: int = 20000):
     info = hal.probe()[-1]
-    print(f"cpu device: {info.name}, {info.compute_units} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"cpu device: {info.name}, {info.compute_units} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"load average before: {load} (other processes on the machine inflate the round trips)")
     print(f"{'row':22} {'median us':>10} {'p90 us':>10} {'samples':>8}")
     for name, median, p90, n in measure(iterations):
         print(f"{name:22} {median:10.2f} {p90:10.2f} {n:8d}")

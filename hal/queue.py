@@ -161,6 +161,8 @@ class Queue:
     - `state()` returns the ring's state for inspection (read/write pointers, pending entries),
       as a dict of plain ints and strings.
     - Queues are owned by their device and closed with it.
+    - A queue whose work faulted is dead (submit raises DeviceFault); `device.queue(kind, index)`
+      then tears it down and returns a fresh queue in its place.
     """
 
     def __init__(self, device, kind: str, index: int = 0):

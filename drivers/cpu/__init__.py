@@ -5,6 +5,7 @@ Limits: a kernel runs in this process. Faults inside a kernel (SIGSEGV, SIGBUS, 
 caught and kill only the queue that ran it (DeviceFault), but a kernel that scribbles over memory it
 does not own can corrupt the process before anything faults, and a kernel that never returns hangs
 its queue (waits on it time out; close() then blocks on that executor).
+Design, packet format and knobs: docs/cpu-driver.md.
 """
 
 import builtins
@@ -44,7 +45,8 @@ def _info() -> DeviceInfo:
     return DeviceInfo(spec="cpu", vendor=VENDOR, arch=HOST_TARGET, name=_model_name(), memory_B=memory_B,
                       compute_units=cores,
                       extra={"memory budget": source, "kernel flags": " ".join(kernel_flags()),
-                             "threads": f"1 executor per queue + {cores - 1} workers"})
+                             "threads": f"1 executor per queue + {cores - 1} workers",
+                             "runtime calls": f"cffi {native.mode().upper()} mode"})
 
 
 def probe():

@@ -43,7 +43,9 @@ def _entry_check(name: str) -> str:
 def compile(source: str, name: str, target: str = HOST_TARGET, options=()) -> bytes:  # noqa: A001
     if target != HOST_TARGET:
         raise CompileError(f"target {target!r} is not this host's {HOST_TARGET!r}; the cpu driver does not cross-compile")
-    if not name.isidentifier():
+    if not isinstance(source, str):
+        raise CompileError(f"kernel source must be a str, got {type(source).__name__}")
+    if not isinstance(name, str) or not name.isidentifier():
         raise CompileError(f"kernel entry {name!r} is not a C identifier")
     cc = knobs.compiler()
     if shutil.which(cc) is None:

@@ -6,6 +6,7 @@ import os
 from hal.buffer import Buffer
 from hal.device import Device, DeviceInfo
 from hal.errors import DeviceError, InvalidArgument, OutOfDeviceMemory
+from hal.program import KernelMeta
 
 from . import knobs, native
 from .program import CpuProgram
@@ -32,7 +33,7 @@ class CpuDevice(Device):
         self._buffers = {}         # va -> Buffer (live)
         self._queues = {}          # (kind, index) -> CpuQueue
         self._retired = []         # [(fences, release)] waiting for queues to pass the fences
-        self._programs = []
+        self._programs = set()     # loaded and not yet unloaded
         self.programs_closed = 0   # bumped by Program.close, so streams re-check their programs only then
         self._program_names = {}   # entry address -> name, for decoders and fault reports
         self._signals = SignalSlab(self._lib, PAGE_B)
@@ -43,7 +44,7 @@ class CpuDevice(Device):
         mapped_B = -(-size_B // PAGE_B) * PAGE_B
         if self.used_B + mapped_B > self.memory_B:
             raise OutOfDeviceMemory(f"cannot allocate {size_B} B on cpu: {self.used_B} of {self.memory_B} B in use "
-                                    f"(the budget is {knobs.memory_budget_B()[1]}); free buffers first")
+                                    f"(the budget is {self.info.extra['memory budget']}); free buffers first")
         va = self._lib.kos_map(mapped_B)
         if not va:
             raise OutOfDeviceMemory(f"mmap of {mapped_B} B failed: {os.strerror(self._ffi.errno)}")
@@ -68,7 +69,11 @@ class CpuDevice(Device):
     # --- signals, queues, programs --------------------------------------------------------
     def _signal(self, value: int):
         sig = CpuSignal(self, self._signals.take())
-        sig._write(value)
+        try:
+            sig._write(value)
+        except InvalidArgument:
+            self._signals.give(sig.va)
+            raise
         return sig
 
     def _queue(self, kind: str, index: int):
@@ -83,10 +88,18 @@ class CpuDevice(Device):
         return q
 
     def _load_program(self, binary: bytes, name: str, meta):
+        if not isinstance(meta, KernelMeta):
+            raise InvalidArgument(f"load_program needs a KernelMeta for {name!r}, got {type(meta).__name__}")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidArgument(f"kernel entry must be a C identifier, got {name!r}")
         prog = CpuProgram(self, binary, name, meta)
-        self._programs.append(prog)
+        self._programs.add(prog)
         self._program_names[prog.fn] = name
         return prog
+
+    def _unloaded(self, prog):
+        self._programs.discard(prog)
+        self._program_names.pop(prog.fn, None)
 
     def fault_report(self) -> str:
         return "; ".join(filter(None, (q.fault_report() for q in self._queues.values()))) or "no queue has faulted"
@@ -114,11 +127,9 @@ class CpuDevice(Device):
         for _, release in self._retired:
             release()
         self._retired = []
-        for prog in self._programs:
-            if not prog.closed:
-                prog.closed = True
-                prog._unload()
-        self._programs.clear()
+        for prog in list(self._programs):
+            prog.closed = True
+            prog._unload()
         for va, buf in self._buffers.items():
             self._lib.kos_unmap(va, -(-buf.size_B // PAGE_B) * PAGE_B)
         self._buffers.clear()

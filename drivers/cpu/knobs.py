@@ -5,6 +5,8 @@ KERNELOS_CC             the C compiler (default cc)
 KERNELOS_CPU_MARCH      -march for kernels (default native: the build host's vector extensions)
 KERNELOS_CPU_MEMORY_B   the device's memory budget in bytes (default MemAvailable at open)
 KERNELOS_CPU_SPIN_US    how long executors, workers and waits spin before sleeping (default 50)
+KERNELOS_CPU_FFI        how the runtime is called: "abi" forces cffi ABI mode (default: API mode
+                        where Python's headers are installed)
 """
 
 import os
@@ -37,3 +39,7 @@ def memory_budget_B() -> tuple[int, str]:
 
 def spin_ns() -> int:
     return int(float(os.environ.get("KERNELOS_CPU_SPIN_US", "50")) * 1000)
+
+
+def ffi_mode() -> str:
+    return os.environ.get("KERNELOS_CPU_FFI", "auto")

@@ -84,3 +84,4 @@ class CpuProgram(Program):
     def _unload(self):
         self.device._lib.kos_dlclose(self._handle)
         os.close(self._fd)
+        self.device._unloaded(self)

@@ -6,7 +6,9 @@ packets, so a replay costs the same whatever the number of launches in it.
 """
 
 import signal as _signals
+import threading
 from collections import deque
+from operator import index
 
 from hal.errors import DeviceClosed, DeviceFault, DeviceTimeout, InvalidArgument
 from hal.queue import CommandStream, Queue, Var
@@ -15,6 +17,7 @@ RING_PACKETS = 4096
 U64 = (1 << 64) - 1
 ARGS_ALIGN_B = 16
 SUBMIT_TIMEOUT_NS = 10_000_000_000  # how long submit waits for ring space before DeviceTimeout
+PRUNE_EVERY = 32  # release finished submits' memory in batches, not on every submit
 
 
 class CpuQueue(Queue):
@@ -25,8 +28,8 @@ class CpuQueue(Queue):
         if self._q == self._ffi.NULL:
             raise DeviceFault(f"cannot start the executor of queue {kind}{index}")
         self._state = self._ffi.new("uint64_t[8]")
-        self._ptrs = self._ffi.new("uint64_t[2]")
-        self._inflight = deque()  # (wptr after the submit, what the executor may still read)
+        self._inflight = deque()  # (wptr after a submit, what the executor may read until rptr passes it)
+        self._inflight_lock = threading.Lock()
 
     def stream(self) -> "CpuStream":
         self.device._check_open()
@@ -42,6 +45,8 @@ class CpuQueue(Queue):
         return out
 
     def _raw_state(self):
+        if self._q is None:
+            raise DeviceClosed(f"queue {self.kind}{self.index} was torn down (device closed, or replaced after a fault)")
         self._lib.kos_queue_state(self._q, self._state)
         return list(self._state)
 
@@ -61,17 +66,22 @@ class CpuQueue(Queue):
         return self._raw_state()[1] >= fence or self.dead
 
     def push(self, packets_va: int, count: int, vals, nvals: int, keepalive):
+        """Submit recorded packets; keep what the executor reads alive until it has passed them."""
         if self._q is None:
             raise DeviceClosed(f"queue {self.kind}{self.index} was torn down; record on device.queue({self.kind!r}, {self.index})")
-        rc = self._lib.kos_queue_submit(self._q, packets_va, count, vals, nvals,
-                                        SUBMIT_TIMEOUT_NS, self._ptrs)
-        if rc != 0:
-            self._raise_submit_error(rc)
-        wptr, rptr = self._ptrs
-        inflight = self._inflight
-        while inflight and inflight[0][0] <= rptr:
-            inflight.popleft()
-        inflight.append((wptr, keepalive))
+        wptr = self._lib.kos_queue_submit(self._q, packets_va, count, vals, nvals, SUBMIT_TIMEOUT_NS)
+        if wptr < 0:
+            self._raise_submit_error(-wptr)
+        self._inflight.append((wptr, keepalive))  # deque.append is atomic: submits may come from several threads
+        if len(self._inflight) > PRUNE_EVERY:
+            self._prune()
+
+    def _prune(self):
+        rptr = self._lib.kos_queue_rptr(self._q)
+        with self._inflight_lock:
+            inflight = self._inflight
+            while inflight and inflight[0][0] <= rptr:
+                inflight.popleft()
 
     def _raise_submit_error(self, rc: int):
         if rc == self._lib.KOS_FAULT:
@@ -96,7 +106,10 @@ def _signal_name(signo: int) -> str:
 
 
 class CpuStream(CommandStream):
-    """Packets recorded as plain tuples; encoded into runtime memory at the first submit after a change."""
+    """Packets recorded as plain tuples; encoded into runtime memory at the first submit after a change.
+
+    A queue takes submits from several threads; one stream is used by one thread at a time (its
+    Var values are staged in the stream's own memory)."""
 
     def __init__(self, queue: CpuQueue):
         super().__init__(queue)
@@ -108,6 +121,8 @@ class CpuStream(CommandStream):
 
     # --- recording ------------------------------------------------------------------------
     def _launch(self, program, args_bytes: bytes, grid3, block3):
+        if grid3[0] * grid3[1] * grid3[2] >= 1 << 63:
+            raise InvalidArgument(f"grid {grid3} has more blocks than the cpu runtime counts (2**63)")
         self._programs.append(program)
         self._record(("launch", program, args_bytes, grid3, block3))
 
@@ -171,6 +186,7 @@ class CpuStream(CommandStream):
         vals = ffi.new("uint64_t[]", max(len(self._slots), 1))
         keepalive = (packets, args, tuple(self._programs))  # what the executor reads until the submit is done
         self._encoded = (int(ffi.cast("uintptr_t", packets)), count, vals, keepalive)
+        self._bindings = [(name, slot, *self._offsets[name]) for name, slot in self._slots.items()]
         self._programs_checked_at = -1
 
     # --- submit ---------------------------------------------------------------------------
@@ -183,14 +199,18 @@ class CpuStream(CommandStream):
                 if program.closed:
                     raise DeviceClosed(f"stream launches program {program.name!r}, which was closed")
             self._programs_checked_at = self.device.programs_closed
-        for name, slot in self._slots.items():
+        for name, slot, lo, hi in self._bindings:
             v = values[name]
-            lo, hi = self._offsets[name]
-            if not isinstance(v, int) or v + lo < 0 or v + hi > U64:
+            if v.__class__ is not int:  # numpy ints are fine, floats and strings are not
+                try:
+                    v = index(v)
+                except TypeError:
+                    raise InvalidArgument(f"Var {name!r} must be an int, got {v!r}") from None
+            if v + lo < 0 or v + hi > U64:
                 raise InvalidArgument(f"Var {name!r} = {v!r} makes a signal value outside 0..2**64-1")
             vals[slot] = v
         if count:
-            self.queue.push(packets_va, count, vals, len(self._slots), keepalive)
+            self.queue.push(packets_va, count, vals, len(self._bindings), keepalive)
 
     def decode(self) -> list:
         if self._encoded is None:

@@ -455,11 +455,10 @@ static int push(kos_queue *q, const kos_packet *packets, uint64_t n, int64_t tim
     return KOS_OK;
 }
 
-int kos_queue_submit(kos_queue *q, uint64_t packets, uint64_t count, const uint64_t *vals, uint32_t nvals,
-                     int64_t timeout_ns, uint64_t *ptrs) {
-    ptrs[1] = atomic_load(&q->rptr);
-    if (atomic_load(&q->dead)) return KOS_FAULT;
-    if (nvals > KOS_MAX_VARS) return KOS_INVALID;
+int64_t kos_queue_submit(kos_queue *q, uint64_t packets, uint64_t count, const uint64_t *vals, uint32_t nvals,
+                         int64_t timeout_ns) {
+    if (atomic_load(&q->dead)) return -KOS_FAULT;
+    if (nvals > KOS_MAX_VARS) return -KOS_INVALID;
     kos_packet batch[KOS_MAX_VARS / KOS_SETVALS_PER_PACKET + 2];
     uint64_t n = 0;
     for (uint32_t base = 0; base < nvals; base += KOS_SETVALS_PER_PACKET, n++) {
@@ -475,10 +474,12 @@ int kos_queue_submit(kos_queue *q, uint64_t packets, uint64_t count, const uint6
     batch[n].u.indirect.count = count;
     pthread_mutex_lock(&q->push_lock);
     int rc = push(q, batch, n + 1, timeout_ns);
-    ptrs[0] = atomic_load(&q->wptr);
+    int64_t wptr = (int64_t)atomic_load(&q->wptr);
     pthread_mutex_unlock(&q->push_lock);
-    return rc;
+    return rc == KOS_OK ? wptr : -rc;
 }
+
+uint64_t kos_queue_rptr(kos_queue *q) { return atomic_load(&q->rptr); }
 
 void kos_queue_state(kos_queue *q, uint64_t *out) {
     out[0] = atomic_load(&q->wptr);

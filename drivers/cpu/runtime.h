@@ -47,9 +47,10 @@ void kos_dev_destroy(kos_dev *d);
 
 kos_queue *kos_queue_create(kos_dev *d, uint64_t capacity);
 void kos_queue_destroy(kos_queue *q);
-/* ptrs[0] <- wptr after the submit, ptrs[1] <- rptr before it (for releasing finished submits) */
-int kos_queue_submit(kos_queue *q, uint64_t packets, uint64_t count, const uint64_t *vals, uint32_t nvals,
-                     int64_t timeout_ns, uint64_t *ptrs);
+/* Push SETVALS + INDIRECT for a recorded stream; returns the ring's wptr after it, or -KOS_<error>. */
+int64_t kos_queue_submit(kos_queue *q, uint64_t packets, uint64_t count, const uint64_t *vals, uint32_t nvals,
+                         int64_t timeout_ns);
+uint64_t kos_queue_rptr(kos_queue *q);
 void kos_queue_state(kos_queue *q, uint64_t *out);
 
 void kos_signal_set(kos_dev *d, uint64_t addr, uint64_t value);

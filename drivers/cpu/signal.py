@@ -1,6 +1,6 @@
 """cpu signals: 64-bit words in slab pages, one cache line each, written by executor threads."""
 
-from hal.errors import DeviceFault, DeviceTimeout, InvalidArgument
+from hal.errors import DeviceFault, DeviceTimeout, InvalidArgument, OutOfDeviceMemory
 from hal.signal import Signal
 
 MAX_TIMEOUT_S = 1e9  # ~31 years: "forever" without overflowing the runtime's int64 ns
@@ -18,7 +18,7 @@ class SignalSlab:
         if not self._free:
             page = self._lib.kos_map(self._page_B)
             if not page:
-                raise MemoryError("cannot map a signal page")
+                raise OutOfDeviceMemory("cannot map a page for signals")
             self._pages.append(page)
             self._free.extend(range(page + self._page_B - SIGNAL_STRIDE_B, page - 1, -SIGNAL_STRIDE_B))
         return self._free.pop()
@@ -37,7 +37,9 @@ class CpuSignal(Signal):
         return self.device._lib.kos_signal_read(self.va)
 
     def _write(self, value: int):
-        self.device._lib.kos_signal_set(self.device._rt, self.va, value & 0xFFFFFFFFFFFFFFFF)
+        if not 0 <= value < 1 << 64:
+            raise InvalidArgument(f"signal values are 64-bit unsigned, got {value}")
+        self.device._lib.kos_signal_set(self.device._rt, self.va, value)
 
     def _wait(self, value: int, timeout_s: float):
         dev = self.device
@@ -45,6 +47,8 @@ class CpuSignal(Signal):
             raise InvalidArgument(f"timeout_s must be >= 0, got {timeout_s}")
         timeout_ns = int(min(timeout_s, MAX_TIMEOUT_S) * 1e9)
         rc = dev._lib.kos_signal_wait(dev._rt, self.va, value & 0xFFFFFFFFFFFFFFFF, timeout_ns)
+        if rc == 0:  # KOS_OK
+            return
         if rc == dev._lib.KOS_TIMEOUT:
             raise DeviceTimeout(f"signal at {self.va:#x} did not reach {value} within {timeout_s} s "
                                 f"(value seen {self._read()}); is a queue waiting on a signal nobody sets?")

@@ -2,8 +2,11 @@
 
 import os
 import platform
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,16 +34,19 @@ KOS_KERNEL(wait_flag) { const a_t *a = args; (void)L; (void)block_begin; (void)b
     a->out[0] = 42; }
 """
 
-# each block records the id of the thread that ran it after ~200 us of work
+# each block records the id of the thread that ran it, after waiting (up to 2 s) until a second
+# block has started: only another thread can start one meanwhile, so one thread alone shows as one id
 THREAD_IDS = """#include "kos_kernel.h"
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-typedef struct { uint64_t *tids; } a_t;
+typedef struct { uint64_t *tids; uint32_t *started; } a_t;
 KOS_KERNEL(thread_ids) { const a_t *a = args; (void)L;
     for (uint64_t b = block_begin; b < block_end; b++) {
+        __atomic_add_fetch(a->started, 1, __ATOMIC_SEQ_CST);
         struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
-        do clock_gettime(CLOCK_MONOTONIC, &t); while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec < 200000);
+        do clock_gettime(CLOCK_MONOTONIC, &t);
+        while (__atomic_load_n(a->started, __ATOMIC_SEQ_CST) < 2 && t.tv_sec - t0.tv_sec < 2);
         a->tids[b] = (uint64_t)syscall(SYS_gettid); } }
 """
 
@@ -81,6 +87,8 @@ def test_compile_errors():
         hal.compile(CONSTANT % 1, "missing_entry", ARCH)
     with pytest.raises(CompileError, match="identifier"):
         hal.compile(CONSTANT % 1, "bad name", ARCH)
+    with pytest.raises(CompileError, match="str"):
+        hal.compile(None, "put", ARCH)
     with pytest.raises(CompileError, match="no compiler"):
         hal.compile("x", "x", "riscv_vector_9000")
 
@@ -125,11 +133,12 @@ def test_memory_budget_knob(monkeypatch):
 # --- threads and queues ---------------------------------------------------------------------
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs at least 2 cores to see a launch spread")
 def test_launch_is_spread_over_the_cores(dev):
-    prog = _load(dev, THREAD_IDS, "thread_ids", ("ptr",))
+    prog = _load(dev, THREAD_IDS, "thread_ids", ("ptr", "ptr"))
     blocks = 64
-    tids = dev.alloc(8 * blocks)
+    tids, started = dev.alloc(8 * blocks), dev.alloc(4)
     tids.write(b"\0" * 8 * blocks)
-    _run(dev, "compute", lambda s: s.launch(prog, [tids], grid=(blocks,)))
+    started.write(b"\0" * 4)
+    _run(dev, "compute", lambda s: s.launch(prog, [tids, started], grid=(blocks,)))
     seen = np.frombuffer(tids.read(), np.uint64)
     assert np.all(seen != 0) and len(set(seen.tolist())) >= 2
 
@@ -215,3 +224,53 @@ def test_wait_timeout_argument_checks(dev):
         sig.wait(1, -1)
     sig.set(1)
     sig.wait(1, float("inf"))
+
+
+def test_concurrent_submitters_share_a_queue(dev):
+    """Python threads submitting to one queue at once (submits run without the GIL) lose nothing."""
+    src = """#include "kos_kernel.h"
+typedef struct { uint64_t *count; } a_t;
+KOS_KERNEL(bump) { const a_t *a = args; (void)L; (void)block_begin; (void)block_end; a->count[0] += 1; }
+"""
+    prog = _load(dev, src, "bump", ("ptr",))
+    count = dev.alloc(8)
+    count.write(b"\0" * 8)
+    q, done = dev.queue("compute"), dev.signal(0)
+    per_thread, threads = 500, 4
+    streams = [q.stream().launch(prog, [count], grid=1) for _ in range(threads)]
+
+    def submit_many(stream):
+        for _ in range(per_thread):
+            stream.submit()
+
+    workers = [threading.Thread(target=submit_many, args=(s,)) for s in streams]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    q.stream().signal(done, 1).submit()
+    done.wait(1, 30)
+    assert np.frombuffer(count.read(), np.uint64)[0] == per_thread * threads
+
+
+def test_runtime_in_abi_mode():
+    """Without Python's headers the runtime is called in cffi ABI mode; forced here in a fresh process."""
+    script = """
+import numpy as np, hal
+from drivers.cpu import native
+from tests.hal.kernels import KERNELS, source
+with hal.open("cpu") as dev:
+    prog = dev.load_program(hal.compile(source("increment", dev.info.arch), "increment", dev.info.arch),
+                            "increment", hal.KernelMeta(KERNELS["increment"].params))
+    buf, done = dev.alloc(4 * 1000), dev.signal(0)
+    buf.write(np.arange(1000, dtype=np.uint32))
+    dev.queue("compute").stream().launch(prog, [buf, 1000], grid=(10,), block=(100,)).signal(done, 1).submit()
+    done.wait(1, 10)
+    assert np.array_equal(np.frombuffer(buf.read(), np.uint32), np.arange(1000) + 1)
+    print(native.mode(), dev.info.extra["runtime calls"])
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, KERNELOS_CPU_FFI="abi", PYTHONPATH=str(root))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["abi", "cffi", "ABI", "mode"]

@@ -2,12 +2,12 @@
 and, for each driver that is absent here, as a skip whose reason is the driver's own (probe_report).
 """
 
+import numpy as np
 import pytest
 
 import hal
-from hal import CompileError, KernelMeta
 
-from . import kernels
+from .helpers import Programs
 
 
 def _device_params():
@@ -33,26 +33,6 @@ def dev(spec):
     d.close()
 
 
-class Programs:
-    """Test kernels compiled for a device's arch and loaded on it, once each."""
-
-    def __init__(self, device):
-        self.device, self._loaded = device, {}
-
-    def __getitem__(self, name: str):
-        if name not in self._loaded:
-            arch = self.device.info.arch
-            src = kernels.source(name, arch)
-            if src is None:
-                pytest.skip(f"{self.device.spec}: the suite has no test kernels for arch {arch}")
-            try:
-                binary = hal.compile(src, name, arch)
-            except CompileError as e:
-                pytest.skip(f"{self.device.spec}: cannot compile test kernels for {arch}: {str(e).splitlines()[0]}")
-            self._loaded[name] = self.device.load_program(binary, name, KernelMeta(kernels.KERNELS[name].params))
-        return self._loaded[name]
-
-
 @pytest.fixture(scope="module")
 def programs(dev):
     return Programs(dev)
@@ -60,6 +40,6 @@ def programs(dev):
 
 @pytest.fixture
 def rng():
-    import numpy as np
+    """Fresh random inputs every run (never zeros)."""
     return np.random.default_rng()
 

@@ -6,7 +6,7 @@ import pytest
 import hal
 from hal import DeviceFault
 
-from .conftest import Programs
+from .helpers import Programs
 
 UNMAPPED_VA = 0x10  # in the first page, which no process or GPU VA space maps
 
@@ -32,6 +32,8 @@ def test_fault_raises_and_device_recovers(fresh_dev):
     # a fresh queue of the same kind works, and so does everything else on the device
     q2 = dev.queue("compute")
     assert q2 is not q and not q2.state()["dead"]
+    with pytest.raises(hal.DeviceClosed):
+        q.stream().signal(done, 1).submit()  # the dead queue was torn down
     n = 64
     buf = dev.alloc(4 * n)
     buf.write(np.arange(n, dtype=np.uint32))

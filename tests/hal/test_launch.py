@@ -7,7 +7,6 @@ import hal
 from hal import DeviceClosed, DeviceError, InvalidArgument, KernelMeta
 
 from .helpers import poison
-from .kernels import source
 
 
 def _run(dev, build, timeout_s=10.0):
@@ -116,9 +115,13 @@ def test_bad_binaries_are_refused(dev, programs):
         dev.load_program(b"definitely not a kernel binary" * 4, "empty", meta)
     with pytest.raises(DeviceError):
         dev.load_program(b"", "empty", meta)
-    good = hal.compile(source("empty", dev.info.arch), "empty", dev.info.arch)
+    good = programs.binary("empty")
     with pytest.raises(DeviceError, match="no_such_entry"):
         dev.load_program(good, "no_such_entry", meta)
+    with pytest.raises(InvalidArgument):
+        dev.load_program(good, "empty", None)  # no KernelMeta
+    with pytest.raises(InvalidArgument):
+        dev.load_program(good, "not an identifier", meta)
     truncated = good[:len(good) // 3]
     with pytest.raises(DeviceError):
         dev.load_program(truncated, "empty", meta)
@@ -126,13 +129,14 @@ def test_bad_binaries_are_refused(dev, programs):
     _run(dev, lambda s: s.launch(programs["empty"], [], grid=1))
 
 
-def test_compile_error_carries_the_log(dev):
+def test_compile_error_carries_the_log(dev, programs):
+    programs.binary("empty")  # the compiler works here (or this skips, saying why)
     with pytest.raises(hal.CompileError, match="oops_undeclared"):
         hal.compile("void broken(void) { oops_undeclared(); }", "broken", dev.info.arch)
 
 
-def test_closed_program_cannot_launch(dev):
-    prog = dev.load_program(hal.compile(source("empty", dev.info.arch), "empty", dev.info.arch), "empty", KernelMeta(()))
+def test_closed_program_cannot_launch(dev, programs):
+    prog = dev.load_program(programs.binary("empty"), "empty", KernelMeta(()))
     s = dev.queue("compute").stream().launch(prog, [], grid=1)
     prog.close()
     with pytest.raises(DeviceClosed):

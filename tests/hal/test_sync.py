@@ -40,6 +40,12 @@ def test_timeline_values(dev):
     sig.wait(5, 0.1)
     sig.set(2**63 + 7)  # full 64 bits survive
     assert sig.value == 2**63 + 7
+    for bad in (-1, 2**64):
+        with pytest.raises(InvalidArgument):
+            sig.set(bad)
+        with pytest.raises(InvalidArgument):
+            dev.signal(bad)
+    assert sig.value == 2**63 + 7
     sig.close()
 
     sig = dev.signal(0)
@@ -48,10 +54,10 @@ def test_timeline_values(dev):
     sig.wait(3, 10)
     assert sig.value == 3
     s = q.stream().signal(sig, Var("t") + 2).signal(sig, Var("t") + 1 - 1 + 3)
-    for t in (10, 20, 2**40):
+    for t in (10, 20, 2**40, np.uint64(2**41)):
         s.submit(t=t)
-        sig.wait(t + 3, 10)
-        assert sig.value == t + 3
+        sig.wait(int(t) + 3, 10)
+        assert sig.value == int(t) + 3
     sig.close()
 
 
@@ -66,6 +72,8 @@ def test_submit_needs_every_var_and_submits_nothing_otherwise(dev):
         q.stream().signal(sig, Var("a") - 5).submit(a=2)  # resolves below zero
     with pytest.raises(InvalidArgument):
         q.stream().signal(sig, -1)
+    with pytest.raises(InvalidArgument):
+        q.stream().signal(sig, Var("a")).submit(a=1.5)
     assert q.state()["wptr"] == before["wptr"] and sig.value == 0
     s.submit(a=1, b=4)
     sig.wait(4, 10)
