@@ -58,7 +58,8 @@ def _prebuild_cpu_runtime(stage: str) -> dict:
     Returns {path under the image's kernelos folder: built file}; the driver finds it there through
     KERNELOS_CACHE, under the same name, since its name hashes the (shipped) sources and flags."""
     from drivers.cpu import native
-    with _environment(KERNELOS_CACHE=os.path.join(stage, rootfs.CACHE_SUBDIR)):
+    with _environment(KERNELOS_CACHE=os.path.join(stage, rootfs.CACHE_SUBDIR),
+                      KERNELOS_CPU_FFI=rootfs.RUNTIME_ENV["KERNELOS_CPU_FFI"]):
         native.runtime()  # builds it where the driver will look for it
         path = native._library_path()
     return {os.path.relpath(path, stage): str(path)}

@@ -6,8 +6,8 @@
 # Kernel command line knobs: kos.image=PATH (default /image.kimg), kos.count=N (0: serve until
 # power-off), kos.device=SPEC (default: the best device present).
 
-export PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME=/root PYTHONPATH=/opt/kernelos \
-       KERNELOS_CACHE=/opt/kernelos/cache PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME=/root PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+. /etc/kernelos.env  # PYTHONPATH and the cpu driver's knobs (written by boot/vm/rootfs.py)
 
 say() { echo "kos-init: $*"; }
 uptime_s() { read -r up _ </proc/uptime; echo "$up"; }

@@ -16,6 +16,11 @@ from . import debian
 
 KERNELOS_DIR = "/opt/kernelos"  # where the runtime packages live in the image (PYTHONPATH)
 CACHE_SUBDIR = "cache"  # KERNELOS_DIR/cache is KERNELOS_CACHE in the image: the prebuilt cpu runtime
+# kernelos's environment in the image, written to ENV_FILE for /init: the cpu runtime is called in
+# cffi's ABI mode (a shared object, dlopen'ed), the one that needs no Python headers to build.
+RUNTIME_ENV = {"PYTHONPATH": KERNELOS_DIR, "KERNELOS_CACHE": f"{KERNELOS_DIR}/{CACHE_SUBDIR}",
+               "KERNELOS_CPU_FFI": "abi"}
+ENV_FILE = "etc/kernelos.env"
 RUNTIME_PACKAGES = ("hal", "drivers", "kernelos", "boot", "tools")  # the repo's packages /init imports
 SKIP_IN_IMAGE = ("boot/vm",)  # the image recipe itself is build-host only
 
@@ -119,8 +124,7 @@ def _add_kernelos(repo: str, root: str, extra_files: dict):
 
 def _chroot_python(root: str, what: str, *args: str):
     """Run the image's own Python in a chroot of root (no /proc: nothing here needs it)."""
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": KERNELOS_DIR, "HOME": "/",
-           "KERNELOS_CACHE": f"{KERNELOS_DIR}/{CACHE_SUBDIR}"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/", **RUNTIME_ENV}
     chroot = shutil.which("chroot") or "/usr/sbin/chroot"
     done = subprocess.run([chroot, root, "/usr/bin/python3", *args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -137,6 +141,9 @@ def build(debs, repo: str, init_script: str, root: str, extra_files: dict) -> li
     _add_kernelos(repo, root, extra_files)
     for d in ("proc", "sys", "dev", "tmp", "run", "root"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
+    os.makedirs(os.path.join(root, os.path.dirname(ENV_FILE)), exist_ok=True)
+    with open(os.path.join(root, ENV_FILE), "w") as f:
+        f.writelines(f"export {k}={v}\n" for k, v in RUNTIME_ENV.items())
     shutil.copy(init_script, os.path.join(root, "init"))
     os.chmod(os.path.join(root, "init"), 0o755)
     # Unchecked-hash bytecode: valid whatever mtimes the archive gives the sources.
