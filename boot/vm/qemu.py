@@ -60,7 +60,8 @@ def qemu_command(kernel: str, initrd: str, count: int, accel: str, memory_MiB=10
     # which -no-reboot turns into QEMU exiting, so a broken image never loops.
     cmdline = ["console=ttyS0", "loglevel=6", "panic=-1", f"kos.count={count}", *append]
     cpu = ["-enable-kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]
-    return [QEMU, *cpu, "-m", str(memory_MiB), "-smp", str(cpus), "-nographic", "-no-reboot",
+    # -nic none: no network (serving is on a UNIX socket inside), and no NIC boot ROM to wait for.
+    return [QEMU, *cpu, "-m", str(memory_MiB), "-smp", str(cpus), "-nographic", "-no-reboot", "-nic", "none",
             "-kernel", kernel, "-initrd", initrd, "-append", " ".join(cmdline)]
 
 
