@@ -44,13 +44,11 @@ VM_COUNT ?= 0
 .PHONY: vm-tools vm-image vm-boot
 
 # QEMU boots the image; readelf (binutils) checks the image's shared libraries; lz4 compresses the
-# initramfs; apt-get and dpkg-deb (always on Debian) fetch and unpack the packages, once apt's lists
-# know the kernel package.
+# initramfs; apt-get and dpkg-deb (always on Debian) fetch and unpack the packages.
 vm-tools:
 	@command -v qemu-system-x86_64 >/dev/null 2>&1 || { echo "installing QEMU (apt)"; apt-get update -q && apt-get install -y -q --no-install-recommends qemu-system-x86; }
 	@command -v readelf >/dev/null 2>&1 || { echo "installing binutils (apt)"; apt-get update -q && apt-get install -y -q binutils; }
 	@command -v lz4 >/dev/null 2>&1 || { echo "installing lz4 (apt)"; apt-get update -q && apt-get install -y -q lz4; }
-	@apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt-get update -q
 
 vm-image: $(STAMP) vm-tools
 	$(PY) -m boot.vm.build --out $(VM_OUT)

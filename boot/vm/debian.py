@@ -26,17 +26,27 @@ USERLAND_PACKAGES = (
 )
 
 
-def _apt_cache_depends(package: str) -> list[str]:
-    out = subprocess.run(["apt-cache", "depends", package], check=True, capture_output=True, text=True).stdout
-    return re.findall(r"^\s+Depends: (\S+)$", out, re.M)
+def _apt_update():
+    print("vm-image: refreshing apt's package lists (apt-get update)", flush=True)
+    subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+
+
+def _kernel_dependency():
+    done = subprocess.run(["apt-cache", "depends", KERNEL_PACKAGE], capture_output=True, text=True)
+    deps = re.findall(r"^\s+Depends: (linux-image-\S+)$", done.stdout, re.M)
+    return deps[0] if deps else None
 
 
 def kernel_package() -> str:
-    """The versioned kernel package the meta-package points at (linux-image-6.1.0-N-cloud-amd64)."""
-    deps = [d for d in _apt_cache_depends(KERNEL_PACKAGE) if d.startswith("linux-image-")]
-    if not deps:
-        raise RuntimeError(f"apt knows no {KERNEL_PACKAGE}: run 'apt-get update' (see docs/system-image.md)")
-    return deps[0]
+    """The versioned kernel package the meta-package points at (linux-image-6.1.0-N-cloud-amd64);
+    refreshes apt's lists once if they do not know it (a fresh machine has none)."""
+    found = _kernel_dependency()
+    if found is None:
+        _apt_update()
+        found = _kernel_dependency()
+    if found is None:
+        raise RuntimeError(f"apt knows no {KERNEL_PACKAGE}: is a Debian archive in apt's sources?")
+    return found
 
 
 def _cached_deb(cache_dir: str, package: str):
@@ -52,8 +62,10 @@ def download(packages, cache_dir: str) -> dict[str, str]:
     if missing:
         print(f"vm-image: downloading {len(missing)} Debian packages: {' '.join(missing)}", flush=True)
         # apt's sandbox user cannot write into our folder; say so to apt instead of warning per file.
-        subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", *missing],
-                       cwd=cache_dir, check=True, stdout=subprocess.DEVNULL)
+        fetch = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", *missing]
+        if subprocess.run(fetch, cwd=cache_dir, stdout=subprocess.DEVNULL).returncode != 0:
+            _apt_update()  # stale lists name versions the archive no longer has
+            subprocess.run(fetch, cwd=cache_dir, check=True, stdout=subprocess.DEVNULL)
     debs = {p: _cached_deb(cache_dir, p) for p in packages}
     absent = [p for p, d in debs.items() if d is None]
     if absent:

@@ -11,7 +11,7 @@ export PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME=/root PYTHONUNBUFFERED=1 PYTHONDO
 
 say() { echo "kos-init: $*"; }
 uptime_s() { read -r up _ </proc/uptime; echo "$up"; }
-power_off() { say "powering off"; poweroff -f; sleep 60; }
+power_off() { say "powering off"; poweroff -f; while :; do sleep 3600; done; }  # never exit
 
 # Echo the boot's output; stamp the kernel's uptime on the first result (the self-test inference).
 report_first_result() {
@@ -30,6 +30,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/shm /dev/pts
+mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
@@ -53,7 +54,9 @@ python3 -m kernelos "$@" 2>&1 | report_first_result
 status=$?
 if [ "$status" -ne 0 ]; then
     say "boot failed (exit status $status); halting"
-else
+elif [ "$count" -gt 0 ]; then
     say "done: $count inferences run; $(uptime_s) s after power-on"
+else
+    say "the boot stopped serving"
 fi
 power_off
