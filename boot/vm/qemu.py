@@ -22,8 +22,6 @@ QEMU = "qemu-system-x86_64"
 KVM_GET_API_VERSION = 0xAE00  # ioctl; the stable KVM API answers 12
 FIRST_RESULT_MARK = "kos-init: first result at"  # printed by /init (init.sh)
 POWER_DOWN_MARK = "reboot: Power down"  # the kernel's last line on a clean power-off
-
-
 HARDWARE_KVM_MODULES = ("kvm_intel", "kvm_amd")  # KVM backed by VMX / SVM: runs a stock kernel
 
 
