@@ -34,6 +34,11 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache
 
+# NVIDIA driver vs the CUDA runtime on this machine's GPU (needs /dev/nvidiactl and nvcc): BENCHMARKS.md
+.PHONY: bench-nv
+bench-nv: $(STAMP)
+	$(PY) -m bench.nv_vs_cuda
+
 # --- System image (boot/vm, docs/system-image.md) -----------------------------------------------
 # `make vm-image` builds a Linux kernel + initramfs from Debian packages that boots straight into
 # `kernelos boot`; `make vm-boot` boots it under QEMU on a serial console (KVM when usable, else

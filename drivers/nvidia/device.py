@@ -1,0 +1,281 @@
+"""NvDevice: bring-up of one GPU over RM and UVM (nvidia-hopper.md 3.4), and the HAL Device.
+
+Order: client, UVM, card, device fd, device, subdevice, virtual memory object, class list,
+usermode doorbell page, VA space registered with UVM, channel group with compute and copy
+channels. `close()` releases everything: CPU mappings, UVM state, the RM client, every fd.
+"""
+
+import os
+import time
+
+import hal
+from hal import DeviceError, DeviceFault, DeviceNotFound, DeviceTimeout, InvalidArgument
+
+from . import faults, identity, rm
+from .channel import ChannelGroup
+from .classes import host_c86f, objects
+from .memory import Memory
+from .program import NvProgram
+from .queue import NvQueue
+from .signal import NvSignal, SignalPool
+from .structs import ffi, layout
+from .uvm import Uvm
+
+VASPACE_FLAGS = (1 << 6) | (1 << 3)       # ENABLE_PAGE_FAULTING | IS_EXTERNALLY_OWNED
+VASPACE_BASE, VASPACE_SIZE_B = 0x1000, 0x1FFFFFB000000
+VIRTMEM_LIMIT = 0x1FFFFFFFFFFFF
+SHARED_WINDOW, LOCAL_WINDOW = 0x729400000000, 0x729300000000   # 4 GB-aligned apertures (not memory)
+
+
+class NvDevice(hal.Device):
+    SHARED_WINDOW, LOCAL_WINDOW = SHARED_WINDOW, LOCAL_WINDOW
+
+    def __init__(self, index: int):
+        self.ffi, self.index, self.closed, self.spec = ffi, index, False, f"nv:{index}"
+        self.rm = self.uvm = self.memory = None
+        self.groups: dict = {}                 # queue kind -> ChannelGroup
+        self.dev_fd = -1
+        self.client = 0
+        self.queues: dict = {}
+        self.local_per_thread_B, self.local_per_tpc_B, self.local_mem = 0, 0, None
+        self.pending_fault = None
+        self.opened_at_s = faults.now_s()
+        try:
+            self._bring_up(index)
+        except BaseException:
+            self._release()
+            raise
+        super().__init__(self.info)
+        self.targets = (self.info.arch,)
+
+    # --- bring-up -----------------------------------------------------------------------------
+    def _step(self, name: str):
+        """Record how long each bring-up step took (bringup_s, shown by the shell and the benchmarks)."""
+        now = time.perf_counter()
+        self.bringup_s[name] = round(now - self._t, 4)
+        self._t = now
+
+    def _bring_up(self, index: int):
+        self.bringup_s, self._t = {}, time.perf_counter()
+        self.rm = rm.RmFile()
+        self.client = self.rm.alloc(0, objects.NV01_ROOT_CLIENT, what="client")
+        self.driver_version = identity.driver_version(self.rm, self.client)
+        self.layout = layout(int(self.driver_version.split(".")[0]))
+        cards = self.rm.card_info()
+        if not 0 <= index < len(cards):
+            raise DeviceNotFound(f"nv:{index}: only {len(cards)} NVIDIA GPU(s) present")
+        self.card = cards[index]
+        self._step("client")
+        self.uvm = Uvm()
+        self._step("uvm")
+        self.dev_fd = self.open_dev_fd()
+        self.device, self.subdevice = identity.open_device(self.rm, self.client, self.card)
+        self.virtmem = self.rm.alloc(self.device, objects.NV01_MEMORY_VIRTUAL,
+                                     ffi.new("NV_MEMORY_VIRTUAL_ALLOCATION_PARAMS *", {"limit": VIRTMEM_LIMIT}),
+                                     root=self.client, what="virtual memory")
+        self.classes = identity.engine_classes(self.rm, self.client, self.device)
+        self._step("device")
+        self._map_doorbell()
+        self.vaspace = self.rm.alloc(self.device, objects.FERMI_VASPACE_A, ffi.new(
+            self.layout["NV_VASPACE_ALLOCATION_PARAMETERS"] + " *",
+            {"vaBase": VASPACE_BASE, "vaSize": VASPACE_SIZE_B, "flags": VASPACE_FLAGS}), root=self.client,
+            what="VA space")
+        self.uuid = identity.uuid(self.rm, self.client, self.subdevice)
+        self.uvm.register_gpu(self.uuid)
+        self.uvm.register_vaspace(self.uuid, self.rm.fd, self.client, self.vaspace)
+        self._step("vaspace")
+        self.gr = identity.gr_info(self.rm, self.client, self.subdevice)
+        self.sm = ((self.gr["sm_version"] >> 8) & 0xF) * 10 + (self.gr["sm_version"] & 0xF)
+        self.info = identity.device_info(self.rm, self.client, self.device, self.subdevice, self.card, index,
+                                         self.driver_version, self.gr, self.classes)
+        self._step("identity")
+        self.copy_engine_type = self._pick_copy_engine()
+        self.memory = Memory(self)
+        self.signals = SignalPool(self)
+        for kind in hal.QUEUE_KINDS:
+            self.groups[kind] = ChannelGroup(self, kind)
+        self._step("channels")
+        for kind in hal.QUEUE_KINDS:
+            self._queue(kind, 0)
+        self._step("queues")
+
+    def _pick_copy_engine(self) -> int:
+        """The copy queue's engine: KERNELOS_NV_COPY_ENGINE=n picks COPYn, else the last copy engine listed."""
+        present = identity.copy_engines(self.rm, self.client, self.subdevice)
+        if not present:
+            raise DeviceError(f"{self.spec} lists no copy engine")
+        want = os.environ.get("KERNELOS_NV_COPY_ENGINE")
+        if want is not None:
+            engine = objects.ENGINE_TYPE_COPY0 + int(want)
+            if engine not in present:
+                raise DeviceError(f"KERNELOS_NV_COPY_ENGINE={want}: COPY{want} is not present; present: "
+                                  f"{[e - objects.ENGINE_TYPE_COPY0 for e in present]}")
+            return engine
+        return present[-1]
+
+    def open_dev_fd(self) -> int:
+        """A fresh /dev/nvidiaN fd registered with our control fd (one mmap context per file)."""
+        fd = rm.open_node(f"/dev/nvidia{self.card.minor_number}")
+        try:
+            rm.register_fd(fd, self.rm.fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _map_doorbell(self):
+        self.usermode = self.rm.alloc(self.subdevice, self.classes["usermode"], root=self.client, what="usermode")
+        fd = self.open_dev_fd()
+        try:
+            self.rm.map_memory(self.client, self.device, self.usermode, host_c86f.USERMODE_SIZE_B, fd)
+            self.usermode_addr = rm.mmap(0, host_c86f.USERMODE_SIZE_B, rm.PROT_READ | rm.PROT_WRITE, rm.MAP_SHARED,
+                                         fd, what="usermode doorbell")
+        finally:
+            os.close(fd)
+        self.doorbell = ffi.cast("uint32_t *", self.usermode_addr + host_c86f.USERMODE_DOORBELL)
+
+    # --- health, faults and recovery ----------------------------------------------------------------
+    # A fault (RM error notifier, Xid) kills the whole channel group: every queue on it is marked dead,
+    # a new group is built at once, and dev.queue(kind) hands out fresh queues on it. Until one is
+    # taken, waits keep raising the fault. A timeout only tears down a queue that is busy, made no
+    # progress and is not blocked on a semaphore acquire (a hung kernel); a queue waiting on a signal
+    # the host sets later is left alone.
+    def progress_mark(self) -> tuple:
+        return tuple(q.completed() for q in self.queues.values())
+
+    def check_health(self):
+        """Raise DeviceFault if RM reported an error on a channel (or one was reported earlier)."""
+        if self.pending_fault:
+            raise DeviceFault(self.pending_fault)
+        for kind, group in list(self.groups.items()):
+            error = group.error()
+            if error:
+                self._fault(error, [kind])
+
+    def _fault(self, error: str, kinds):
+        xids = faults.xid_lines(self.opened_at_s)
+        names = ", ".join(f"{k}0" for k in kinds)
+        self.pending_fault = (f"{self.spec}: queue {names} faulted: {error}"
+                              + (f"; kernel log: {' | '.join(xids)}" if xids else "")
+                              + "; its pending work was dropped: take a new queue with dev.queue(kind)")
+        self._rebuild_channels(kinds, self.pending_fault)
+        raise DeviceFault(self.pending_fault)
+
+    def on_timeout(self, sig, value: int, timeout_s: float, progress_before: tuple):
+        """A wait ran out: a fault, a hung kernel (tear its queues down), or just a signal not yet set."""
+        self.check_health()
+        xids = faults.xid_lines(self.opened_at_s)
+        msg = f"signal at {sig.va:#x} did not reach {value} within {timeout_s} s (it holds {sig._read()})"
+        busy = [q.kind for q in self.queues.values() if q.completed() < q.submitted]
+        if xids and busy:
+            self._fault(f"wait timed out ({msg})", busy)
+        hung = [q for q in self.queues.values()
+                if q.completed() < q.submitted and not q.blocked_on_acquire()] if self.progress_mark() == progress_before \
+            else []
+        if hung:
+            names = ", ".join(f"{q.kind}{q.index}" for q in hung)
+            self._rebuild_channels([q.kind for q in hung], f"hung ({msg})")
+            msg += (f"; queue(s) {names} made no progress and wait on nothing (a kernel that never ends): "
+                    "the channels were torn down and rebuilt, take new queues with dev.queue(kind)")
+        raise DeviceTimeout(msg)
+
+    def _rebuild_channels(self, kinds, reason: str):
+        """Mark the queues of kinds dead, free their channel groups (stopping whatever ran), build new ones."""
+        self.opened_at_s = faults.now_s()
+        for kind in kinds:
+            q = self.queues.pop(kind, None)
+            if q is not None:
+                q.die(reason)
+            old = self.groups.pop(kind)
+            try:
+                old.close()
+            except DeviceError:
+                pass  # a dead TSG may refuse parts of its teardown; the new group does not depend on it
+            self.groups[kind] = ChannelGroup(self, kind)
+
+    # --- local memory -------------------------------------------------------------------------------
+    def ensure_local_memory(self, per_thread_B: int):
+        """Grow the shader local memory (stacks, spills) to per_thread_B bytes per thread."""
+        if per_thread_B <= self.local_per_thread_B:
+            return
+        slm = (per_thread_B + 31) // 32 * 32
+        per_tpc = ((slm * 32 + 0x1FF) // 0x200 * 0x200) * self.gr["max_warps_per_sm"] * self.gr["sm_per_tpc"]
+        per_tpc = (per_tpc + 0x7FFF) // 0x8000 * 0x8000
+        total = (per_tpc * self.gr["tpc_per_gpc"] * self.gr["gpcs"] + 0x1FFFF) // 0x20000 * 0x20000
+        new = self.memory.alloc_vram(total)
+        self.local_per_tpc_B = per_tpc
+        self._queue("compute", 0).sync_setup(local_va=new.va, local_per_tpc_B=per_tpc)
+        if self.local_mem is not None:
+            self.memory.free(self.local_mem)
+        self.local_mem, self.local_per_thread_B = new, slm
+
+    # --- HAL ------------------------------------------------------------------------------------------
+    def _alloc(self, size_B: int, host_visible: bool):
+        a = self.memory.alloc_host(size_B) if host_visible else self.memory.alloc_vram(size_B)
+        buf = hal.Buffer(self, a.va, size_B, host_visible)
+        buf._nv_alloc = a
+        return buf
+
+    def _free(self, buf):
+        self.memory.free(buf._nv_alloc)
+
+    def _host_view(self, buf) -> memoryview:
+        return rm.host_view(buf.va, buf.size_B)
+
+    def _host_view_at(self, va: int, size_B: int) -> memoryview:
+        return rm.host_view(va, size_B)
+
+    def _signal(self, value: int):
+        return NvSignal(self, self.signals.take(), value)
+
+    def _queue(self, kind: str, index: int):
+        if kind not in hal.QUEUE_KINDS or index != 0:
+            raise InvalidArgument(f"{self.spec} has queues compute:0 and copy:0, not {kind}:{index}")
+        if kind not in self.queues:            # first use, or the old one died with its channel group
+            self.pending_fault = None          # taking a fresh queue acknowledges the fault
+            q = NvQueue(self, kind)
+            q.init_channel()
+            self.queues[kind] = q
+        return self.queues[kind]
+
+    def free_when_done(self, allocation):
+        """Free memory that submitted work may still read once the compute queue has passed it."""
+        q = self.queues.get("compute")
+        if q is None or q.completed() >= q.submitted:
+            self.memory.free(allocation)
+        else:
+            q.retired.append((q.submitted, [allocation]))
+
+    def _load_program(self, binary: bytes, name: str, meta):
+        return NvProgram(self, binary, name, meta)
+
+    def memory_map(self) -> list:
+        self._check_open()
+        return [{"va": a.va, "size_B": a.size_B, "kind": a.kind} for a in self.memory.live.values()]
+
+    def _close(self):
+        self._release()
+
+    def _release(self):
+        """Release in dependency order; each step runs even if an earlier one failed."""
+        if self.memory is not None:
+            self.memory.close()                      # every GPU-VA CPU mapping at once
+        if getattr(self, "usermode_addr", 0):
+            rm.munmap(self.usermode_addr, host_c86f.USERMODE_SIZE_B)
+            self.usermode_addr = 0
+        for group in self.groups.values():
+            for ch in group.channels:
+                rm.munmap(ch.notifier_addr, ch.notifier_B)
+        self.groups = {}
+        if self.uvm is not None:
+            self.uvm.close()                         # UVM drops its mappings and channel registrations
+        if self.rm is not None:
+            if self.client:
+                try:
+                    self.rm.free_client(self.client)
+                except DeviceError:
+                    pass
+            self.rm.close()
+        if self.dev_fd >= 0:
+            os.close(self.dev_fd)
+            self.dev_fd = -1
