@@ -1,0 +1,323 @@
+"""Kernel source generation: the same computation rendered as cpu C and as CUDA C.
+
+Every generated kernel is a *pointwise* kernel: for each output element i it computes the output
+coordinates c0..c{r-1}, runs an anchor (an expression, an index map, or a reduction over nested
+loops), applies the fused elementwise epilogue and stores. How the outputs map onto hardware is the
+template's choice per target: on cpu, blocks are chunks of outputs (cpu/pointwise.c) or groups of
+output rows that an anchor accumulates with vectorised inner loops (cpu/rows.c: convolution, GEMV);
+on CUDA, a thread, a warp or a block per output (cuda/pointwise*.cu) by reduction length. Constants
+(shapes, strides, scalars) are baked into the source so the compilers fold index arithmetic;
+identical sources compile once (compile.py).
+"""
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+import numpy as np
+
+from hal.errors import GraphError
+
+KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
+NAME_PLACEHOLDER = "KOS_KERNEL_NAME"
+CPU_CHUNK = 2048            # output elements per cpu block (a unit of work for one executor thread)
+CPU_REDUCE_CHUNK = 16       # for kernels with a reduction per output element
+CUDA_THREADS = 256
+CUDA_WARP_MIN_REDUCE = 64   # reductions at least this long get a warp per output on CUDA...
+CUDA_BLOCK_MIN_REDUCE = 1024  # ...and these a block per output, where there are few outputs:
+CUDA_BLOCK_MAX_OUTPUTS = 8192  # a batch-1 layer's weights then stream with enough loads in flight
+
+# numpy dtype name -> C type (the same spelling for C and CUDA: the CUDA prelude typedefs them)
+CTYPES = {
+    "float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t", "int16": "int16_t",
+    "int8": "int8_t", "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64_t",
+    "bool": "uint8_t", "float16": "kos_half",
+}
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+def ctype(dtype: str) -> str:
+    try:
+        return CTYPES[dtype]
+    except KeyError:
+        raise GraphError(f"dtype {dtype} is not supported by the kernel library (supported: {', '.join(CTYPES)})") from None
+
+
+def acc_ctype(dtype: str) -> str:
+    """C type to accumulate or compute a dtype in: float16 works in float, the rest in themselves."""
+    return "float" if dtype == "float16" else ctype(dtype)
+
+
+def math_fn(name: str, dtype: str) -> str:
+    """C math function for a dtype: expf for float32 (and float16, computed in float), exp for float64."""
+    return name if dtype == "float64" else name + "f"
+
+
+def literal(value, dtype: str) -> str:
+    """A C literal of `value` as `dtype`, exact (hex floats), inf/nan through the prelude macros."""
+    if dtype in FLOAT_DTYPES:
+        v = float(np.asarray(value, dtype=dtype))
+        if math.isnan(v):
+            return f"(({ctype(dtype)})KOS_NAN)"
+        if math.isinf(v):
+            return f"(({ctype(dtype)})({'-' if v < 0 else ''}KOS_INF))"
+        return f"(({ctype(dtype)}){v.hex()})"
+    if dtype == "bool":
+        return "((uint8_t)1)" if bool(value) else "((uint8_t)0)"
+    v = int(np.asarray(value).astype(dtype))
+    if dtype == "int64" and v == -2**63:
+        return "((int64_t)(-9223372036854775807LL - 1))"
+    suffix = "ULL" if dtype.startswith("uint") else "LL"
+    return f"(({ctype(dtype)}){v}{suffix})"
+
+
+def strides(shape) -> list:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= int(d)
+    return out[::-1]
+
+
+def _template(rel: str) -> Template:
+    return Template((KERNELS_DIR / rel).read_text())
+
+
+def _prelude(family: str) -> str:
+    return (KERNELS_DIR / ("cpu/prelude.h" if family == "cpu" else "cuda/prelude.cuh")).read_text()
+
+
+@dataclass
+class Param:
+    cname: str
+    buffer: str      # DAG buffer name
+    ctype: str
+    out: bool
+
+
+@dataclass
+class Reduction:
+    """acc = combine over nested loops [(var, extent)] of `term` (where `cond` holds)."""
+    loops: list
+    term: str
+    combine: str            # "sum" | "max" (max propagates NaN)
+    acc_ctype: str
+    init: str
+    cond: str | None = None
+    cpu_code: str | None = None   # a faster cpu replacement for the loops (e.g. a vector dot)
+    vec4: tuple | None = None     # (a, b, k): the reduction is dot(a[0:k], b[0:k]) of 16-byte aligned
+                                  # float rows, read as float4 by the CUDA warp/block templates
+    pre: str = ""                 # statements at the top of the loop body (window positions)
+    # cpu row template: (rows, row_len, code filling accrow[rows][row_len] for block `row`, the
+    # linear output index of accrow[j][o])
+    cpu_rows: tuple | None = None
+
+    @property
+    def length(self) -> int:
+        return int(np.prod([e for _, e in self.loops], dtype=np.int64))
+
+
+def _combine(kind: str, acc: str, term: str) -> str:
+    if kind == "sum":
+        return f"{acc} += {term};"
+    return f"{{ {acc}_t = {term}; if ({acc}_t > {acc} || {acc}_t != {acc}_t) {acc} = {acc}_t; }}"
+
+
+@dataclass
+class KernelSpec:
+    """One generated kernel: pointer params in order, sources per family with the name left as a
+    placeholder, launch dims per family. `key` identifies identical kernels across nodes."""
+    params: list
+    sources: dict
+    dims: dict
+    max_threads: dict = field(default_factory=dict)
+    shared_B: dict = field(default_factory=dict)     # static shared memory per block, per family
+
+    @property
+    def key(self) -> str:
+        h = hashlib.sha256()
+        for fam in sorted(self.sources):
+            h.update(fam.encode() + b"\0" + self.sources[fam].encode() + b"\0")
+        return h.hexdigest()[:16]
+
+    def source(self, family: str, name: str) -> str:
+        return self.sources[family].replace(NAME_PLACEHOLDER, name)
+
+
+class PointwiseBuilder:
+    """Builds the body of a pointwise kernel over `out_shape`.
+
+    The lowering of each op calls `val(value)` / `load(value, index)` to read tensors (registering
+    pointer params on the way), `define(value, expr)` to bind a value computed at the current
+    coordinates to a temporary, `reduce(...)` for an anchor with a reduction, and finally
+    `store(value)` for each value written to memory.
+    """
+
+    def __init__(self, out_shape, ctx):
+        self.out_shape = tuple(int(d) for d in out_shape)
+        self.rank = len(self.out_shape)
+        self.n = int(np.prod(self.out_shape, dtype=np.int64))
+        self.ctx = ctx
+        self.params: list = []
+        self._param_of: dict = {}
+        self.temps: dict = {}       # value name -> C temp
+        self.pre: list = []         # statements before the reduction (prologue)
+        self.reduction: Reduction | None = None
+        self.post: list = []        # statements after it (anchor result, epilogue, stores)
+
+    # --- coordinates ----------------------------------------------------------------------
+    def coord(self, j: int) -> str:
+        return f"c{j}"
+
+    def coords_code(self) -> str:
+        lines, st = [], strides(self.out_shape)
+        for j, d in enumerate(self.out_shape):
+            expr = "i" if self.rank == 1 else (f"i / {st[j]}" if j == 0 else f"i / {st[j]} % {d}" if st[j] > 1 else f"i % {d}")
+            lines.append(f"const int64_t c{j} = {expr}; (void)c{j};")
+        return " ".join(lines)
+
+    def bcast_index(self, shape) -> str:
+        """Linear index into a tensor of `shape` broadcast (numpy rules) to the output coordinates;
+        plain `i` where no broadcasting happens, so same-shape elementwise loops vectorise."""
+        if (1,) * (self.rank - len(shape)) + tuple(shape) == self.out_shape:
+            return "i"
+        coords = [self.coord(j) for j in range(self.rank)]
+        off = len(coords) - len(shape)
+        terms = [f"{coords[j + off]} * {s}" if s != 1 else coords[j + off]
+                 for j, s in enumerate(strides(shape)) if shape[j] != 1]
+        return " + ".join(terms) or "0"
+
+    # --- reading ----------------------------------------------------------------------------
+    def param(self, value: str, out: bool = False) -> str:
+        buf = self.ctx.buffer_of(value)
+        key = (buf, out)
+        if key not in self._param_of:
+            v = self.ctx.graph.value(value)
+            cname = f"{'y' if out else 'p'}{len(self.params)}"
+            self.params.append(Param(cname, buf, ctype(v.dtype), out))
+            self._param_of[key] = cname
+        return self._param_of[key]
+
+    def load(self, value: str, index: str) -> str:
+        return f"{self.param(value)}[{index}]"
+
+    def val(self, value: str) -> str:
+        """The value at the output coordinates: a temp, an inline scalar constant, or a broadcast load."""
+        if value in self.temps:
+            return self.temps[value]
+        v = self.ctx.graph.value(value)
+        if v.const is not None and v.const.size == 1:
+            return literal(v.const.reshape(()), v.dtype)
+        return self.load(value, self.bcast_index(v.shape))
+
+    def dtype(self, value: str) -> str:
+        return self.ctx.graph.value(value).dtype
+
+    # --- computing ----------------------------------------------------------------------------
+    def define(self, value: str, expr: str) -> str:
+        t = f"t{len(self.temps)}"
+        self.temps[value] = t
+        (self.post if self.reduction else self.pre).append(f"const {ctype(self.dtype(value))} {t} = {expr};")
+        return t
+
+    def stmt(self, code: str):
+        (self.post if self.reduction else self.pre).append(code)
+
+    def reduce(self, value: str, red: Reduction, finish: str = "acc"):
+        """The anchor `value` = finish(acc) where acc is the reduction's result."""
+        if self.reduction is not None:
+            raise GraphError("a pointwise kernel has at most one reduction")
+        self.reduction = red
+        t = f"t{len(self.temps)}"
+        self.temps[value] = t
+        self.post.append(f"const {ctype(self.dtype(value))} {t} = {finish};")
+
+    def store(self, value: str, index: str = "i"):
+        out = self.param(value, out=True)
+        self.post.append(f"{out}[{index}] = {self.val(value)};")
+
+    # --- rendering --------------------------------------------------------------------------
+    def _cuda_mode(self) -> str:
+        """thread, warp or block per output element, by reduction length and output count."""
+        red = self.reduction
+        if red is None or red.length < CUDA_WARP_MIN_REDUCE:
+            return "thread"
+        if red.length >= CUDA_BLOCK_MIN_REDUCE and self.n <= CUDA_BLOCK_MAX_OUTPUTS:
+            return "block"
+        return "warp"
+
+    def _reduction_loops(self, family: str, mode: str) -> list:
+        red = self.reduction
+        acc_decl = f"{red.acc_ctype} acc = {red.init}, acc_t; (void)acc_t;"
+        step = _combine(red.combine, "acc", red.term)
+        if red.cond:
+            step = f"if ({red.cond}) {step}"
+        step = f"{red.pre} {step}".strip()
+        if family == "cpu" and red.cpu_code:
+            return [acc_decl, red.cpu_code]
+        if mode == "thread":
+            opens = [f"for (int64_t {v} = 0; {v} < {e}; {v}++) {{" for v, e in red.loops]
+            return [acc_decl, " ".join(opens), f"    {step}", "}" * len(opens)]
+        stride = 32 if mode == "warp" else CUDA_THREADS
+        if red.vec4 is not None:
+            a, b, k = red.vec4
+            loop = [f"const float4 *va = (const float4 *)({a}), *vb = (const float4 *)({b});",
+                    f"for (int64_t r = lane; r < {k // 4}; r += {stride}) {{",
+                    "    const float4 x = va[r], y = vb[r]; acc += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;", "}"]
+        else:
+            st = strides([e for _, e in red.loops])
+            decomp = " ".join(f"const int64_t {v} = r / {s} % {e};" if s > 1 else f"const int64_t {v} = r % {e};"
+                              for (v, e), s in zip(red.loops, st))
+            loop = [f"for (int64_t r = lane; r < {red.length}; r += {stride}) {{ {decomp}", f"    {step}", "}"]
+        if mode == "warp":
+            combine = f"acc = {'kos_warp_sum' if red.combine == 'sum' else 'kos_warp_max'}(acc);"
+        else:
+            combine = f"acc = {'kos_block_sum' if red.combine == 'sum' else 'kos_block_max'}(acc, kos_part);"
+        return [acc_decl] + loop + [combine, "if (lane != 0) return;"]
+
+    def _body(self, family: str, mode: str, rows: bool = False) -> str:
+        lines = [self.coords_code()] + self.pre
+        if self.reduction and not rows:
+            lines += self._reduction_loops(family, mode)
+        lines += self.post
+        indent = " " * (12 if family == "cpu" else 4)
+        return "\n".join(indent + ln for ln in lines)
+
+    def _cpu_source(self, fields, unpack) -> tuple:
+        """(source, grid) for the cpu: the row template where the anchor offers one, else pointwise."""
+        red = self.reduction
+        if red is not None and red.cpu_rows is not None:
+            rows, row_len, code, index = red.cpu_rows
+            src = _template("cpu/rows.c").substitute(
+                fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, rows=rows, row_len=row_len, acc_t=red.acc_ctype,
+                init=red.init, row_code=code, index=index, body=self._body("cpu", "thread", rows=True))
+            return src, self.n // (rows * row_len)
+        chunk = CPU_REDUCE_CHUNK if red else CPU_CHUNK
+        src = _template("cpu/pointwise.c").substitute(
+            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, chunk=chunk, n=self.n, body=self._body("cpu", "thread"))
+        return src, -(-self.n // chunk)
+
+    def spec(self) -> KernelSpec:
+        if self.n == 0:
+            raise GraphError("empty output")
+        fields = "\n".join(f"    {'' if p.out else 'const '}{p.ctype} *{p.cname};" for p in self.params)
+        unpack = "\n".join(f"    {'' if p.out else 'const '}{p.ctype} *KOS_RESTRICT {p.cname} = a->{p.cname};"
+                           for p in self.params)
+        cpu, cpu_grid = self._cpu_source(fields, unpack)
+        cpu = _prelude("cpu") + cpu
+        mode = self._cuda_mode()
+        cparams = ", ".join(f"{'' if p.out else 'const '}{p.ctype} *KOS_RESTRICT {p.cname}" for p in self.params)
+        tmpl = {"thread": "cuda/pointwise.cu", "warp": "cuda/pointwise_warp.cu", "block": "cuda/pointwise_block.cu"}[mode]
+        cuda = _prelude("cuda") + _template(tmpl).substitute(
+            name=NAME_PLACEHOLDER, threads=CUDA_THREADS, params=cparams, n=self.n, body=self._body("cuda", mode),
+            acc_t=self.reduction.acc_ctype if self.reduction else "float")
+        threads_total = self.n * {"thread": 1, "warp": 32, "block": CUDA_THREADS}[mode]
+        dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)),
+                "cuda": ((-(-threads_total // CUDA_THREADS), 1, 1), (CUDA_THREADS, 1, 1))}
+        shared_B = 0
+        if mode == "block":     # kos_part[]: one partial per warp
+            shared_B = CUDA_THREADS // 32 * (8 if self.reduction.acc_ctype in ("double", "int64_t", "uint64_t") else 4)
+        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS},
+                          {"cpu": 0, "cuda": shared_B})

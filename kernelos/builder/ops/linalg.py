@@ -1,0 +1,126 @@
+"""MatMul (numpy semantics, batched with broadcasting) and Gemm, as a dot-product reduction per
+output element. A constant right-hand side is stored transposed ([..., N, K]) so each output reads
+one contiguous weight row: a batch-1 layer then streams its weights exactly once, vectorised on cpu
+(kos_dot_f32) and coalesced across a warp on CUDA."""
+
+import numpy as np
+
+from hal.errors import GraphError
+
+from ..codegen import Reduction, acc_ctype, literal, strides
+from . import Op, register
+
+
+def lin(shape, coords) -> str:
+    """Linear index of C coordinate expressions into a row-major `shape`; coords are right-aligned
+    (extra leading ones are broadcast batch dims) and size-1 dims are skipped (broadcasting)."""
+    coords = list(coords)[len(coords) - len(shape):]
+    terms = [c if s == 1 else f"{c} * {s}" for c, s, d in zip(coords, strides(shape), shape) if d != 1 and c != "0"]
+    return " + ".join(terms) or "0"
+
+
+DOT_ROWS = 16   # outputs a cpu matmul block computes (kos_dot4_f32, four weight rows at a time)
+
+
+def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False):
+    """out = finish(sum_k A[a_base + k*a_stride] * B[b_base + k*b_stride]). n_last: the last output
+    coordinate is B's row index n, so consecutive outputs read B rows k apart."""
+    dt = b.dtype(out)
+    pa, pb = b.param(a_name), b.param(b_name)
+    b.stmt(f"const int64_t ab = {a_base}, bb = {b_base};")
+    term = f"({acc_ctype(dt)}){pa}[ab + r0 * {a_stride}] * {pb}[bb + r0 * {b_stride}]"
+    cpu = vec4 = rows = None
+    if dt == "float32" and a_stride == 1 and b_stride == 1:
+        cpu = f"acc = kos_dot_f32({pa} + ab, {pb} + bb, {k});"
+        if k % 4 == 0:      # row starts are multiples of k, buffers 256-byte aligned: float4 loads
+            vec4 = (f"{pa} + ab", f"{pb} + bb", k)
+        if n_last and b.out_shape[-1] % DOT_ROWS == 0:
+            # a cpu block is DOT_ROWS outputs along n: one A row, B rows k apart (B is [.., N, K]),
+            # four at a time
+            first = " ".join([b.coords_code(), *b.pre])
+            rows = (DOT_ROWS, 1, f"        {{ const int64_t i = row * {DOT_ROWS}; {first} "
+                                 f"for (int64_t g = 0; g < {DOT_ROWS}; g += 4) "
+                                 f"kos_dot4_f32({pa} + ab, {pb} + bb + g * {k}, {k}, {k}, &accrow[g][0], 1); }}",
+                    f"row * {DOT_ROWS} + j")
+    b.reduce(out, Reduction([("r0", k)], term, "sum", acc_ctype(dt), literal(0, dt), cpu_code=cpu, vec4=vec4,
+                            cpu_rows=rows), finish)
+
+
+def transposed_weight(b, name):
+    """A constant [..., K, N] matrix stored as [..., N, K] (a new constant value, made once)."""
+    g = b.ctx.graph
+    if f"{name}.T" in g.values:
+        return f"{name}.T"
+    return b.ctx.const_value(np.ascontiguousarray(np.swapaxes(g.value(name).const, -1, -2)), f"{name}.T")
+
+
+@register("MatMul")
+class MatMul(Op):
+    def infer(self, node, ins):
+        a, c = ins[0].shape, ins[1].shape
+        if not a or not c:
+            raise GraphError(f"{node.describe()}: MatMul of a scalar")
+        a2 = (1,) + a if len(a) == 1 else a
+        c2 = c + (1,) if len(c) == 1 else c
+        if a2[-1] != c2[-2]:
+            raise GraphError(f"{node.describe()}: inner dimensions differ: {a} x {c}")
+        batch = tuple(np.broadcast_shapes(a2[:-2], c2[:-2]))
+        out = batch + (a2[-2],) * (len(a) > 1) + (c2[-1],) * (len(c) > 1)
+        return [(out, ins[0].dtype)]
+
+    def fold(self, node, arrays):
+        return [np.matmul(*arrays)]
+
+    def anchor(self, node, b):
+        g = b.ctx.graph
+        a_name, b_name = node.inputs
+        a, c = g.value(a_name).shape, g.value(b_name).shape
+        a2 = (1,) + a if len(a) == 1 else a
+        c2 = c + (1,) if len(c) == 1 else c
+        k = a2[-1]
+        coords = [b.coord(j) for j in range(b.rank)]
+        if len(c) == 1:
+            coords.append("0")
+        if len(a) == 1:
+            coords.insert(len(coords) - 1, "0")
+        batch, m, n = coords[:-2], coords[-2], coords[-1]
+        a_base = lin(a2, batch + [m, "0"])
+        if g.value(b_name).const is not None and len(c) >= 2:
+            bt = transposed_weight(b, b_name)
+            bt_shape = c2[:-2] + (c2[-1], k)
+            emit_dot(b, node.outputs[0], a_name, a_base, 1, bt, lin(bt_shape, batch + [n, "0"]), 1, k, n_last=True)
+        else:
+            emit_dot(b, node.outputs[0], a_name, a_base, 1, b_name, lin(c2, batch + ["0", n]), c2[-1], k)
+
+
+@register("Gemm")
+class Gemm(Op):
+    def infer(self, node, ins):
+        a, c = ins[0].shape, ins[1].shape
+        if len(a) != 2 or len(c) != 2:
+            raise GraphError(f"{node.describe()}: Gemm needs 2-D A and B, got {a} and {c}")
+        m, k = a[::-1] if node.attr("transA", 0) else a
+        k2, n = c[::-1] if node.attr("transB", 0) else c
+        if k != k2:
+            raise GraphError(f"{node.describe()}: inner dimensions differ: {a} x {c} (transA/transB applied)")
+        return [((m, n), ins[0].dtype)]
+
+    def anchor(self, node, b):
+        g = b.ctx.graph
+        a_name, b_name = node.inputs[:2]
+        (m, n), out = b.out_shape, node.outputs[0]
+        dt = b.dtype(out)
+        k = g.value(a_name).shape[0 if node.attr("transA", 0) else 1]
+        a_base, a_stride = ("c0", m) if node.attr("transA", 0) else (f"c0 * {k}", 1)
+        if g.value(b_name).const is not None:
+            name = b_name if node.attr("transB", 0) else transposed_weight(b, b_name)
+            b_base, b_stride = f"c1 * {k}", 1
+        else:
+            name = b_name
+            b_base, b_stride = (f"c1 * {k}", 1) if node.attr("transB", 0) else ("c1", n)
+        alpha, beta = node.attr("alpha", 1.0), node.attr("beta", 1.0)
+        finish = "acc" if alpha == 1.0 else f"{literal(alpha, dt)} * acc"
+        if len(node.inputs) > 2 and node.inputs[2] and beta != 0.0:
+            cval = b.val(node.inputs[2])
+            finish += f" + {cval}" if beta == 1.0 else f" + {literal(beta, dt)} * {cval}"
+        emit_dot(b, out, a_name, a_base, a_stride, name, b_base, b_stride, k, finish, n_last=True)
