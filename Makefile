@@ -48,3 +48,28 @@ bench-nv: $(STAMP)
 .PHONY: bench-e2e
 bench-e2e: $(STAMP)
 	$(PY) -m bench.e2e --out out/e2e $(E2E_ARGS)
+
+# --- System image (boot/vm, docs/system-image.md) -----------------------------------------------
+# `make vm-image` builds a Linux kernel + initramfs from Debian packages that boots straight into
+# `kernelos boot`; `make vm-boot` boots it under QEMU on a serial console (KVM when usable, else
+# software emulation). VM_COUNT=N powers the VM off after N inferences; 0 serves until Ctrl-A X.
+VM_OUT := out/vm
+VM_COUNT ?= 0
+
+.PHONY: vm-tools vm-image vm-boot
+
+# QEMU boots the image; readelf (binutils) checks the image's shared libraries; lz4 compresses the
+# initramfs; apt-get and dpkg-deb (always on Debian) fetch and unpack the packages.
+vm-tools:
+	@command -v qemu-system-x86_64 >/dev/null 2>&1 || { echo "installing QEMU (apt)"; apt-get update -q && apt-get install -y -q --no-install-recommends qemu-system-x86; }
+	@command -v readelf >/dev/null 2>&1 || { echo "installing binutils (apt)"; apt-get update -q && apt-get install -y -q binutils; }
+	@command -v lz4 >/dev/null 2>&1 || { echo "installing lz4 (apt)"; apt-get update -q && apt-get install -y -q lz4; }
+
+vm-image: $(STAMP) vm-tools
+	$(PY) -m boot.vm.build --out $(VM_OUT)
+
+vm-boot: vm-image
+	$(PY) -m boot.vm.qemu --out $(VM_OUT) --count $(VM_COUNT)
+
+# The test suite boots the VM (tests/vm), so it needs the tools above.
+test: vm-tools

@@ -25,8 +25,19 @@ DEFAULT_LATENCY_RUNS = 100
 WARMUP_RUNS = 5
 
 
-def pick_device(image, spec: str | None = None):
-    """Open `spec`, or the best device present whose arch the image has kernels for."""
+def fallback_note(chosen, devices, absent) -> str | None:
+    """When the best device for the image is the cpu: one line saying why no accelerator is used
+    (each absent driver's reason, each GPU present without kernels in the image). None otherwise."""
+    if chosen.vendor != "cpu":
+        return None
+    reasons = [f"{prefix}: {why}" for prefix, why in absent.items()]
+    reasons += [f"{d.spec} ({d.arch}) present but the image has no kernels for it" for d in devices if d.vendor != "cpu"]
+    return f"no accelerator ({'; '.join(reasons) or 'none found'}): falling back to the cpu device"
+
+
+def pick_device(image, spec: str | None = None, say=None):
+    """Open `spec`, or the best device present whose arch the image has kernels for; say(line)
+    is told when that means falling back to the cpu device."""
     if spec:
         dev = hal.open(spec)
         try:
@@ -38,6 +49,9 @@ def pick_device(image, spec: str | None = None):
     devices, absent = hal.probe_report()
     for info in devices:
         if info.arch in image.targets:
+            note = fallback_note(info, devices, absent)
+            if note and say:
+                say(note)
             return hal.open(info.spec)
     present = ", ".join(f"{d.spec} ({d.arch})" for d in devices) or "none"
     raise ImageError(f"image has kernels for {image.targets}; devices present: {present}; absent: {absent}")
@@ -63,7 +77,7 @@ def boot(image_path, device: str | None = None, count: int | None = None, unix_p
         say(f"image {image_path}: model {image.name!r}, {len(image.sections)} sections, "
             f"{image.sections[-1].offset_B + image.sections[-1].size_B} B, targets {', '.join(image.targets)}; "
             "verified (header, table, SHA-256 of every section, manifest)")
-        dev = pick_device(image, device)
+        dev = pick_device(image, device, say)
         say(f"device {dev.spec}: {dev.info.name} ({dev.info.arch}), {dev.info.memory_B / 2**30:.1f} GiB")
         with load_model(image, dev) as model:
             say(f"loaded {len(model.dag.kernels)} kernels, {len(image.weights)} weights, {len(model.dag.nodes)} "

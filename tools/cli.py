@@ -18,19 +18,23 @@ from hal.errors import KernelosError
 from . import commands
 
 
-class _Unavailable:
-    """A subcommand whose module cannot be imported here (an optional package such as pyusb is
-    missing): listed, and it says why when run, while the other subcommands keep working."""
+_OUR_PACKAGES = ("tools", "hal", "drivers", "kernelos", "boot")
 
-    def __init__(self, name: str, error: ImportError):
-        self.NAME, self.error = name, error
-        self.HELP = f"(unavailable here: {error})"
+
+class _Unavailable:
+    """A subcommand whose module needs a package this system lacks (a build-host command such as
+    `demo` needs onnx; the system image ships only the runtime): listed, and says what is missing."""
+
+    def __init__(self, name: str, error: ModuleNotFoundError):
+        self.NAME, self.missing = name, error.name
+        self.HELP = f"(unavailable here: needs the Python package {error.name!r})"
 
     def add_arguments(self, p):
         p.add_argument("args", nargs=argparse.REMAINDER)
 
     def run(self, args) -> int:
-        print(f"kernelos {self.NAME}: unavailable on this machine: {self.error}", file=sys.stderr)
+        print(f"kernelos {self.NAME}: needs the Python package {self.missing!r}, which is not installed here "
+              "(build-host commands: pip install 'kernelos[build]'; flashing: 'kernelos[usb]')", file=sys.stderr)
         return 2
 
 
@@ -38,7 +42,9 @@ def _command_modules():
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         try:
             yield importlib.import_module(f"{commands.__name__}.{info.name}")
-        except ImportError as e:
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] in _OUR_PACKAGES:
+                raise  # our own code is broken: show it
             yield _Unavailable(info.name, e)
 
 
