@@ -27,7 +27,14 @@ CPU_REDUCE_CHUNK = 16       # for kernels with a reduction per output element
 CUDA_THREADS = 256
 CUDA_WARP_MIN_REDUCE = 64   # reductions at least this long get a warp per output on CUDA...
 CUDA_BLOCK_MIN_REDUCE = 1024  # ...and these a block per output, where there are few outputs:
-CUDA_BLOCK_MAX_OUTPUTS = 8192  # a batch-1 layer's weights then stream with enough loads in flight
+CUDA_BLOCK_MAX_OUTPUTS = 8192  # a batch-1 layer's weights then stream with enough loads in flight...
+CUDA_GEMV_BLOCK_MAX_OUTPUTS = 512  # ...but a float4 dot product needs a block only below this many
+                                   # outputs; more get a warp each, its loads unrolled (in flight together)
+CUDA_TILED_MIN_MN = 16      # fp32 GEMMs (matmul, conv as implicit GEMM) at least this big in M and N
+                            # run the tiled template; smaller ones (batch-1 GEMV) a warp per output
+CUDA_TILE_SHAPES = ((64, 64), (64, 32), (32, 64), (32, 32), (32, 16), (16, 32), (16, 16))  # (bm, bn), big first
+CUDA_TILE_K = 16
+CUDA_FILL_BLOCKS = 132      # tiles enough to give every SM of an H100 a block
 
 # numpy dtype name -> C type (the same spelling for C and CUDA: the CUDA prelude typedefs them)
 CTYPES = {
@@ -98,6 +105,48 @@ class Param:
 
 
 @dataclass
+class TiledGemm:
+    """The reduction is a GEMM: acc(z, m, n) = sum_k A(z, m, k) * B(z, k, n), the output element
+    at linear index (z * m + m) * n + n. The loads are C expressions over int64 gz, gm, gn, gk (and
+    also valid Python after / -> //: every divided operand is non-negative), read only in range."""
+    z: int
+    m: int
+    n: int
+    k: int
+    a_load: str             # A(gz, gm, gk)
+    b_load: str             # B(gz, gk, gn), read where every condition of b_valid holds (else 0)
+    b_k_fastest: bool       # B's memory runs along k (a transposed weight) rather than along n
+    b_valid: tuple = ()
+
+
+@dataclass
+class TileLaunch:
+    """How the tiled template covers a TiledGemm: (bm x bn) tiles, 16x16 threads of (tm x tn) outputs."""
+    bm: int
+    bn: int
+    bk: int
+    tiles_m: int
+    tiles_n: int
+    grid: int
+
+    @property
+    def tm(self) -> int:
+        return self.bm // 16
+
+    @property
+    def tn(self) -> int:
+        return self.bn // 16
+
+
+def tile_launch(t: TiledGemm) -> TileLaunch:
+    """The biggest tile that still gives every SM a block; the smallest where none does."""
+    for bm, bn in CUDA_TILE_SHAPES:
+        tm, tn = -(-t.m // bm), -(-t.n // bn)
+        if t.z * tm * tn >= CUDA_FILL_BLOCKS or (bm, bn) == CUDA_TILE_SHAPES[-1]:
+            return TileLaunch(bm, bn, CUDA_TILE_K, tm, tn, t.z * tm * tn)
+
+
+@dataclass
 class Reduction:
     """acc = combine over nested loops [(var, extent)] of `term` (where `cond` holds)."""
     loops: list
@@ -113,6 +162,7 @@ class Reduction:
     # cpu row template: (rows, row_len, code filling accrow[rows][row_len] for block `row`, the
     # linear output index of accrow[j][o])
     cpu_rows: tuple | None = None
+    tiled: TiledGemm | None = None    # set (fp32 only) where the reduction is a GEMM
 
     @property
     def length(self) -> int:
@@ -134,6 +184,8 @@ class KernelSpec:
     dims: dict
     max_threads: dict = field(default_factory=dict)
     shared_B: dict = field(default_factory=dict)     # static shared memory per block, per family
+    cuda_variant: str = "thread"                     # thread | warp | block | tiled (for reports, tests)
+    tiled: tuple | None = None                       # (TiledGemm, TileLaunch) of a tiled kernel
 
     @property
     def key(self) -> str:
@@ -244,9 +296,29 @@ class PointwiseBuilder:
         red = self.reduction
         if red is None or red.length < CUDA_WARP_MIN_REDUCE:
             return "thread"
-        if red.length >= CUDA_BLOCK_MIN_REDUCE and self.n <= CUDA_BLOCK_MAX_OUTPUTS:
+        if self._tiled() is not None:
+            return "tiled"
+        limit = CUDA_GEMV_BLOCK_MAX_OUTPUTS if red.vec4 is not None else CUDA_BLOCK_MAX_OUTPUTS
+        if red.length >= CUDA_BLOCK_MIN_REDUCE and self.n <= limit:
             return "block"
         return "warp"
+
+    def _tiled(self) -> TiledGemm | None:
+        """The reduction's GEMM form where the tiled template applies: fp32, M and N not tiny, the
+        output exactly the (z, m, n) elements."""
+        red = self.reduction
+        t = red.tiled if red is not None else None
+        if (t is None or red.acc_ctype != "float" or red.combine != "sum"
+                or min(t.m, t.n) < CUDA_TILED_MIN_MN or t.z * t.m * t.n != self.n):
+            return None
+        return t
+
+    def _tiled_index_fits_32(self) -> bool:
+        """Whether every index of the tiled kernel (the operands' elements, the GEMM's extents and
+        the padded tile edges) stays below 2**31 - 2**16, so it can count in 32-bit ints."""
+        t = self.reduction.tiled
+        elems = [int(np.prod(self.ctx.graph.value(p.buffer).shape, dtype=np.int64)) for p in self.params]
+        return max(elems + [t.z * t.m * t.n, t.z * t.m * t.k, t.z * t.k * t.n]) < 2**31 - 2**16
 
     def _reduction_loops(self, family: str, mode: str) -> list:
         red = self.reduction
@@ -261,7 +333,20 @@ class PointwiseBuilder:
             opens = [f"for (int64_t {v} = 0; {v} < {e}; {v}++) {{" for v, e in red.loops]
             return [acc_decl, " ".join(opens), f"    {step}", "}" * len(opens)]
         stride = 32 if mode == "warp" else CUDA_THREADS
-        if red.vec4 is not None:
+        if red.vec4 is not None and mode == "warp":
+            # a float4 per lane per step; unrolled so each lane has several loads in flight
+            a, b, k = red.vec4
+            steps, tail = divmod(k // 4, 32)
+            loop = [f"const float4 *va = (const float4 *)({a}), *vb = (const float4 *)({b});",
+                    "#pragma unroll 8",
+                    f"for (int s = 0; s < {steps}; s++) {{",
+                    "    const float4 x = va[lane + 32 * s], y = vb[lane + 32 * s];",
+                    "    acc += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;", "}"]
+            if tail:
+                loop += [f"if (lane < {tail}) {{",
+                         f"    const float4 x = va[lane + {32 * steps}], y = vb[lane + {32 * steps}];",
+                         "    acc += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;", "}"]
+        elif red.vec4 is not None:
             a, b, k = red.vec4
             loop = [f"const float4 *va = (const float4 *)({a}), *vb = (const float4 *)({b});",
                     f"for (int64_t r = lane; r < {k // 4}; r += {stride}) {{",
@@ -309,6 +394,8 @@ class PointwiseBuilder:
         cpu = _prelude("cpu") + cpu
         mode = self._cuda_mode()
         cparams = ", ".join(f"{'' if p.out else 'const '}{p.ctype} *KOS_RESTRICT {p.cname}" for p in self.params)
+        if mode == "tiled":
+            return self._tiled_spec(cpu, cpu_grid, cparams)
         tmpl = {"thread": "cuda/pointwise.cu", "warp": "cuda/pointwise_warp.cu", "block": "cuda/pointwise_block.cu"}[mode]
         cuda = _prelude("cuda") + _template(tmpl).substitute(
             name=NAME_PLACEHOLDER, threads=CUDA_THREADS, params=cparams, n=self.n, body=self._body("cuda", mode),
@@ -320,4 +407,20 @@ class PointwiseBuilder:
         if mode == "block":     # kos_part[]: one partial per warp
             shared_B = CUDA_THREADS // 32 * (8 if self.reduction.acc_ctype in ("double", "int64_t", "uint64_t") else 4)
         return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS},
-                          {"cpu": 0, "cuda": shared_B})
+                          {"cpu": 0, "cuda": shared_B}, mode)
+
+    def _tiled_spec(self, cpu, cpu_grid, cparams) -> KernelSpec:
+        """The CUDA side as the tiled GEMM template; the epilogue runs per output as elsewhere."""
+        t = self._tiled()
+        tl = tile_launch(t)
+        b_kk, b_nn = ("e % {0}", "e / {0}") if t.b_k_fastest else ("e / {1}", "e % {1}")
+        cuda = _prelude("cuda") + _template("cuda/gemm_tiled.cu").substitute(
+            name=NAME_PLACEHOLDER, params=cparams, M=t.m, N=t.n, K=t.k, bm=tl.bm, bn=tl.bn, bk=tl.bk, tm=tl.tm,
+            tn=tl.tn, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, a_load=t.a_load, b_load=t.b_load,
+            b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1",
+            ix="int" if self._tiled_index_fits_32() else "int64_t", b_kk=b_kk.format(tl.bk, tl.bn), b_nn=b_nn.format(tl.bk, tl.bn),
+            body="\n".join(" " * 16 + ln for ln in [self.coords_code()] + self.pre + self.post))
+        shared_B = 4 * tl.bk * (tl.bm + 1 + tl.bn + 1)
+        dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (CUDA_THREADS, 1, 1))}
+        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS},
+                          {"cpu": 0, "cuda": shared_B}, "tiled", (t, tl))

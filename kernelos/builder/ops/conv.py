@@ -6,7 +6,7 @@ import numpy as np
 
 from hal.errors import GraphError
 
-from ..codegen import Reduction, acc_ctype, literal, strides
+from ..codegen import Reduction, TiledGemm, acc_ctype, literal, strides
 from . import Op, register
 
 CONV_OC_BLOCK = 8     # output channels a cpu conv row block computes together (shares input loads)
@@ -85,8 +85,24 @@ class Conv(Windowed):
         if len(x) == 4:
             rows = _conv2d_rows(x, w, b.out_shape, st, dil, pb, og, cg, px, pw, acc_ctype(dt),
                                 vector=dt == "float32")
+        tiled = None
+        if len(x) == 4 and node.attr("group", 1) == 1 and dt == "float32":
+            tiled = _conv2d_gemm(x, w, b.out_shape, st, dil, pb, px, pw)
         b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre,
-                                            cpu_rows=rows), finish)
+                                            cpu_rows=rows, tiled=tiled), finish)
+
+
+def _conv2d_gemm(x, w, out, st, dil, pb, px, pw) -> TiledGemm:
+    """A 2-D convolution (one group) as an implicit GEMM: z = image, m = output channel,
+    n = output position (oh, ow), k = (input channel, kh, kw); A is the weight [OC, C*KH*KW], B the
+    input window element (zero in the padding), gathered on the fly."""
+    (_, c, h, wd), (oc, _, kh, kw), (_, _, oh, ow) = x, w, out
+    k = c * kh * kw
+    ih = f"(gn / {ow} * {st[0]} - {pb[0]} + gk / {kw} % {kh} * {dil[0]})"
+    iw = f"(gn % {ow} * {st[1]} - {pb[1]} + gk % {kw} * {dil[1]})"
+    return TiledGemm(out[0], oc, oh * ow, k, f"{pw}[gm * {k} + gk]",
+                     f"{px}[gz * {c * h * wd} + gk / {kh * kw} * {h * wd} + {ih} * {wd} + {iw}]", False,
+                     (f"{ih} >= 0", f"{ih} < {h}", f"{iw} >= 0", f"{iw} < {wd}"))
 
 
 def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):

@@ -7,7 +7,7 @@ import numpy as np
 
 from hal.errors import GraphError
 
-from ..codegen import Reduction, acc_ctype, literal, strides
+from ..codegen import Reduction, TiledGemm, acc_ctype, literal, strides
 from . import Op, register
 
 
@@ -22,9 +22,21 @@ def lin(shape, coords) -> str:
 DOT_ROWS = 16   # outputs a cpu matmul block computes (kos_dot4_f32, four weight rows at a time)
 
 
-def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False):
+def batch_coords(batch_shape) -> list:
+    """C (and Python) expressions of the output batch coordinates from the flat batch index gz."""
+    return [f"(gz / {s} % {d})" for s, d in zip(strides(batch_shape), batch_shape)]
+
+
+def tiled_gemm(b, dt, z, m, n, k, a_load, b_load, b_k_fastest):
+    """The GEMM form of a float32 matmul (for the tiled CUDA template), else None."""
+    if dt != "float32":
+        return None
+    return TiledGemm(z, m, n, k, a_load, b_load, b_k_fastest)
+
+
+def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False, tiled=None):
     """out = finish(sum_k A[a_base + k*a_stride] * B[b_base + k*b_stride]). n_last: the last output
-    coordinate is B's row index n, so consecutive outputs read B rows k apart."""
+    coordinate is B's row index n, so consecutive outputs read B rows k apart. tiled: its GEMM form."""
     dt = b.dtype(out)
     pa, pb = b.param(a_name), b.param(b_name)
     b.stmt(f"const int64_t ab = {a_base}, bb = {b_base};")
@@ -43,7 +55,7 @@ def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, fini
                                  f"kos_dot4_f32({pa} + ab, {pb} + bb + g * {k}, {k}, {k}, &accrow[g][0], 1); }}",
                     f"row * {DOT_ROWS} + j")
     b.reduce(out, Reduction([("r0", k)], term, "sum", acc_ctype(dt), literal(0, dt), cpu_code=cpu, vec4=vec4,
-                            cpu_rows=rows), finish)
+                            cpu_rows=rows, tiled=tiled), finish)
 
 
 def transposed_weight(b, name):
@@ -85,12 +97,24 @@ class MatMul(Op):
             coords.insert(len(coords) - 1, "0")
         batch, m, n = coords[:-2], coords[-2], coords[-1]
         a_base = lin(a2, batch + [m, "0"])
+        # the GEMM form where both operands are matrices: output [*bs, M, N], z over the batch bs
+        bs, dt = b.out_shape[:-2], b.dtype(node.outputs[0])
+        z, gb = int(np.prod(bs, dtype=np.int64)), batch_coords(bs)
+        two_d = len(a) >= 2 and len(c) >= 2
+        pa = b.param(a_name)
+        a_load = f"{pa}[{lin(a2, gb + ['gm', 'gk'])}]"
         if g.value(b_name).const is not None and len(c) >= 2:
             bt = transposed_weight(b, b_name)
             bt_shape = c2[:-2] + (c2[-1], k)
-            emit_dot(b, node.outputs[0], a_name, a_base, 1, bt, lin(bt_shape, batch + [n, "0"]), 1, k, n_last=True)
+            tiled = two_d and tiled_gemm(b, dt, z, a2[-2], c2[-1], k, a_load,
+                                         f"{b.param(bt)}[{lin(bt_shape, gb + ['gn', 'gk'])}]", True)
+            emit_dot(b, node.outputs[0], a_name, a_base, 1, bt, lin(bt_shape, batch + [n, "0"]), 1, k, n_last=True,
+                     tiled=tiled or None)
         else:
-            emit_dot(b, node.outputs[0], a_name, a_base, 1, b_name, lin(c2, batch + ["0", n]), c2[-1], k)
+            tiled = two_d and tiled_gemm(b, dt, z, a2[-2], c2[-1], k, a_load,
+                                         f"{b.param(b_name)}[{lin(c2, gb + ['gk', 'gn'])}]", False)
+            emit_dot(b, node.outputs[0], a_name, a_base, 1, b_name, lin(c2, batch + ["0", n]), c2[-1], k,
+                     tiled=tiled or None)
 
 
 @register("Gemm")
@@ -118,9 +142,14 @@ class Gemm(Op):
         else:
             name = b_name
             b_base, b_stride = (f"c1 * {k}", 1) if node.attr("transB", 0) else ("c1", n)
+        pa, pb = b.param(a_name), b.param(name)
+        a_load = f"{pa}[gk * {m} + gm]" if node.attr("transA", 0) else f"{pa}[gm * {k} + gk]"
+        b_k_fastest = b_stride == 1
+        b_load = f"{pb}[gn * {k} + gk]" if b_k_fastest else f"{pb}[gk * {n} + gn]"
         alpha, beta = node.attr("alpha", 1.0), node.attr("beta", 1.0)
         finish = "acc" if alpha == 1.0 else f"{literal(alpha, dt)} * acc"
         if len(node.inputs) > 2 and node.inputs[2] and beta != 0.0:
             cval = b.val(node.inputs[2])
             finish += f" + {cval}" if beta == 1.0 else f" + {literal(beta, dt)} * {cval}"
-        emit_dot(b, out, a_name, a_base, a_stride, name, b_base, b_stride, k, finish, n_last=True)
+        emit_dot(b, out, a_name, a_base, a_stride, name, b_base, b_stride, k, finish, n_last=True,
+                 tiled=tiled_gemm(b, dt, 1, m, n, k, a_load, b_load, b_k_fastest))

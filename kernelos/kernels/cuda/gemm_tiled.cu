@@ -1,0 +1,60 @@
+/* Tiled GEMM template (fp32): out(z, m, n) = epilogue(sum_k A(z, m, k) * B(z, k, n)), the output
+ * element at linear index i = (z * $M + m) * $N + n. A block of 16x16 threads computes a $bm x $bn
+ * tile, each thread $tm x $tn outputs (rows ty + 16 a, columns tx + 16 b: conflict-free shared reads,
+ * coalesced stores), staging $bk-deep panels of A and B in shared memory. Out-of-range rows, columns
+ * and k (and a convolution's padding, b_valid) load as zero. The 1-D grid enumerates (z, m tile,
+ * n tile), n fastest. Index arithmetic is in $ix (32-bit where every index fits). A's panel is read k-fastest; B's k- or n-fastest as its memory layout runs. */
+extern "C" __global__ void __launch_bounds__(256) $name($params) {
+    __shared__ float kos_as[$bk][$bm + 1];
+    __shared__ float kos_bs[$bk][$bn + 1];
+    const int kos_tid = threadIdx.x, kos_tx = kos_tid & 15, kos_ty = kos_tid >> 4;
+    const $ix kos_blk = blockIdx.x;
+    const $ix gz = kos_blk / ($tiles_m * $tiles_n);
+    const $ix kos_m0 = kos_blk / $tiles_n % $tiles_m * $bm;
+    const $ix kos_n0 = kos_blk % $tiles_n * $bn;
+    float kos_acc[$tm][$tn];
+#pragma unroll
+    for (int ta = 0; ta < $tm; ta++)
+#pragma unroll
+        for (int tb = 0; tb < $tn; tb++) kos_acc[ta][tb] = 0.0f;
+    for ($ix kos_k0 = 0; kos_k0 < $K; kos_k0 += $bk) {
+#pragma unroll
+        for (int e = kos_tid; e < $bm * $bk; e += 256) {
+            const int kk = e % $bk, mm = e / $bk;
+            const $ix gm = kos_m0 + mm, gk = kos_k0 + kk;
+            kos_as[kk][mm] = (gm < $M && gk < $K) ? $a_load : 0.0f;
+        }
+#pragma unroll
+        for (int e = kos_tid; e < $bn * $bk; e += 256) {
+            const int kk = $b_kk, nn = $b_nn;
+            const $ix gn = kos_n0 + nn, gk = kos_k0 + kk;
+            kos_bs[kk][nn] = (gn < $N && gk < $K && $b_valid) ? $b_load : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < $bk; kk++) {
+            float kos_a[$tm], kos_b[$tn];
+#pragma unroll
+            for (int ta = 0; ta < $tm; ta++) kos_a[ta] = kos_as[kk][kos_ty + 16 * ta];
+#pragma unroll
+            for (int tb = 0; tb < $tn; tb++) kos_b[tb] = kos_bs[kk][kos_tx + 16 * tb];
+#pragma unroll
+            for (int ta = 0; ta < $tm; ta++)
+#pragma unroll
+                for (int tb = 0; tb < $tn; tb++) kos_acc[ta][tb] += kos_a[ta] * kos_b[tb];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int ta = 0; ta < $tm; ta++) {
+#pragma unroll
+        for (int tb = 0; tb < $tn; tb++) {
+            const $ix gm = kos_m0 + kos_ty + 16 * ta, gn = kos_n0 + kos_tx + 16 * tb;
+            if (gm < $M && gn < $N) {
+                const int64_t i = ((int64_t)gz * $M + gm) * $N + gn;
+                const float acc = kos_acc[ta][tb];
+$body
+            }
+        }
+    }
+}

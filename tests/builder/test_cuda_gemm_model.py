@@ -1,0 +1,216 @@
+"""Model-of-the-kernel tests for the CUDA GEMM paths (no GPU here): a numpy model of the tiled
+template kernels/cuda/gemm_tiled.cu (its grid decomposition, panel loads with their bounds and
+padding checks, the 16x16 thread -> output mapping and the output index) run on the TiledGemm and
+TileLaunch the builder chose for every GEMM-shaped node of the three bench models and of odd-edged
+shapes, against an independent float64 reference (np.matmul, a direct convolution) computed from
+the ONNX operands. The load expressions are the builder's own C strings, evaluated in Python (/ ->
+//: the builder only divides non-negative indices). Plus the coverage of the unrolled GEMV lanes."""
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from bench.e2e import models as bench_models
+from kernelos.builder.build import lower_model
+from kernelos.builder.codegen import CUDA_TILED_MIN_MN
+from kernelos.dag import Launch
+
+THREADS = 256
+
+
+def _eval(expr: str, env: dict):
+    return eval(expr.replace("/", "//"), {"__builtins__": {}}, env)
+
+
+def _panel(t, tl, env, gz, k_tiles, base, extent, load, conds, k_fastest):
+    """One operand's staged panels for all k steps of a block: [k_tiles * bk, extent_tile] as the
+    template's `for (e = tid; e < rows * bk; e += 256)` loops store them (every slot written once)."""
+    rows = tl.bm if extent == "m" else tl.bn
+    size = t.m if extent == "m" else t.n
+    e = np.arange(rows * tl.bk)
+    assert np.array_equal(np.sort(np.concatenate([np.arange(tid, rows * tl.bk, THREADS) for tid in range(THREADS)])), e)
+    kk, rr = (e % tl.bk, e // tl.bk) if k_fastest else (e // rows, e % rows)
+    panel = np.full((k_tiles * tl.bk, rows), np.nan)
+    for k0 in range(0, k_tiles * tl.bk, tl.bk):
+        g_r, g_k = base + rr, k0 + kk
+        ok = (g_r < size) & (g_k < t.k)
+        vals = np.zeros(len(e))
+        if ok.any():
+            ix = {"gk": g_k[ok], ("gm" if extent == "m" else "gn"): g_r[ok]}
+            valid = np.ones(int(ok.sum()), bool)
+            for c in conds:
+                valid &= np.asarray(_eval(c, dict(env, gz=gz, **ix)), bool)
+            idx = np.flatnonzero(ok)[valid]
+            if idx.size:
+                vals[idx] = _eval(load, dict(env, gz=gz, **{k: v[valid] for k, v in ix.items()}))
+        assert np.isnan(panel[k0 + kk, rr]).all()
+        panel[k0 + kk, rr] = vals
+    assert not np.isnan(panel).any()
+    return panel
+
+
+def simulate_tiled(t, tl, arrays: dict) -> np.ndarray:
+    """acc for every output element as the tiled kernel computes it (float64), NaN where unwritten;
+    asserts that each output element is stored by exactly one thread."""
+    out = np.full(t.z * t.m * t.n, np.nan)
+    tid = np.arange(THREADS)
+    tx, ty = tid & 15, tid >> 4
+    k_tiles = -(-t.k // tl.bk)
+    assert tl.grid == t.z * tl.tiles_m * tl.tiles_n and tl.tm * 16 == tl.bm and tl.tn * 16 == tl.bn
+    for blk in range(tl.grid):
+        gz = blk // (tl.tiles_m * tl.tiles_n)
+        m0, n0 = blk // tl.tiles_n % tl.tiles_m * tl.bm, blk % tl.tiles_n * tl.bn
+        a = _panel(t, tl, arrays, gz, k_tiles, m0, "m", t.a_load, (), True)
+        b = _panel(t, tl, arrays, gz, k_tiles, n0, "n", t.b_load, t.b_valid, t.b_k_fastest)
+        tile = a.T @ b                                   # [bm, bn]: sum over kk of As[kk][row] * Bs[kk][col]
+        rows = ty[:, None, None] + 16 * np.arange(tl.tm)[None, :, None]
+        cols = tx[:, None, None] + 16 * np.arange(tl.tn)[None, None, :]
+        rows, cols = np.broadcast_arrays(rows, cols)
+        gm, gn = m0 + rows, n0 + cols
+        keep = (gm < t.m) & (gn < t.n)
+        i = (gz * t.m + gm[keep]) * t.n + gn[keep]
+        assert np.isnan(out[i]).all(), "an output element is stored twice"
+        out[i] = tile[rows[keep], cols[keep]]
+    return out
+
+
+def _conv_ref(x, w, strides, pads, dil):
+    n, c, h, wd = x.shape
+    oc, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    oh = (h + pads[0] + pads[2] - (kh - 1) * dil[0] - 1) // strides[0] + 1
+    ow = (wd + pads[1] + pads[3] - (kw - 1) * dil[1] - 1) // strides[1] + 1
+    out = np.zeros((n, oc, oh, ow))
+    for i in range(kh):
+        for j in range(kw):
+            win = xp[:, :, i * dil[0]: i * dil[0] + (oh - 1) * strides[0] + 1: strides[0],
+                     j * dil[1]: j * dil[1] + (ow - 1) * strides[1] + 1: strides[1]]
+            out += np.einsum("nchw,oc->nohw", win, w[:, :, i, j])
+    return out
+
+
+def _reference(node, graph, value_array):
+    """The anchor's reduction (before its epilogue) in float64, from the ONNX operands."""
+    ins = [value_array(v) for v in node.inputs if v]
+    if node.op == "MatMul":
+        return np.matmul(ins[0], ins[1])
+    if node.op == "Gemm":
+        a = ins[0].T if node.attr("transA", 0) else ins[0]
+        b = ins[1].T if node.attr("transB", 0) else ins[1]
+        return a @ b
+    if node.op == "Conv":
+        nd = 2
+        return _conv_ref(ins[0], ins[1], node.attr("strides", [1] * nd), node.attr("pads", [0] * 2 * nd),
+                         node.attr("dilations", [1] * nd))
+    raise AssertionError(f"no reference for {node.op}")
+
+
+def check_model(model, rng):
+    """Simulate every tiled kernel of a lowered model against the reference; returns the variants."""
+    low = lower_model(model, ["sm_90"])
+    g = low.graph
+    arrays = {}
+
+    def buffer_array(buf):
+        if buf not in arrays:
+            v = g.value(buf)
+            arrays[buf] = (v.const.astype(np.float64) if v.const is not None
+                           else rng.standard_normal(v.shape))
+        return arrays[buf]
+
+    def value_array(value):
+        v = g.value(value)
+        if v.const is not None:
+            return v.const.astype(np.float64)
+        return buffer_array(low.buffer_of(value)).reshape(v.shape)
+
+    nodes = {n.name: n for n in g.nodes}
+    variants, done = {}, set()
+    for launch in low.dag.nodes:
+        if not isinstance(launch, Launch):
+            continue
+        spec = low.specs[launch.kernel]
+        variants[launch.name] = spec.cuda_variant
+        if spec.cuda_variant != "tiled" or launch.kernel in done:
+            continue
+        done.add(launch.kernel)
+        t, tl = spec.tiled
+        src = spec.source("cuda", "k")
+        assert f"kos_blk / ({tl.tiles_m} * {tl.tiles_n})" in src and t.a_load in src and t.b_load in src
+        assert spec.dims["cuda"] == ((tl.grid, 1, 1), (THREADS, 1, 1))
+        env = {p.cname: buffer_array(p.buffer).reshape(-1) for p in spec.params if not p.out}
+        got = simulate_tiled(t, tl, env)
+        ref = _reference(nodes[launch.name], g, value_array).reshape(-1)
+        assert got.shape == ref.shape and not np.isnan(got).any(), launch.name
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max(), err_msg=launch.name)
+    return variants
+
+
+def _odd_model():
+    """Odd edges: batched/broadcast MatMuls with and without constant weights, Gemm with transA and
+    transB, strided/dilated/padded convs with batch 2 and sizes off every tile multiple."""
+    rng = np.random.default_rng(5)
+    inits, nodes = [], []
+
+    def const(name, shape):
+        inits.append(numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name))
+        return name
+
+    nodes.append(helper.make_node("MatMul", ["a", const("w1", (70, 41))], ["o1"], name="mm_const"))
+    nodes.append(helper.make_node("MatMul", ["b4", "c3"], ["o2"], name="mm_bcast"))
+    nodes.append(helper.make_node("Gemm", ["g", const("gw", (70, 67))], ["o3"], name="gemm_tt", transA=1, transB=1))
+    nodes.append(helper.make_node("Gemm", ["g2", "gb"], ["o4"], name="gemm_act"))
+    nodes.append(helper.make_node("Conv", ["x", const("cw", (21, 8, 3, 3))], ["o5"], name="conv_s2_d2",
+                                  strides=[2, 1], pads=[2, 1, 1, 2], dilations=[2, 1]))
+    nodes.append(helper.make_node("Conv", ["x2", const("cw1", (17, 80, 1, 1))], ["o6"], name="conv_1x1_s2",
+                                  strides=[2, 2]))
+    f = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info(n, f, s) for n, s in
+              (("a", [3, 37, 70]), ("b4", [2, 1, 19, 66]), ("c3", [3, 66, 17]), ("g", [67, 45]),
+               ("g2", [23, 65]), ("gb", [65, 31]), ("x", [2, 8, 27, 22]),
+               ("x2", [2, 80, 13, 17]))]
+    outputs = [helper.make_tensor_value_info(f"o{i}", f, None) for i in range(1, 7)]
+    m = helper.make_model(helper.make_graph(nodes, "odd", inputs, outputs, inits),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_model_of_tiled_gemm_on_odd_edges():
+    variants = check_model(_odd_model(), np.random.default_rng(1))
+    assert variants == {"mm_const": "tiled", "mm_bcast": "tiled", "gemm_tt": "tiled", "gemm_act": "tiled",
+                        "conv_s2_d2": "tiled", "conv_1x1_s2": "tiled"}
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet18", "gpt2"])
+def test_model_of_cuda_kernels_for_bench_model(name):
+    variants = check_model(getattr(bench_models, name)(), np.random.default_rng(2))
+    gemm_like = {k: v for k, v in variants.items() if k.startswith(("MatMul", "Conv", "Gemm", "matmul"))}
+    if name == "mlp":       # batch 1: every layer a GEMV, a warp per output
+        assert set(gemm_like.values()) == {"warp"}
+    elif name == "resnet18":
+        assert gemm_like.pop("Gemm_49") == "warp" and set(gemm_like.values()) == {"tiled"}
+    else:
+        assert len(gemm_like) == 72 and set(gemm_like.values()) == {"tiled"}
+
+
+def test_model_of_unrolled_gemv_lanes_covers_each_float4_once():
+    """The warp GEMV loop reads float4 r = lane + 32 s for s < steps, then lane < tail at 32 steps."""
+    for k in (4, 64, 124, 128, 512, 1000, 1024, 3072, 4100):
+        steps, tail = divmod(k // 4, 32)
+        reads = [lane + 32 * s for lane in range(32) for s in range(steps)]
+        reads += [lane + 32 * steps for lane in range(32) if lane < tail]
+        assert sorted(reads) == list(range(k // 4)), k
+
+
+def test_small_gemms_keep_the_reduction_templates():
+    assert CUDA_TILED_MIN_MN >= 16
+    rng = np.random.default_rng(3)
+    m = helper.make_model(helper.make_graph(
+        [helper.make_node("MatMul", ["a", "w"], ["o"], name="MatMul_small")], "small",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [8, 256])],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(rng.standard_normal((256, 512)).astype(np.float32), "w")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    assert check_model(m, rng) == {"MatMul_small": "warp"}
