@@ -33,7 +33,7 @@ CUDA_GEMV_BLOCK_MAX_OUTPUTS = 512  # ...but a float4 dot product needs a block o
 CUDA_TILED_MIN_MN = 16      # fp32 GEMMs (matmul, conv as implicit GEMM) at least this big in M and N
                             # run the tiled template; smaller ones (batch-1 GEMV) a warp per output
 CUDA_TILE_SHAPES = ((64, 64), (64, 32), (32, 64), (32, 32), (32, 16), (16, 32), (16, 16))  # (bm, bn), big first
-CUDA_TILE_K = 16
+CUDA_TILE_K = 32        # k depth of the staged panels (a multiple of 16: whole float loads per thread)
 CUDA_FILL_BLOCKS = 132      # tiles enough to give every SM of an H100 a block
 
 # numpy dtype name -> C type (the same spelling for C and CUDA: the CUDA prelude typedefs them)

@@ -1,9 +1,11 @@
 /* Tiled GEMM template (fp32): out(z, m, n) = epilogue(sum_k A(z, m, k) * B(z, k, n)), the output
  * element at linear index i = (z * $M + m) * $N + n. A block of 16x16 threads computes a $bm x $bn
  * tile, each thread $tm x $tn outputs (rows ty + 16 a, columns tx + 16 b: conflict-free shared reads,
- * coalesced stores), staging $bk-deep panels of A and B in shared memory. Out-of-range rows, columns
+ * coalesced stores), staging $bk-deep panels of A and B in shared memory; the next panels are
+ * loaded into registers while the current ones are multiplied (global latency hidden behind FMAs). Out-of-range rows, columns
  * and k (and a convolution's padding, b_valid) load as zero. The 1-D grid enumerates (z, m tile,
- * n tile), n fastest. Index arithmetic is in $ix (32-bit where every index fits). A's panel is read k-fastest; B's k- or n-fastest as its memory layout runs. */
+ * n tile), n fastest. Index arithmetic is in $ix (32-bit where every index fits). A's panel is
+ * read k-fastest; B's k- or n-fastest as its memory layout runs. */
 extern "C" __global__ void __launch_bounds__(256) $name($params) {
     __shared__ float kos_as[$bk][$bm + 1];
     __shared__ float kos_bs[$bk][$bn + 1];
@@ -17,20 +19,32 @@ extern "C" __global__ void __launch_bounds__(256) $name($params) {
     for (int ta = 0; ta < $tm; ta++)
 #pragma unroll
         for (int tb = 0; tb < $tn; tb++) kos_acc[ta][tb] = 0.0f;
+    float kos_ra[$bm * $bk / 256], kos_rb[$bn * $bk / 256];   // the next panels, loaded ahead
+#define KOS_LOAD_PANELS(k0)                                                                        \
+    _Pragma("unroll") for (int j = 0; j < $bm * $bk / 256; j++) {                                  \
+        const int e = kos_tid + 256 * j, kk = e % $bk, mm = e / $bk;                              \
+        const $ix gm = kos_m0 + mm, gk = (k0) + kk;                                                \
+        kos_ra[j] = (gm < $M && gk < $K) ? $a_load : 0.0f;                                         \
+    }                                                                                              \
+    _Pragma("unroll") for (int j = 0; j < $bn * $bk / 256; j++) {                                  \
+        const int e = kos_tid + 256 * j, kk = $b_kk, nn = $b_nn;                                   \
+        const $ix gn = kos_n0 + nn, gk = (k0) + kk;                                                \
+        kos_rb[j] = (gn < $N && gk < $K && $b_valid) ? $b_load : 0.0f;                            \
+    }
+    KOS_LOAD_PANELS(0)
     for ($ix kos_k0 = 0; kos_k0 < $K; kos_k0 += $bk) {
 #pragma unroll
-        for (int e = kos_tid; e < $bm * $bk; e += 256) {
-            const int kk = e % $bk, mm = e / $bk;
-            const $ix gm = kos_m0 + mm, gk = kos_k0 + kk;
-            kos_as[kk][mm] = (gm < $M && gk < $K) ? $a_load : 0.0f;
+        for (int j = 0; j < $bm * $bk / 256; j++) {
+            const int e = kos_tid + 256 * j;
+            kos_as[e % $bk][e / $bk] = kos_ra[j];
         }
 #pragma unroll
-        for (int e = kos_tid; e < $bn * $bk; e += 256) {
-            const int kk = $b_kk, nn = $b_nn;
-            const $ix gn = kos_n0 + nn, gk = kos_k0 + kk;
-            kos_bs[kk][nn] = (gn < $N && gk < $K && $b_valid) ? $b_load : 0.0f;
+        for (int j = 0; j < $bn * $bk / 256; j++) {
+            const int e = kos_tid + 256 * j, kk = $b_kk, nn = $b_nn;
+            kos_bs[kk][nn] = kos_rb[j];
         }
         __syncthreads();
+        if (kos_k0 + $bk < $K) { KOS_LOAD_PANELS(kos_k0 + $bk) }   // in flight during the FMAs below
 #pragma unroll
         for (int kk = 0; kk < $bk; kk++) {
             float kos_a[$tm], kos_b[$tn];
@@ -45,6 +59,7 @@ extern "C" __global__ void __launch_bounds__(256) $name($params) {
         }
         __syncthreads();
     }
+#undef KOS_LOAD_PANELS
 #pragma unroll
     for (int ta = 0; ta < $tm; ta++) {
 #pragma unroll
