@@ -5,7 +5,9 @@ coordinates c0..c{r-1}, runs an anchor (an expression, an index map, or a reduct
 loops), applies the fused elementwise epilogue and stores. How the outputs map onto hardware is the
 template's choice per target: on cpu, blocks are chunks of outputs (cpu/pointwise.c) or groups of
 output rows that an anchor accumulates with vectorised inner loops (cpu/rows.c: convolution, GEMV);
-on CUDA, a thread, a warp or a block per output (cuda/pointwise*.cu) by reduction length. Constants
+on CUDA, a thread, a warp or a block per output (cuda/pointwise*.cu) by reduction length, and fp32
+reductions that are GEMMs (matmul, one-group 2-D conv as an implicit GEMM: `TiledGemm`) a 16x16
+thread block per output tile that runs the same epilogue per output (cuda/gemm_tiled.cu). Constants
 (shapes, strides, scalars) are baked into the source so the compilers fold index arithmetic;
 identical sources compile once (compile.py).
 """
