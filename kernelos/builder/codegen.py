@@ -37,6 +37,7 @@ CUDA_TILED_MIN_MN = 16      # fp32 GEMMs (matmul, conv as implicit GEMM) at leas
 CUDA_TILE_SHAPES = ((64, 64), (64, 32), (32, 64), (32, 32), (32, 16), (16, 32), (16, 16))  # (bm, bn), big first
 CUDA_TILE_K = 32        # k depth of the staged panels (a multiple of 16: whole float loads per thread)
 CUDA_FILL_BLOCKS = 132      # tiles enough to give every SM of an H100 a block
+CUDA_K_GROUPS = (4, 2)      # in-block split-K candidates, most first
 
 # numpy dtype name -> C type (the same spelling for C and CUDA: the CUDA prelude typedefs them)
 CTYPES = {
@@ -130,6 +131,9 @@ class TileLaunch:
     tiles_m: int
     tiles_n: int
     grid: int
+    ks: int = 1             # k groups of 256 threads per block (in-block split-K)
+    k_tiles: int = 0        # bk-deep panels along K
+    min_blocks: int = 1     # blocks per SM the register budget is set for (__launch_bounds__)
 
     @property
     def tm(self) -> int:
@@ -139,13 +143,42 @@ class TileLaunch:
     def tn(self) -> int:
         return self.bn // 16
 
+    @property
+    def threads(self) -> int:
+        return 256 * self.ks
+
+    @property
+    def steps(self) -> int:
+        """Panels each group multiplies (the last ones may lie past K, all zero)."""
+        return -(-self.k_tiles // self.ks)
+
+
+def _regs_needed(outs: int) -> int:
+    """Register budget per thread the tiled kernel fits in without spilling, by outputs per thread:
+    left free, NVRTC for sm_90 takes about 55-71 for 1-2 outputs, 78 for 4, 89-96 for 8-16; held to
+    64 (1-4) or 128 it still keeps everything in registers (tests/builder/test_cuda_gemm_model.py
+    checks that no tiled kernel uses local memory)."""
+    return 64 if outs <= 4 else 128
+
 
 def tile_launch(t: TiledGemm) -> TileLaunch:
-    """The biggest tile that still gives every SM a block; the smallest where none does."""
+    """The biggest tile that still gives every SM a block (the smallest where none does); then
+    k groups for a long K (each group 8 panels or more), as many as keep the whole grid resident
+    at once with the registers the tile needs; min_blocks (blocks per SM for one wave) goes to
+    __launch_bounds__ so the compiler keeps to that register budget."""
     for bm, bn in CUDA_TILE_SHAPES:
-        tm, tn = -(-t.m // bm), -(-t.n // bn)
-        if t.z * tm * tn >= CUDA_FILL_BLOCKS or (bm, bn) == CUDA_TILE_SHAPES[-1]:
-            return TileLaunch(bm, bn, CUDA_TILE_K, tm, tn, t.z * tm * tn)
+        tiles_m, tiles_n = -(-t.m // bm), -(-t.n // bn)
+        if t.z * tiles_m * tiles_n >= CUDA_FILL_BLOCKS or (bm, bn) == CUDA_TILE_SHAPES[-1]:
+            break
+    grid, k_tiles, outs = t.z * tiles_m * tiles_n, -(-t.k // CUDA_TILE_K), bm * bn // 256
+    per_sm = -(-grid // CUDA_FILL_BLOCKS)
+    for ks in CUDA_K_GROUPS + (1,):
+        threads = 256 * ks
+        fits = per_sm * threads <= 2048 and 65536 // (per_sm * threads) >= _regs_needed(outs)
+        if ks == 1 or (outs * ks <= 8 and k_tiles >= 8 * ks and fits):
+            break
+    min_blocks = per_sm if fits else 1
+    return TileLaunch(bm, bn, CUDA_TILE_K, tiles_m, tiles_n, grid, ks, k_tiles, min_blocks)
 
 
 @dataclass
@@ -416,13 +449,14 @@ class PointwiseBuilder:
         t = self._tiled()
         tl = tile_launch(t)
         b_kk, b_nn = ("e % {0}", "e / {0}") if t.b_k_fastest else ("e / {1}", "e % {1}")
+        combine = _template("cuda/gemm_tiled_combine.cu").substitute(ks=tl.ks, tm=tl.tm, tn=tl.tn) if tl.ks > 1 else ""
         cuda = _prelude("cuda") + _template("cuda/gemm_tiled.cu").substitute(
             name=NAME_PLACEHOLDER, params=cparams, M=t.m, N=t.n, K=t.k, bm=tl.bm, bn=tl.bn, bk=tl.bk, tm=tl.tm,
-            tn=tl.tn, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, a_load=t.a_load, b_load=t.b_load,
+            tn=tl.tn, ks=tl.ks, threads=tl.threads, min_blocks=tl.min_blocks, steps=tl.steps, combine_groups=combine, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, a_load=t.a_load, b_load=t.b_load,
             b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1",
             ix="int" if self._tiled_index_fits_32() else "int64_t", b_kk=b_kk.format(tl.bk, tl.bn), b_nn=b_nn.format(tl.bk, tl.bn),
             body="\n".join(" " * 16 + ln for ln in [self.coords_code()] + self.pre + self.post))
-        shared_B = 4 * tl.bk * (tl.bm + 1 + tl.bn + 1)
-        dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (CUDA_THREADS, 1, 1))}
-        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS},
+        shared_B = 4 * (tl.ks * tl.bk * (tl.bm + 1 + tl.bn + 1) + (tl.ks - 1) * tl.tm * tl.tn * 256)
+        dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (tl.threads, 1, 1))}
+        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": tl.threads},
                           {"cpu": 0, "cuda": shared_B}, "tiled", (t, tl))

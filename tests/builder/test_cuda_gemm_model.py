@@ -22,15 +22,17 @@ def _eval(expr: str, env: dict):
     return eval(expr.replace("/", "//"), {"__builtins__": {}}, env)
 
 
-def _panel(t, tl, env, gz, k_tiles, base, extent, load, conds, k_fastest):
-    """One operand's staged panels for all k steps of a block: [k_tiles * bk, extent_tile] as the
-    template's `for (e = tid; e < rows * bk; e += 256)` loops store them (every slot written once)."""
+def _panel(t, tl, env, gz, k0, base, extent, load, conds, k_fastest):
+    """One operand's panels as one k group of a block stages them, for its panel starts k0:
+    [len(k0) * bk, extent_tile], element e = tid + 256 j of each panel at (kk, row) as the template's
+    loops place it (every slot written once)."""
     rows = tl.bm if extent == "m" else tl.bn
     size = t.m if extent == "m" else t.n
     e = np.arange(rows * tl.bk)
     kk, rr = (e % tl.bk, e // tl.bk) if k_fastest else (e // rows, e % rows)
     assert len(set(zip(kk.tolist(), rr.tolist()))) == len(e) and kk.max() < tl.bk and rr.max() < rows
-    k0 = np.arange(k_tiles)[:, None] * tl.bk
+    k_tiles = len(k0)
+    k0 = np.asarray(k0)[:, None]
     g_k, g_r = (k0 + kk).reshape(-1), np.broadcast_to(base + rr, (k_tiles, len(e))).reshape(-1)
     ok = (g_r < size) & (g_k < t.k)
     vals = np.zeros(len(g_k))
@@ -42,7 +44,8 @@ def _panel(t, tl, env, gz, k_tiles, base, extent, load, conds, k_fastest):
     if idx.size:
         vals[idx] = _eval(load, dict(env, gz=gz, **{k: v[valid] for k, v in ix.items()}))
     panel = np.zeros((k_tiles * tl.bk, rows))
-    panel[g_k, np.broadcast_to(rr, (k_tiles, len(e))).reshape(-1)] = vals
+    slot = (np.arange(k_tiles)[:, None] * tl.bk + kk).reshape(-1)
+    panel[slot, np.broadcast_to(rr, (k_tiles, len(e))).reshape(-1)] = vals
     return panel
 
 
@@ -54,8 +57,12 @@ def simulate_tiled(t, tl, arrays: dict, sample: int | None = None) -> np.ndarray
     stores = np.zeros(t.z * t.m * t.n, np.int64)
     tid = np.arange(THREADS)
     tx, ty = tid & 15, tid >> 4
-    k_tiles = -(-t.k // tl.bk)
     assert tl.grid == t.z * tl.tiles_m * tl.tiles_n and tl.tm * 16 == tl.bm and tl.tn * 16 == tl.bn
+    assert tl.threads == 256 * tl.ks and tl.k_tiles == -(-t.k // tl.bk) and tl.steps * tl.ks >= tl.k_tiles
+    # group g multiplies panels (s * ks + g) * bk for s < steps; together: every panel of K exactly once
+    group_k0 = [[(st * tl.ks + g) * tl.bk for st in range(tl.steps)] for g in range(tl.ks)]
+    inside = sorted(k for ks in group_k0 for k in ks if k < t.k)
+    assert inside == list(range(0, t.k, tl.bk))
     rows = ty[:, None, None] + 16 * np.arange(tl.tm)[None, :, None]
     cols = tx[:, None, None] + 16 * np.arange(tl.tn)[None, None, :]
     rows, cols = np.broadcast_arrays(rows, cols)
@@ -68,9 +75,12 @@ def simulate_tiled(t, tl, arrays: dict, sample: int | None = None) -> np.ndarray
         i = (gz * t.m + gm[keep]) * t.n + gn[keep]
         np.add.at(stores, i, 1)
         if blk in chosen:
-            a = _panel(t, tl, arrays, gz, k_tiles, m0, "m", t.a_load, (), True)
-            b = _panel(t, tl, arrays, gz, k_tiles, n0, "n", t.b_load, t.b_valid, t.b_k_fastest)
-            out[i] = (a.T @ b)[rows[keep], cols[keep]]   # sum over k of As[k][row] * Bs[k][col]
+            tile = 0
+            for k0 in group_k0:         # each group's partial tile; group 0 adds the others'
+                a = _panel(t, tl, arrays, gz, k0, m0, "m", t.a_load, (), True)
+                b = _panel(t, tl, arrays, gz, k0, n0, "n", t.b_load, t.b_valid, t.b_k_fastest)
+                tile = tile + a.T @ b   # sum over k of As[k][row] * Bs[k][col]
+            out[i] = tile[rows[keep], cols[keep]]
     assert (stores == 1).all(), "an output element is stored never or twice"
     return out
 
@@ -139,7 +149,9 @@ def check_model(model, rng, sample=None):
         t, tl = spec.tiled
         src = spec.source("cuda", "k")
         assert f"kos_blk / ({tl.tiles_m} * {tl.tiles_n})" in src and t.a_load in src and t.b_load in src
-        assert spec.dims["cuda"] == ((tl.grid, 1, 1), (THREADS, 1, 1))
+        assert spec.dims["cuda"] == ((tl.grid, 1, 1), (tl.threads, 1, 1)) and spec.max_threads["cuda"] == tl.threads
+        assert f"__launch_bounds__({tl.threads}, {tl.min_blocks})" in src and f"kos_s < {tl.steps};" in src
+        assert ("kos_part[" in src) == (tl.ks > 1)
         env = {p.cname: buffer_array(p.buffer).reshape(-1) for p in spec.params if not p.out}
         got = simulate_tiled(t, tl, env, sample)
         ref = _reference(nodes[launch.name], g, value_array).reshape(-1)
@@ -169,12 +181,16 @@ def _odd_model():
                                   strides=[2, 1], pads=[2, 1, 1, 2], dilations=[2, 1]))
     nodes.append(helper.make_node("Conv", ["x2", const("cw1", (17, 80, 1, 1))], ["o6"], name="conv_1x1_s2",
                                   strides=[2, 2]))
+    # long K, split over k groups, the panel count not a multiple of the groups
+    nodes.append(helper.make_node("MatMul", ["a_long", const("w_long", (1100, 19))], ["o7"], name="mm_split_k"))
+    nodes.append(helper.make_node("Conv", ["x_long", const("cw_long", (20, 130, 3, 3))], ["o8"], name="conv_split_k",
+                                  pads=[1, 0, 1, 0]))
     f = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info(n, f, s) for n, s in
               (("a", [3, 37, 70]), ("b4", [2, 1, 19, 66]), ("c3", [3, 66, 17]), ("g", [67, 45]),
                ("g2", [23, 65]), ("gb", [65, 31]), ("x", [2, 8, 27, 22]),
-               ("x2", [2, 80, 13, 17]))]
-    outputs = [helper.make_tensor_value_info(f"o{i}", f, None) for i in range(1, 7)]
+               ("x2", [2, 80, 13, 17]), ("a_long", [20, 1100]), ("x_long", [1, 130, 9, 11]))]
+    outputs = [helper.make_tensor_value_info(f"o{i}", f, None) for i in range(1, 9)]
     m = helper.make_model(helper.make_graph(nodes, "odd", inputs, outputs, inits),
                           opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -184,7 +200,11 @@ def _odd_model():
 def test_model_of_tiled_gemm_on_odd_edges():
     variants = check_model(_odd_model(), np.random.default_rng(1))
     assert variants == {"mm_const": "tiled", "mm_bcast": "tiled", "gemm_tt": "tiled", "gemm_act": "tiled",
-                        "conv_s2_d2": "tiled", "conv_1x1_s2": "tiled"}
+                        "conv_s2_d2": "tiled", "conv_1x1_s2": "tiled", "mm_split_k": "tiled", "conv_split_k": "tiled"}
+    low = lower_model(_odd_model(), ["sm_90"])
+    split = {n.name: low.specs[n.kernel].tiled[1] for n in low.dag.nodes if n.name.endswith("split_k")}
+    assert {n: (tl.ks, tl.k_tiles % tl.ks != 0) for n, tl in split.items()} == \
+        {"mm_split_k": (4, True), "conv_split_k": (4, True)}
 
 
 @pytest.mark.parametrize("name", ["mlp", "resnet18", "gpt2"])
@@ -242,5 +262,9 @@ def test_tiled_and_gemv_kernels_compile_with_nvrtc(nvrtc, target):
             if spec.cuda_variant == "tiled" or (spec.cuda_variant == "warp" and "float4" in spec.sources["cuda"]):
                 srcs[k] = spec.source("cuda", k)
     assert sum("kos_as" in s for s in srcs.values()) >= 20
+    from drivers.nvidia.cubin import Cubin
     for k, src in srcs.items():
-        assert len(hal.compile(src, k, target)) > 0
+        binary = hal.compile(src, k, target)
+        assert len(binary) > 0
+        if target == "sm_90":   # the register budget of __launch_bounds__ holds: nothing spills
+            assert Cubin(binary).kernel(k).local_B == 0, k
