@@ -14,6 +14,7 @@ identical sources compile once (compile.py).
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -38,6 +39,9 @@ CUDA_TILE_SHAPES = ((64, 64), (64, 32), (32, 64), (32, 32), (32, 16), (16, 32), 
 CUDA_TILE_K = 32        # k depth of the staged panels (a multiple of 16: whole float loads per thread)
 CUDA_FILL_BLOCKS = 132      # tiles enough to give every SM of an H100 a block
 CUDA_K_GROUPS = (4, 2)      # in-block split-K candidates, most first
+# Build-time knob, to bisect on a device: KOS_CUDA_TILED=0 renders GEMMs with the reduction templates
+# (a warp or block per output), 1 tiled with 256-thread blocks only (no k groups), 2 (default) all.
+CUDA_TILED_LEVEL = int(os.environ.get("KOS_CUDA_TILED", "2"))
 
 # numpy dtype name -> C type (the same spelling for C and CUDA: the CUDA prelude typedefs them)
 CTYPES = {
@@ -172,7 +176,7 @@ def tile_launch(t: TiledGemm) -> TileLaunch:
             break
     grid, k_tiles, outs = t.z * tiles_m * tiles_n, -(-t.k // CUDA_TILE_K), bm * bn // 256
     per_sm = -(-grid // CUDA_FILL_BLOCKS)
-    for ks in CUDA_K_GROUPS + (1,):
+    for ks in (CUDA_K_GROUPS if CUDA_TILED_LEVEL >= 2 else ()) + (1,):
         threads = 256 * ks
         fits = per_sm * threads <= 2048 and 65536 // (per_sm * threads) >= _regs_needed(outs)
         if ks == 1 or (outs * ks <= 8 and k_tiles >= 8 * ks and fits):
@@ -343,7 +347,7 @@ class PointwiseBuilder:
         output exactly the (z, m, n) elements."""
         red = self.reduction
         t = red.tiled if red is not None else None
-        if (t is None or red.acc_ctype != "float" or red.combine != "sum"
+        if (t is None or CUDA_TILED_LEVEL < 1 or red.acc_ctype != "float" or red.combine != "sum"
                 or min(t.m, t.n) < CUDA_TILED_MIN_MN or t.z * t.m * t.n != self.n):
             return None
         return t

@@ -219,6 +219,17 @@ def test_model_of_cuda_kernels_for_bench_model(name):
         assert len(gemm_like) == 72 and set(gemm_like.values()) == {"tiled"}
 
 
+def test_tiled_level_knob(monkeypatch):
+    """KOS_CUDA_TILED (read once into codegen.CUDA_TILED_LEVEL): 0 no tiled kernels, 1 no k groups."""
+    import kernelos.builder.codegen as codegen
+    seen = {}
+    for level in (0, 1, 2):
+        monkeypatch.setattr(codegen, "CUDA_TILED_LEVEL", level)
+        low = lower_model(_odd_model(), ["sm_90"])
+        seen[level] = sorted({(s.cuda_variant, s.tiled[1].ks if s.tiled else 0) for s in low.specs.values()})
+    assert {v for v, _ in seen[0]} <= {"warp", "block"} and seen[1] == [("tiled", 1)] and ("tiled", 4) in seen[2]
+
+
 def test_model_of_unrolled_gemv_lanes_covers_each_float4_once():
     """The warp GEMV loop reads float4 r = lane + 32 s for s < steps, then lane < tail at 32 steps."""
     for k in (4, 64, 124, 128, 512, 1000, 1024, 3072, 4100):
