@@ -56,9 +56,11 @@ def _import_runtime():
     """What loading and the self-test need and verifying the image and bring-up do not: numpy
     (0.1-0.2 s of Python, the largest item of the start-up) and the model loader. Runs on a helper
     thread beside the hashing of the image and the device bring-up, both of which release the GIL.
-    OPENBLAS_NUM_THREADS=1 (unless set): the boot process does no BLAS work, and OpenBLAS otherwise
-    starts a worker thread per core at import, which compete with the bring-up."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    OPENBLAS_NUM_THREADS=1 (unless set, and only where numpy is not loaded yet): the boot process
+    does no BLAS work, and OpenBLAS otherwise starts a worker thread per core at import, which spin
+    beside the bring-up."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import numpy  # noqa: F401
     import kernelos.model  # noqa: F401
 
