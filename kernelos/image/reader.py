@@ -14,11 +14,14 @@ import hashlib
 import mmap
 import os
 import stat
+import threading
 
 from hal.errors import ImageError
 
 from . import manifest as mf
 from .layout import HEADER_SIZE_B, KIND_MANIFEST, padding_ranges, unpack_header, unpack_table
+
+HASH_THREADS = 4  # at most (and at most the cores this process may use)
 
 
 class Image:
@@ -126,13 +129,9 @@ def _verify(path, mm, sections) -> Image:
     for start, end in padding_ranges(sections):
         if mm[start:end].count(0) != end - start:
             raise ImageError(f"padding [{start}, {end}) is not zero (damaged image)")
-    view = memoryview(mm)
-    try:
-        for s in sections:
-            if hashlib.sha256(view[s.offset_B:s.offset_B + s.size_B]).digest() != s.sha256:
-                raise ImageError(f"{s.kind_name} section {s.name!r} is damaged (SHA-256 mismatch)")
-    finally:
-        view.release()
+    damaged = _first_damaged(mm, sections)
+    if damaged is not None:
+        raise ImageError(f"{damaged.kind_name} section {damaged.name!r} is damaged (SHA-256 mismatch)")
     by_name = {s.name: s for s in sections}
     doc = mf.decode(mm[sections[0].offset_B:sections[0].offset_B + sections[0].size_B])
     if sum(s.kind == KIND_MANIFEST for s in sections) != 1:
@@ -141,6 +140,32 @@ def _verify(path, mm, sections) -> Image:
     for kernel in dag.kernels.values():
         kernel.binaries = {t: _bytes(mm, by_name[sec]) for t, sec in kernel.binaries.items()}
     return Image(path, doc, dag, plans, tolerances, sections, mm)
+
+
+def _first_damaged(mm, sections):
+    """The first section, in table order, whose SHA-256 does not match (None when all do). Sections
+    are hashed on up to HASH_THREADS threads: hashlib releases the GIL while it hashes, and the
+    weights (most of an image) are hashed before anything else can start."""
+    good = [False] * len(sections)
+    todo = iter(range(len(sections)))  # shared by the threads; each next() is atomic under the GIL
+    view = memoryview(mm)
+
+    def hash_some():
+        for i in todo:
+            s = sections[i]
+            good[i] = hashlib.sha256(view[s.offset_B:s.offset_B + s.size_B]).digest() == s.sha256
+
+    helpers = [threading.Thread(target=hash_some, name="kernelos-sha256", daemon=True)
+               for _ in range(min(HASH_THREADS, len(os.sched_getaffinity(0)), len(sections)) - 1)]
+    try:
+        for t in helpers:
+            t.start()
+        hash_some()
+    finally:
+        for t in helpers:
+            t.join()
+        view.release()
+    return next((s for s, ok in zip(sections, good) if not ok), None)
 
 
 def _bytes(mm, s) -> bytes:
