@@ -17,6 +17,7 @@ from .background import Background, quick_switches
 from .timing import process_age_s
 
 DEFAULT_LATENCY_RUNS = 100
+WAIT_NOTE_S = 1e-3  # a wait for the helper thread's imports is reported from this long on
 WARMUP_RUNS = 5
 
 
@@ -78,8 +79,13 @@ def bring_up(image_path, spec: str | None, say) -> tuple:
                 "verified (header, table, SHA-256 of every section, manifest)")
             dev = pick_device(image, spec, say)
             try:
-                say(f"device {dev.spec}: {dev.info.name} ({dev.info.arch}), {dev.info.memory_B / 2**30:.1f} GiB")
+                say(f"device {dev.spec}: {dev.info.name} ({dev.info.arch}), {dev.info.memory_B / 2**30:.1f} GiB"
+                    + _steps_note(dev))
+                waited_s = time.perf_counter()
                 imports.result()
+                waited_s = time.perf_counter() - waited_s
+                if waited_s >= WAIT_NOTE_S:
+                    say(f"waited {_fmt_s(waited_s)} for numpy and the model loader (imported beside the bring-up)")
             except BaseException:
                 dev.close()
                 raise
@@ -87,6 +93,14 @@ def bring_up(image_path, spec: str | None, say) -> tuple:
             image.close()
             raise
     return image, dev
+
+
+def _steps_note(dev) -> str:
+    """'; bring-up: step ms, ...' where the driver records its bring-up steps (`bringup_s`), else ''."""
+    steps = getattr(dev, "bringup_s", None)
+    if not steps:
+        return ""
+    return "; bring-up: " + ", ".join(f"{step} {s * 1e3:.1f} ms" for step, s in steps.items())
 
 
 def _fmt_s(seconds: float) -> str:
