@@ -156,7 +156,7 @@ def _first_damaged(mm, sections):
             good[i] = hashlib.sha256(view[s.offset_B:s.offset_B + s.size_B]).digest() == s.sha256
 
     helpers = [threading.Thread(target=hash_some, name="kernelos-sha256", daemon=True)
-               for _ in range(min(HASH_THREADS, len(os.sched_getaffinity(0)), len(sections)) - 1)]
+               for _ in range(min(HASH_THREADS, _usable_cores(), len(sections)) - 1)]
     try:
         for t in helpers:
             t.start()
@@ -166,6 +166,10 @@ def _first_damaged(mm, sections):
             t.join()
         view.release()
     return next((s for s, ok in zip(sections, good) if not ok), None)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _bytes(mm, s) -> bytes:
