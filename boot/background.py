@@ -4,10 +4,10 @@
     ...                                  # the main thread opens the device meanwhile
     imports.result()                     # joins; returns fn's value or raises its exception
 
-Bring-up is mostly ioctls and hashing is in C; both release the GIL, so a helper thread's Python
-work (numpy's import) or hashing runs beside them. While helpers run, `quick_switches()` shortens
-the interpreter's switch interval so that the thread coming back from an ioctl takes the GIL within
-~0.1 ms instead of the default 5 ms (bring-up makes dozens of ioctls).
+Bring-up is mostly ioctls and image hashing is in C; both release the GIL, so a helper thread's
+Python work (numpy's import) runs beside them. While it runs, `quick_switches()` shortens the
+interpreter's switch interval so that the main thread, coming back from an ioctl, gets the GIL
+within SWITCH_INTERVAL_S instead of the default 5 ms (bring-up makes dozens of ioctls).
 """
 
 import sys
