@@ -43,6 +43,12 @@ conformance: $(STAMP)
 bench-nv: $(STAMP)
 	$(PY) -m bench.nv_vs_cuda
 
+# Issue 9's end-to-end harness (bench/e2e): kernelos vs onnxruntime (and PyTorch where installed) on the
+# MLP, ResNet-18 and GPT-2-small shapes; tables in out/e2e/table.md. On a GPU machine: bash bench/e2e/run_on_gpu.sh
+.PHONY: bench-e2e
+bench-e2e: $(STAMP)
+	$(PY) -m bench.e2e --out out/e2e $(E2E_ARGS)
+
 # --- System image (boot/vm, docs/system-image.md) -----------------------------------------------
 # `make vm-image` builds a Linux kernel + initramfs from Debian packages that boots straight into
 # `kernelos boot`; `make vm-boot` boots it under QEMU on a serial console (KVM when usable, else

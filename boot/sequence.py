@@ -15,6 +15,7 @@ import hal
 from hal.errors import ImageError
 from kernelos.image import read_image
 from kernelos.model import load_model
+from kernelos.profile import profile
 
 from .protocol import default_socket_path
 from .server import Server
@@ -61,9 +62,11 @@ def _fmt_s(seconds: float) -> str:
 
 
 def boot(image_path, device: str | None = None, count: int | None = None, unix_path: str | None = None,
-         tcp: str | None = None, out=None) -> int:
+         tcp: str | None = None, out=None, profile_runs: int = 0) -> int:
     """Run the boot sequence; returns the exit code (0 ok, 1 self-test failed). Typed errors
-    (ImageError, DeviceError, ...) propagate to the caller, which prints them."""
+    (ImageError, DeviceError, ...) propagate to the caller, which prints them. profile_runs > 0:
+    after the self-test, print the per-node timeline of that many profiled inferences
+    (kernelos/profile.py)."""
     out = out or sys.stdout
     t0 = time.perf_counter()
 
@@ -86,6 +89,9 @@ def boot(image_path, device: str | None = None, count: int | None = None, unix_p
             if not result.passed:
                 say("self-test failed: not serving")
                 return 1
+            if profile_runs:
+                say("profiling (timestamps around every node)")
+                print(profile(model, runs=profile_runs).format(), file=out, flush=True)
             _report_latency(model, count if count is not None else DEFAULT_LATENCY_RUNS, say)
             if count is None:
                 _serve(model, unix_path or default_socket_path(image_path), tcp, say)

@@ -122,6 +122,7 @@ class LoadedModel:
             meta = hal.KernelMeta(tuple(k.params), **known)
             self._programs[k.name] = dev.load_program(k.binaries[self.target], k.name, meta)
         self._recorded = Recorded(dev, self.dag, plan, self.target, self._arena, self._programs, self._stage)
+        self._profiled = None  # recorded on the first run_profiled()
         # Host views of where the host writes each input and reads each output (staging or arena).
         self._slots = {}
         for name in list(self.inputs) + list(self.outputs):
@@ -182,10 +183,23 @@ class LoadedModel:
     def run(self, inputs: dict, poison: bool = False) -> dict:
         """One inference: outputs as new arrays. poison: first fill every activation byte (and the
         staging) with 0xFF, so an output a kernel fails to write shows up as NaN / garbage."""
+        return self._run(inputs, poison, profiled=False)
+
+    def run_profiled(self, inputs: dict) -> tuple:
+        """One inference on the profiled recording (timestamps around every node, see
+        kernelos/scheduler.py): (outputs, the Recorded whose stamps hold this run's device times).
+        kernelos/profile.py turns these into a timeline."""
+        return self._run(inputs, False, profiled=True), self._profiled
+
+    def _run(self, inputs: dict, poison: bool, profiled: bool) -> dict:
         inputs = self.check_inputs(inputs)
         with self._lock:
             if self._broken:
                 self.recover()
+            if profiled and self._profiled is None:
+                self._profiled = Recorded(self.device, self.dag, self.plan, self.target, self._arena,
+                                          self._programs, self._stage, profile=True)
+            recorded = self._profiled if profiled else self._recorded
             t0 = time.perf_counter()
             if poison:
                 self._poison()
@@ -193,7 +207,7 @@ class LoadedModel:
                 self._slots[name][:] = memoryview(x).cast("B")
             self.count += 1
             try:
-                self._recorded.run(self.count, self.timeout_s)
+                recorded.run(self.count, self.timeout_s)
             except (DeviceTimeout, DeviceFault):
                 self._broken = True
                 raise

@@ -15,6 +15,12 @@ base(n) + i + 1, where base(n) = n * stride is the submit's Var("t"). Cross-queu
 Copy-queue items are ordered so the compute progress they wait for never decreases, and launches
 only wait for copy items before them in topological order: neither queue can wait on the other in
 a cycle. The host waits for both queues' final progress value.
+
+Profiling (`Recorded(..., profile=True)`, used by kernelos/profile.py): each stream also records a
+timestamp at its start and one before and one after every item (after the item's cross-queue wait),
+each into its own signal, so a replay leaves the device time of every node's start and end. The
+timestamps serialise the work on each queue (on NVIDIA they end launch chains with a wait-for-idle),
+so a profiled replay is slower than a plain one by about two timestamps per node.
 """
 
 import time
@@ -84,37 +90,55 @@ class Recorded:
     (None: the host reads and writes the arena itself).
     """
 
-    def __init__(self, device, dag: KernelDAG, plan, target: str, arena, programs: dict, stage: dict | None):
+    def __init__(self, device, dag: KernelDAG, plan, target: str, arena, programs: dict, stage: dict | None,
+                 profile: bool = False):
         self.device, self.dag = device, dag
         compute_items, copy_items = queue_plan(dag, stage is not None)
         self.stride = max(len(compute_items), len(copy_items)) + 1
         self.compute_progress, self.copy_progress = device.signal(0), device.signal(0)
         self.final = (len(compute_items), len(copy_items))
-        self.submit_s = 0.0
+        self.submit_s = self.wait_s = 0.0
+        # profile: queue kind -> (start signal, [(Item, before signal, after signal)]); see the module doc
+        self.stamps = {}
         t = hal.Var("t")
         by_name = {n.name: n for n in dag.nodes}
 
         def at(buf: str, offset_B: int = 0):
             return arena, plan.offsets[buf] + offset_B
 
+        def stamp(s):
+            """Profiling: a timestamp into a fresh signal (None when not profiling)."""
+            if not profile:
+                return None
+            sig = device.signal(0)
+            s.timestamp(sig)
+            return sig
+
         self.streams = []
         if compute_items:
             s = device.queue("compute").stream()
+            start, rows = stamp(s), []
             for i, item in enumerate(compute_items):
                 node = by_name[item.name]
                 if item.wait:
                     s.wait(self.copy_progress, t + item.wait)
                 args = [at(a.buffer, a.offset_B) if hasattr(a, "buffer") else a for a in node.args]
                 grid, block = node.dims[target]
+                before = stamp(s)
                 s.launch(programs[node.kernel], args, grid, block)
+                rows.append((item, before, stamp(s)))
                 if item.signal or i == len(compute_items) - 1:
                     s.signal(self.compute_progress, t + i + 1)
             self.streams.append(s)
+            if profile:
+                self.stamps["compute"] = (start, rows)
         if copy_items:
             s = device.queue("copy").stream()
+            start, rows = stamp(s), []
             for i, item in enumerate(copy_items):
                 if item.wait:
                     s.wait(self.compute_progress, t + item.wait)
+                before = stamp(s)
                 if item.op == "copy_node":
                     node: Copy = by_name[item.name]
                     dst, dst_off = at(node.dst, node.dst_offset_B)
@@ -127,9 +151,12 @@ class Recorded:
                         s.copy(abuf, sbuf, size_B, aoff, soff)
                     else:
                         s.copy(sbuf, abuf, size_B, soff, aoff)
+                rows.append((item, before, stamp(s)))
                 if item.signal or i == len(copy_items) - 1:
                     s.signal(self.copy_progress, t + i + 1)
             self.streams.append(s)
+            if profile:
+                self.stamps["copy"] = (start, rows)
 
     @property
     def submits_per_inference(self) -> int:
@@ -142,12 +169,17 @@ class Recorded:
         t0 = time.perf_counter()
         for s in self.streams:
             s.submit(t=base)
-        self.submit_s = time.perf_counter() - t0  # host cost of the replay, for tests and benchmarks
+        t1 = time.perf_counter()
+        self.submit_s = t1 - t0  # host cost of the replay, for tests, benchmarks and the profiler
         if self.final[0]:
             self.compute_progress.wait(base + self.final[0], timeout_s)
         if self.final[1]:
             self.copy_progress.wait(base + self.final[1], timeout_s)
+        self.wait_s = time.perf_counter() - t1
 
     def close(self):
-        for sig in (self.compute_progress, self.copy_progress):
+        sigs = [self.compute_progress, self.copy_progress]
+        for start, items in self.stamps.values():
+            sigs += [start] + [sig for _, before, after in items for sig in (before, after)]
+        for sig in sigs:
             sig.close()

@@ -30,11 +30,11 @@ class _Unavailable:
         self.HELP = f"(unavailable here: needs the Python package {error.name!r})"
 
     def add_arguments(self, p):
-        pass
+        p.add_argument("args", nargs=argparse.REMAINDER)
 
     def run(self, args) -> int:
         print(f"kernelos {self.NAME}: needs the Python package {self.missing!r}, which is not installed here "
-              "(build-host commands: pip install 'kernelos[build]')", file=sys.stderr)
+              "(build-host commands: pip install 'kernelos[build]'; flashing: 'kernelos[usb]')", file=sys.stderr)
         return 2
 
 

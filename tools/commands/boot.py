@@ -1,26 +1,4 @@
-"""`kernelos boot IMAGE`: verify, bring up the best device, self-test, report timings, serve."""
+"""`kernelos boot IMAGE`: verify, bring up the best device, self-test, report timings, serve
+(boot/command.py; `python -m boot IMAGE` is the same command without the rest of the CLI)."""
 
-from boot.sequence import boot
-
-NAME = "boot"
-HELP = "boot a device image: verify, load, self-test, report timings, then serve"
-DESCRIPTION = """Boot a device image: verify it (refusing damaged, tampered or wrong-target images before any
-device work), pick the best device it has kernels for (or --device), load kernels and weights, run
-the self-test against the golden output, print the time from process start to the first result and
-the steady-state latency, then serve requests (docs/serving-protocol.md) until interrupted.
-With --count N: time N inferences after the self-test and exit instead of serving."""
-
-
-def add_arguments(p):
-    p.add_argument("image", help="the device image (.kimg)")
-    p.add_argument("--device", help="device spec (cpu, nv:0, amd:0); default: the best present for the image")
-    p.add_argument("--count", type=int, metavar="N", help="time N inferences, then exit without serving")
-    p.add_argument("--socket", help="UNIX socket to serve on (default: derived from the image path, see "
-                                    "`kernelos request IMAGE`)")
-    p.add_argument("--tcp", metavar="[HOST:]PORT", help="also serve on TCP (HOST defaults to 127.0.0.1)")
-
-
-def run(args) -> int:
-    if args.count is not None and args.count < 0:
-        raise SystemExit("kernelos boot: --count must be >= 0")
-    return boot(args.image, device=args.device, count=args.count, unix_path=args.socket, tcp=args.tcp)
+from boot.command import DESCRIPTION, HELP, NAME, add_arguments, run  # noqa: F401 - the subcommand's interface

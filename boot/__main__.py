@@ -1,0 +1,29 @@
+"""`python -m boot IMAGE [--device SPEC] [--count N] [--profile] ...`: the boot sequence on its own,
+with the arguments of `kernelos boot` but without importing the rest of the kernelos command (the
+builder, flashing, the shell): what an appliance's /init runs, and the shortest path from process
+start to the first result."""
+
+import argparse
+import sys
+
+from hal.errors import KernelosError
+
+from .command import DESCRIPTION, add_arguments, run
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m boot", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args) or 0
+    except KernelosError as e:
+        print(f"boot: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
