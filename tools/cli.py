@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 import sys
 
-from hal.errors import KernelosError
+from boot.entry import run_command
 
 from . import commands
 
@@ -72,13 +72,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else None).parse_args(argv)
-    try:
-        return args._run(args) or 0
-    except KernelosError as e:
-        print(f"kernelos {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(args._run, args, f"kernelos {args.command}")
 
 
 if __name__ == "__main__":
