@@ -15,6 +15,8 @@ from kernelos.builder.build import lower_model
 from kernelos.builder.codegen import CUDA_TILED_MIN_MN
 from kernelos.dag import Launch
 
+from .models import MODELS as TEST_MODELS
+
 THREADS = 256
 
 
@@ -217,6 +219,13 @@ def test_model_of_cuda_kernels_for_bench_model(name):
         assert gemm_like.pop("Gemm_49") == "warp" and set(gemm_like.values()) == {"tiled"}
     else:
         assert len(gemm_like) == 72 and set(gemm_like.values()) == {"tiled"}
+
+
+@pytest.mark.parametrize("name", sorted(TEST_MODELS))
+def test_model_of_tiled_kernels_for_test_model(name):
+    """The builder tests' own models (their nvidia e2e test runs these kernels on a GPU)."""
+    variants = check_model(TEST_MODELS[name](), np.random.default_rng(4))
+    assert ("tiled" in variants.values()) == (name != "mlp")
 
 
 def test_tiled_level_knob(monkeypatch):
