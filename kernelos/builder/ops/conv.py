@@ -9,7 +9,9 @@ from hal.errors import GraphError
 from ..codegen import Reduction, acc_ctype, literal, strides
 from . import Op, register
 
-CONV_OC_BLOCK = 8     # output channels a cpu conv row block computes together (shares input loads)
+CONV_OC_BLOCK = 8     # output channels a cpu conv tile computes together (shares input loads)
+CONV_PAD_BUFFER_MAX_B = 256 * 1024   # the largest zero-padded input copy a cpu conv block keeps on its stack
+CONV_MIN_BLOCKS = 96  # a cpu conv takes more output channels per block only while it keeps this many blocks
 
 
 def _window(node, in_sp, k_sp, transpose=False):
@@ -98,6 +100,8 @@ def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
     padding. Other dtypes accumulate whole rows with a scalar-per-output inner loop."""
     (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
     ocb = next(d for d in (CONV_OC_BLOCK, 4, 2, 1) if og % d == 0)
+    if vector and _padded_rows_B(cg, kh, kw, ow, st, dil) <= CONV_PAD_BUFFER_MAX_B:
+        return _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw)
     chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
     ckk = cg * kh * kw
     wload = " ".join(f"const {acc_t} w{j} = wr[{j * ckk} + kw];" for j in range(ocb))
@@ -126,28 +130,67 @@ def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
             {edge}
         }}"""
     else:
-        # a tile reads, for kernel column kw, inputs t0*s + off + l*s (l < 8): straight vector loads
-        # where the whole tile is inside the input for every kw (stride 1, or 2 via the even lanes of
-        # two loads), else a gather with zeros for padding and for lanes past the row's end
-        zero = " ".join(f"kos_v8f a{j} = {{0}};" for j in range(ocb))
-        vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
-        fast = {1: "memcpy(&xv, xp, 32);",
-                2: "kos_v8f lo, hi; memcpy(&lo, xp, 32); memcpy(&hi, xp + 8, 32); xv = KOS_EVEN8(lo, hi);"}.get(st[1])
-        gather = (f"for (int l = 0; l < 8; l++) {{ const int64_t p = base + l * {st[1]}; "
-                  f"xv[l] = (l < nv && p >= 0 && p < {wd}) ? xr[p] : 0.0f; }}")
+        code = _conv2d_gather_tiles(x, w, out, st, dil, pb, ocb, rows_loop, ckk)
+    index = f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
+    return ocb, ow, code, index
 
-        load = gather if fast is None else (f"if (nv == 8 && base >= 0 && base + {8 * st[1] - 1} < {wd}) {{ {fast} }} "
-                                            f"else {{ {gather} }}")
-        store = " ".join(f"for (int l = 0; l < nv; l++) accrow[{j}][t0 + l] = a{j}[l];" for j in range(ocb))
-        code = f"""\
-        const int64_t n = row / {oc // ocb * oh}, oc0 = row / {oh} % {oc // ocb} * {ocb}, oh = row % {oh};
+
+def _padded_width(kw, ow, st, dil):
+    """Floats per zero-padded input row: every 8-output tile of the row, read by straight loads."""
+    return -(-ow // 8) * 8 * st[1] + (kw - 1) * dil[1]
+
+
+def _padded_rows_B(cg, kh, kw, ow, st, dil):
+    return cg * kh * _padded_width(kw, ow, st, dil) * 4
+
+
+def _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw):
+    """float32 cpu rows of a 2-D convolution from a zero-padded copy of the input rows. A block is
+    `rows` output rows (n, oc0.., oh): it copies the cg*kh input rows they read once into xpad, with
+    the padding (and the slack the last tile reads past the row's end) as zeros, so every tile then
+    reads its inputs with straight vector loads (stride 2: the even lanes of two loads) and no bounds
+    checks. A tile is 8 outputs x ocb channels, its ocb accumulators in vector registers; a block
+    runs `per_block` tiles of channels over the same copy (fewer copies while enough blocks remain)."""
+    (_, c, h, wd), (_, _, kh, kw), (nb, oc, oh, ow) = x, w, out
+    per_block = next(g for g in (4, 2, 1) if (og // ocb) % g == 0 and nb * oc // (ocb * g) * oh >= CONV_MIN_BLOCKS
+                     or g == 1)
+    rows = ocb * per_block
+    chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
+    wp = _padded_width(kw, ow, st, dil)
+    lead = min(pb[1], wp)                     # zeros before the row's first input
+    ncopy = max(0, min(wd, wp - lead))        # inputs copied (the last tiles may not reach the end)
+    ckk = cg * kh * kw
+    zero = " ".join(f"kos_v8f a{j} = {{0}};" for j in range(ocb))
+    vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
+    load = {1: "memcpy(&xv, xp, 32);",
+            2: "kos_v8f lo, hi; memcpy(&lo, xp, 32); memcpy(&hi, xp + 8, 32); xv = KOS_EVEN8(lo, hi);"}.get(
+        st[1], f"for (int l = 0; l < 8; l++) xv[l] = xp[l * {st[1]}];")
+    store = " ".join(f"for (int l = 0; l < nv; l++) accrow[g * {ocb} + {j}][t0 + l] = a{j}[l];" for j in range(ocb))
+    code = f"""\
+        const int64_t n = row / {oc // rows * oh}, oc0 = row / {oh} % {oc // rows} * {rows}, oh = row % {oh};
+        float xpad[{cg * kh * wp}];
+        int live[{kh}];
+        for (int64_t kh = 0; kh < {kh}; kh++) {{
+            const int64_t ih = oh * {st[0]} - {pb[0]} + kh * {dil[0]};
+            live[kh] = ih >= 0 && ih < {h};
+            if (!live[kh]) continue;
+            for (int64_t ic = 0; ic < {cg}; ic++) {{
+                float *d = xpad + (ic * {kh} + kh) * {wp};
+                memset(d, 0, {lead * 4});
+                memcpy(d + {lead}, {px} + ((n * {c} + {chan0} + ic) * {h} + ih) * {wd}, {ncopy * 4});
+                memset(d + {lead + ncopy}, 0, {(wp - lead - ncopy) * 4});
+            }}
+        }}
+        for (int64_t g = 0; g < {per_block}; g++)
         for (int64_t t0 = 0; t0 < {ow}; t0 += 8) {{
             const int nv = t0 + 8 < {ow} ? 8 : (int)({ow} - t0);
             {zero}
-            {rows_loop}
+            for (int64_t ic = 0; ic < {cg}; ic++) for (int64_t kh = 0; kh < {kh}; kh++) {{
+                if (!live[kh]) continue;
+                const float *xr = xpad + (ic * {kh} + kh) * {wp} + t0 * {st[1]};
+                const float *wr = {pw} + (((oc0 + g * {ocb}) * {cg} + ic) * {kh} + kh) * {kw};
                 for (int64_t kw = 0; kw < {kw}; kw++) {{
-                    const int64_t base = t0 * {st[1]} + kw * {dil[1]} - {pb[1]};
-                    const float *xp = xr + base; (void)xp;
+                    const float *xp = xr + kw * {dil[1]};
                     kos_v8f xv;
                     {load}
                     {vfma}
@@ -155,8 +198,42 @@ def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
             }}
             {store}
         }}"""
-    index = f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
-    return ocb, ow, code, index
+    return rows, ow, code, f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
+
+
+def _conv2d_gather_tiles(x, w, out, st, dil, pb, ocb, rows_loop, ckk):
+    """float32 tiles reading the input in place (when a padded copy would not fit the stack)."""
+    (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
+    # a tile reads, for kernel column kw, inputs t0*s + off + l*s (l < 8): straight vector loads
+    # where the whole tile is inside the input for every kw (stride 1, or 2 via the even lanes of
+    # two loads), else a gather with zeros for padding and for lanes past the row's end
+    zero = " ".join(f"kos_v8f a{j} = {{0}};" for j in range(ocb))
+    vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
+    fast = {1: "memcpy(&xv, xp, 32);",
+            2: "kos_v8f lo, hi; memcpy(&lo, xp, 32); memcpy(&hi, xp + 8, 32); xv = KOS_EVEN8(lo, hi);"}.get(st[1])
+    gather = (f"for (int l = 0; l < 8; l++) {{ const int64_t p = base + l * {st[1]}; "
+              f"xv[l] = (l < nv && p >= 0 && p < {wd}) ? xr[p] : 0.0f; }}")
+
+    load = gather if fast is None else (f"if (nv == 8 && base >= 0 && base + {8 * st[1] - 1} < {wd}) {{ {fast} }} "
+                                        f"else {{ {gather} }}")
+    store = " ".join(f"for (int l = 0; l < nv; l++) accrow[{j}][t0 + l] = a{j}[l];" for j in range(ocb))
+    code = f"""\
+    const int64_t n = row / {oc // ocb * oh}, oc0 = row / {oh} % {oc // ocb} * {ocb}, oh = row % {oh};
+    for (int64_t t0 = 0; t0 < {ow}; t0 += 8) {{
+        const int nv = t0 + 8 < {ow} ? 8 : (int)({ow} - t0);
+        {zero}
+        {rows_loop}
+            for (int64_t kw = 0; kw < {kw}; kw++) {{
+                const int64_t base = t0 * {st[1]} + kw * {dil[1]} - {pb[1]};
+                const float *xp = xr + base; (void)xp;
+                kos_v8f xv;
+                {load}
+                {vfma}
+            }}
+        }}
+        {store}
+    }}"""
+    return code
 
 
 @register("ConvTranspose")
