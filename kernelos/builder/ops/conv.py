@@ -342,7 +342,34 @@ class MaxPool(Pool):
         loops, pre, xidx, cond = _loops_and_index(node, b, x, k_sp, st, dil, pb, "c1")
         px = b.param(node.inputs[0])
         lowest = literal(-np.inf, dt) if dt in ("float32", "float64") else literal(np.iinfo(dt).min, dt)
-        b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "max", acc_ctype(dt), lowest, cond, pre=pre))
+        rows = _maxpool2d_rows(x, b.out_shape, k_sp, st, dil, pb, px, acc_ctype(dt)) if len(x) == 4 else None
+        b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "max", acc_ctype(dt), lowest, cond, pre=pre,
+                                            cpu_rows=rows))
+
+
+def _maxpool2d_rows(x, out, k_sp, st, dil, pb, px, acc_t):
+    """cpu rows of a 2-D max pool: a block is one output row (n, c, oh); for each window position
+    (kh, kw) the outputs whose input lies inside the row take the max in one straight loop (NaN wins,
+    as in the reduction)."""
+    (_, _, h, wd), (_, _, oh, ow) = x, out
+    code = f"""\
+        const int64_t nc = row / {oh}, oh = row % {oh};
+        for (int64_t kh = 0; kh < {k_sp[0]}; kh++) {{
+            const int64_t ih = oh * {st[0]} - {pb[0]} + kh * {dil[0]};
+            if (ih < 0 || ih >= {h}) continue;
+            const __typeof__(*{px}) *xr = {px} + (nc * {h} + ih) * {wd};
+            for (int64_t kw = 0; kw < {k_sp[1]}; kw++) {{
+                const int64_t off = kw * {dil[1]} - {pb[1]};
+                const int64_t lo = off < 0 ? (-off + {st[1] - 1}) / {st[1]} : 0;
+                int64_t hi = {wd} - off <= 0 ? 0 : ({wd} - off + {st[1] - 1}) / {st[1]};
+                if (hi > {ow}) hi = {ow};
+                for (int64_t o = lo; o < hi; o++) {{
+                    const {acc_t} v = xr[o * {st[1]} + off];
+                    if (v > accrow[0][o] || v != v) accrow[0][o] = v;
+                }}
+            }}
+        }}"""
+    return 1, ow, code, f"row * {ow} + o"
 
 
 @register("AveragePool")
