@@ -19,12 +19,15 @@ def lin(shape, coords) -> str:
     return " + ".join(terms) or "0"
 
 
-DOT_ROWS = 16   # outputs a cpu matmul block computes (kos_dot4_f32, four weight rows at a time)
+DOT_ROWS = 16   # outputs along n a cpu matmul block computes (kos_dot4_f32, four weight rows at a time)
+DOT_M_ROWS = (3, 4, 2)   # A rows a cpu matmul block with M > 1 takes (the first dividing M): kos_dot_mx4_f32
 
 
-def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False):
+def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False,
+             m_rows=1):
     """out = finish(sum_k A[a_base + k*a_stride] * B[b_base + k*b_stride]). n_last: the last output
-    coordinate is B's row index n, so consecutive outputs read B rows k apart."""
+    coordinate is B's row index n, so consecutive outputs read B rows k apart. m_rows: the output is
+    [m_rows, N] row after row, A's rows k apart (then a cpu block is a register tile of mr x 16)."""
     dt = b.dtype(out)
     pa, pb = b.param(a_name), b.param(b_name)
     b.stmt(f"const int64_t ab = {a_base}, bb = {b_base};")
@@ -34,7 +37,18 @@ def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, fini
         cpu = f"acc = kos_dot_f32({pa} + ab, {pb} + bb, {k});"
         if k % 4 == 0:      # row starts are multiples of k, buffers 256-byte aligned: float4 loads
             vec4 = (f"{pa} + ab", f"{pb} + bb", k)
-        if n_last and b.out_shape[-1] % DOT_ROWS == 0:
+        mr = next((r for r in DOT_M_ROWS if m_rows % r == 0), 1) if n_last else 1
+        if mr > 1 and b.out_shape[-1] % DOT_ROWS == 0:
+            # a cpu block is mr A rows x DOT_ROWS B rows (B is [N, K]); blocks run m fastest so
+            # consecutive blocks reuse the same B rows from cache
+            n_len, m_blocks = b.out_shape[-1], m_rows // mr
+            first = " ".join([b.coords_code(), *b.pre])
+            rows = (mr * DOT_ROWS, 1,
+                    f"        {{ const int64_t i = row % {m_blocks} * {mr * n_len} + row / {m_blocks} * {DOT_ROWS}; {first} "
+                    f"for (int64_t g = 0; g < {DOT_ROWS}; g += 4) kos_dot_mx4_f32({pa} + ab, {k}, {pb} + bb + g * {k}, "
+                    f"{k}, {k}, {mr}, &accrow[g][0], {DOT_ROWS}); }}",
+                    f"(row % {m_blocks} * {mr} + j / {DOT_ROWS}) * {n_len} + row / {m_blocks} * {DOT_ROWS} + j % {DOT_ROWS}")
+        elif n_last and b.out_shape[-1] % DOT_ROWS == 0:
             # a cpu block is DOT_ROWS outputs along n: one A row, B rows k apart (B is [.., N, K]),
             # four at a time
             first = " ".join([b.coords_code(), *b.pre])
@@ -88,7 +102,9 @@ class MatMul(Op):
         if g.value(b_name).const is not None and len(c) >= 2:
             bt = transposed_weight(b, b_name)
             bt_shape = c2[:-2] + (c2[-1], k)
-            emit_dot(b, node.outputs[0], a_name, a_base, 1, bt, lin(bt_shape, batch + [n, "0"]), 1, k, n_last=True)
+            m_rows = int(np.prod(a2[:-1])) if len(c) == 2 and int(np.prod(a2[:-1])) * c2[-1] == b.n else 1
+            emit_dot(b, node.outputs[0], a_name, a_base, 1, bt, lin(bt_shape, batch + [n, "0"]), 1, k, n_last=True,
+                     m_rows=m_rows)
         else:
             emit_dot(b, node.outputs[0], a_name, a_base, 1, b_name, lin(c2, batch + ["0", n]), c2[-1], k)
 
@@ -123,4 +139,5 @@ class Gemm(Op):
         if len(node.inputs) > 2 and node.inputs[2] and beta != 0.0:
             cval = b.val(node.inputs[2])
             finish += f" + {cval}" if beta == 1.0 else f" + {literal(beta, dt)} * {cval}"
-        emit_dot(b, out, a_name, a_base, a_stride, name, b_base, b_stride, k, finish, n_last=True)
+        emit_dot(b, out, a_name, a_base, a_stride, name, b_base, b_stride, k, finish, n_last=True,
+                 m_rows=m if a_stride == 1 and b_stride == 1 else 1)

@@ -63,6 +63,32 @@ static inline void kos_dot4_f32(const float *KOS_RESTRICT a, const float *KOS_RE
     }
 }
 
+/* A register tile of dot products for a matmul with M > 1: out[i * ldo + j] = dot(a + i lda,
+ * b + j ldb) over n, for i < mr (a literal 1..4 at every call, so the loops unroll) and j < 4. The
+ * mr x 4 accumulators stay in vector registers; each step loads mr rows of a and 4 of b once. */
+static inline __attribute__((always_inline)) void kos_dot_mx4_f32(
+        const float *KOS_RESTRICT a, int64_t lda, const float *KOS_RESTRICT b, int64_t ldb, int64_t n, int mr,
+        float *out, int64_t ldo) {
+    kos_v8f s[4][4];
+    for (int i = 0; i < mr; i++) for (int j = 0; j < 4; j++) s[i][j] = (kos_v8f){0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        kos_v8f x[4];
+        for (int i = 0; i < mr; i++) memcpy(&x[i], a + i * lda + k, 32);
+        for (int j = 0; j < 4; j++) {
+            kos_v8f w;
+            memcpy(&w, b + j * ldb + k, 32);
+            for (int i = 0; i < mr; i++) s[i][j] += x[i] * w;
+        }
+    }
+    for (int i = 0; i < mr; i++) for (int j = 0; j < 4; j++) {
+        const kos_v8f v = s[i][j];
+        float r = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+        for (int64_t t = k; t < n; t++) r += a[i * lda + t] * b[j * ldb + t];
+        out[i * ldo + j] = r;
+    }
+}
+
 static inline int64_t kos_ipow(int64_t b, int64_t e) {
     int64_t r = 1;
     if (e < 0) return b == 1 ? 1 : (b == -1 ? ((e & 1) ? -1 : 1) : 0);
