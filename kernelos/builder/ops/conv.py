@@ -11,7 +11,7 @@ from . import Op, register
 
 CONV_OC_BLOCK = 8     # output channels a cpu conv tile computes together (shares input loads)
 CONV_PAD_BUFFER_MAX_B = 256 * 1024   # the largest zero-padded input copy a cpu conv block keeps on its stack
-CONV_MIN_BLOCKS = 96  # a cpu conv takes more output channels per block only while it keeps this many blocks
+CONV_MIN_BLOCKS = 256 # a cpu conv takes more output channels per block only while it keeps this many blocks
 
 
 def _window(node, in_sp, k_sp, transpose=False):
@@ -136,8 +136,9 @@ def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
 
 
 def _padded_width(kw, ow, st, dil):
-    """Floats per zero-padded input row: every 8-output tile of the row, read by straight loads."""
-    return -(-ow // 8) * 8 * st[1] + (kw - 1) * dil[1]
+    """Floats per zero-padded input row: every tile of the row (up to 16 outputs), read by straight loads."""
+    lanes = 16 if ow > 8 else 8
+    return -(-ow // lanes) * lanes * st[1] + (kw - 1) * dil[1]
 
 
 def _padded_rows_B(cg, kh, kw, ow, st, dil):
@@ -149,8 +150,9 @@ def _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw):
     `rows` output rows (n, oc0.., oh): it copies the cg*kh input rows they read once into xpad, with
     the padding (and the slack the last tile reads past the row's end) as zeros, so every tile then
     reads its inputs with straight vector loads (stride 2: the even lanes of two loads) and no bounds
-    checks. A tile is 8 outputs x ocb channels, its ocb accumulators in vector registers; a block
-    runs `per_block` tiles of channels over the same copy (fewer copies while enough blocks remain)."""
+    checks. A tile is 8 outputs (16 where the compiler targets 512-bit vectors and the row is wider
+    than 8) x ocb channels, its ocb accumulators in vector registers; a block runs `per_block` tiles
+    of channels over the same copy (fewer copies while enough blocks remain)."""
     (_, c, h, wd), (_, _, kh, kw), (nb, oc, oh, ow) = x, w, out
     per_block = next(g for g in (4, 2, 1) if (og // ocb) % g == 0 and nb * oc // (ocb * g) * oh >= CONV_MIN_BLOCKS
                      or g == 1)
@@ -159,13 +161,9 @@ def _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw):
     wp = _padded_width(kw, ow, st, dil)
     lead = min(pb[1], wp)                     # zeros before the row's first input
     ncopy = max(0, min(wd, wp - lead))        # inputs copied (the last tiles may not reach the end)
-    ckk = cg * kh * kw
-    zero = " ".join(f"kos_v8f a{j} = {{0}};" for j in range(ocb))
-    vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
-    load = {1: "memcpy(&xv, xp, 32);",
-            2: "kos_v8f lo, hi; memcpy(&lo, xp, 32); memcpy(&hi, xp + 8, 32); xv = KOS_EVEN8(lo, hi);"}.get(
-        st[1], f"for (int l = 0; l < 8; l++) xv[l] = xp[l * {st[1]}];")
-    store = " ".join(f"for (int l = 0; l < nv; l++) accrow[g * {ocb} + {j}][t0 + l] = a{j}[l];" for j in range(ocb))
+    tiles = _conv2d_tiles(8, cg, kh, kw, ow, st, dil, ocb, per_block, pw)
+    if ow > 8:
+        tiles = f"#if KOS_VEC16\n{_conv2d_tiles(16, cg, kh, kw, ow, st, dil, ocb, per_block, pw)}\n#else\n{tiles}\n#endif"
     code = f"""\
         const int64_t n = row / {oc // rows * oh}, oc0 = row / {oh} % {oc // rows} * {rows}, oh = row % {oh};
         float xpad[{cg * kh * wp}];
@@ -181,9 +179,24 @@ def _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw):
                 memset(d + {lead + ncopy}, 0, {(wp - lead - ncopy) * 4});
             }}
         }}
+{tiles}"""
+    return rows, ow, code, f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
+
+
+def _conv2d_tiles(lanes, cg, kh, kw, ow, st, dil, ocb, per_block, pw):
+    """The tile loops over xpad with `lanes`-wide vectors (8: kos_v8f, 16: kos_v16f)."""
+    vt, wp = f"kos_v{lanes}f", _padded_width(kw, ow, st, dil)
+    ckk = cg * kh * kw
+    zero = " ".join(f"{vt} a{j} = {{0}};" for j in range(ocb))
+    vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
+    load = {1: f"memcpy(&xv, xp, {lanes * 4});",
+            2: f"{vt} lo, hi; memcpy(&lo, xp, {lanes * 4}); memcpy(&hi, xp + {lanes}, {lanes * 4}); "
+               f"xv = KOS_EVEN{lanes}(lo, hi);"}.get(st[1], f"for (int l = 0; l < {lanes}; l++) xv[l] = xp[l * {st[1]}];")
+    store = " ".join(f"for (int l = 0; l < nv; l++) accrow[g * {ocb} + {j}][t0 + l] = a{j}[l];" for j in range(ocb))
+    return f"""\
         for (int64_t g = 0; g < {per_block}; g++)
-        for (int64_t t0 = 0; t0 < {ow}; t0 += 8) {{
-            const int nv = t0 + 8 < {ow} ? 8 : (int)({ow} - t0);
+        for (int64_t t0 = 0; t0 < {ow}; t0 += {lanes}) {{
+            const int nv = t0 + {lanes} < {ow} ? {lanes} : (int)({ow} - t0);
             {zero}
             for (int64_t ic = 0; ic < {cg}; ic++) for (int64_t kh = 0; kh < {kh}; kh++) {{
                 if (!live[kh]) continue;
@@ -191,14 +204,13 @@ def _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw):
                 const float *wr = {pw} + (((oc0 + g * {ocb}) * {cg} + ic) * {kh} + kh) * {kw};
                 for (int64_t kw = 0; kw < {kw}; kw++) {{
                     const float *xp = xr + kw * {dil[1]};
-                    kos_v8f xv;
+                    {vt} xv;
                     {load}
                     {vfma}
                 }}
             }}
             {store}
         }}"""
-    return rows, ow, code, f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
 
 
 def _conv2d_gather_tiles(x, w, out, st, dil, pb, ocb, rows_loop, ckk):

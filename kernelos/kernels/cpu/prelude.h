@@ -11,12 +11,25 @@
 
 typedef float kos_v8f __attribute__((vector_size(32)));
 
-/* The even lanes of two consecutive vectors: 8 inputs of a stride-2 window row. */
+typedef float kos_v16f __attribute__((vector_size(64)));
+
+/* Kernels that have a 16-lane variant use it where the compiler targets 512-bit vectors. */
+#if defined(__AVX512F__)
+#define KOS_VEC16 1
+#else
+#define KOS_VEC16 0
+#endif
+
+/* The even lanes of two consecutive vectors: 8 (16) inputs of a stride-2 window row. */
 #if defined(__clang__)
 #define KOS_EVEN8(lo, hi) __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14)
+#define KOS_EVEN16(lo, hi) __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #else
 typedef int32_t kos_v8i __attribute__((vector_size(32)));
+typedef int32_t kos_v16i __attribute__((vector_size(64)));
 #define KOS_EVEN8(lo, hi) __builtin_shuffle(lo, hi, (kos_v8i){0, 2, 4, 6, 8, 10, 12, 14})
+#define KOS_EVEN16(lo, hi) \
+    __builtin_shuffle(lo, hi, (kos_v16i){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
 #endif
 
 /* Dot product of two contiguous float rows: 4 independent 8-wide accumulators so the loop streams
