@@ -24,15 +24,19 @@ DOT_M_ROWS = (3, 4, 2)   # A rows a cpu matmul block with M > 1 takes (the first
 
 
 def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False,
-             m_rows=1):
+             m_rows=1, outer_m=0):
     """out = finish(sum_k A[a_base + k*a_stride] * B[b_base + k*b_stride]). n_last: the last output
     coordinate is B's row index n, so consecutive outputs read B rows k apart. m_rows: the output is
-    [m_rows, N] row after row, A's rows k apart (then a cpu block is a register tile of mr x 16)."""
+    [m_rows, N] row after row, A's rows k apart (then a cpu block is a register tile of mr x 16).
+    outer_m: B is [.., K, N] with n contiguous (b_stride = N), A's rows (M = outer_m of them per
+    batch) k apart: a cpu block then accumulates whole output rows as sums of scaled B rows."""
     dt = b.dtype(out)
     pa, pb = b.param(a_name), b.param(b_name)
     b.stmt(f"const int64_t ab = {a_base}, bb = {b_base};")
     term = f"({acc_ctype(dt)}){pa}[ab + r0 * {a_stride}] * {pb}[bb + r0 * {b_stride}]"
     cpu = vec4 = rows = None
+    if dt == "float32" and a_stride == 1 and outer_m:
+        rows = _outer_rows(b, pa, pb, outer_m, b_stride, k)
     if dt == "float32" and a_stride == 1 and b_stride == 1:
         cpu = f"acc = kos_dot_f32({pa} + ab, {pb} + bb, {k});"
         if k % 4 == 0:      # row starts are multiples of k, buffers 256-byte aligned: float4 loads
@@ -58,6 +62,23 @@ def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, fini
                     f"row * {DOT_ROWS} + j")
     b.reduce(out, Reduction([("r0", k)], term, "sum", acc_ctype(dt), literal(0, dt), cpu_code=cpu, vec4=vec4,
                             cpu_rows=rows), finish)
+
+
+def _outer_rows(b, pa, pb, m, n_len, k):
+    """cpu rows for out[.., m, :] = sum_k A[.., m, k] * B[.., k, :]: a block is mr output rows of one
+    batch; each step adds a[m][k] times B's row k to every row (a straight, vectorised loop over n)."""
+    mr = next(r for r in (4, 2, 1) if m % r == 0)
+    first = " ".join([b.coords_code(), *b.pre])
+    code = f"""\
+        {{ const int64_t i = row * {mr * n_len}; {first}
+        for (int64_t kk = 0; kk < {k}; kk++) {{
+            const float *br = {pb} + bb + kk * {n_len};
+            for (int64_t j = 0; j < {mr}; j++) {{
+                const float av = {pa}[ab + j * {k} + kk];
+                for (int64_t o = 0; o < {n_len}; o++) accrow[j][o] += av * br[o];
+            }}
+        }} }}"""
+    return mr, n_len, code, f"row * {mr * n_len} + j * {n_len} + o"
 
 
 def transposed_weight(b, name):
@@ -106,7 +127,9 @@ class MatMul(Op):
             emit_dot(b, node.outputs[0], a_name, a_base, 1, bt, lin(bt_shape, batch + [n, "0"]), 1, k, n_last=True,
                      m_rows=m_rows)
         else:
-            emit_dot(b, node.outputs[0], a_name, a_base, 1, b_name, lin(c2, batch + ["0", n]), c2[-1], k)
+            outer_m = a2[-2] if len(a) >= 2 and len(c) >= 2 else 0
+            emit_dot(b, node.outputs[0], a_name, a_base, 1, b_name, lin(c2, batch + ["0", n]), c2[-1], k,
+                     outer_m=outer_m)
 
 
 @register("Gemm")
