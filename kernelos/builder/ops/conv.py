@@ -11,7 +11,9 @@ from . import Op, register
 
 CONV_OC_BLOCK = 8     # output channels a cpu conv tile computes together (shares input loads)
 CONV_PAD_BUFFER_MAX_B = 256 * 1024   # the largest zero-padded input copy a cpu conv block keeps on its stack
-CONV_MIN_BLOCKS = 256 # a cpu conv takes more output channels per block only while it keeps this many blocks
+CONV_MIN_BLOCKS = 64  # a cpu conv takes more output channels per block only while it keeps this many blocks
+CONV_BLOCK_PIXELS = 64  # output rows a cpu conv block computes together: up to this many outputs (weights
+                        # and overlapping input rows are then reused across rows, for narrow layers)
 
 
 def _window(node, in_sp, k_sp, transpose=False):
@@ -100,7 +102,7 @@ def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
     padding. Other dtypes accumulate whole rows with a scalar-per-output inner loop."""
     (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
     ocb = next(d for d in (CONV_OC_BLOCK, 4, 2, 1) if og % d == 0)
-    if vector and _padded_rows_B(cg, kh, kw, ow, st, dil) <= CONV_PAD_BUFFER_MAX_B:
+    if vector and _padded_rows_B(cg, kh, kw, ow, st, dil, 1) <= CONV_PAD_BUFFER_MAX_B:
         return _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw)
     chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
     ckk = cg * kh * kw
@@ -141,49 +143,61 @@ def _padded_width(kw, ow, st, dil):
     return -(-ow // lanes) * lanes * st[1] + (kw - 1) * dil[1]
 
 
-def _padded_rows_B(cg, kh, kw, ow, st, dil):
-    return cg * kh * _padded_width(kw, ow, st, dil) * 4
+def _padded_rows_B(cg, kh, kw, ow, st, dil, out_rows):
+    return cg * _input_rows(kh, st, dil, out_rows) * _padded_width(kw, ow, st, dil) * 4
+
+
+def _input_rows(kh, st, dil, out_rows):
+    """Input rows that `out_rows` consecutive output rows read."""
+    return (out_rows - 1) * st[0] + (kh - 1) * dil[0] + 1
 
 
 def _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw):
     """float32 cpu rows of a 2-D convolution from a zero-padded copy of the input rows. A block is
-    `rows` output rows (n, oc0.., oh): it copies the cg*kh input rows they read once into xpad, with
-    the padding (and the slack the last tile reads past the row's end) as zeros, so every tile then
-    reads its inputs with straight vector loads (stride 2: the even lanes of two loads) and no bounds
-    checks. A tile is 8 outputs (16 where the compiler targets 512-bit vectors and the row is wider
-    than 8) x ocb channels, its ocb accumulators in vector registers; a block runs `per_block` tiles
-    of channels over the same copy (fewer copies while enough blocks remain)."""
+    `per_block` tiles of ocb channels x `out_rows` output rows (n, oc0.., oh0..): it copies the cg x
+    nin input rows they read once into xpad, with the padding (and the slack the last tile reads past
+    the row's end) as zeros, so every tile then reads its inputs with straight vector loads (stride 2:
+    the even lanes of two loads) and no bounds checks. A tile is 8 outputs (16 where the compiler
+    targets 512-bit vectors and the row is wider than 8) x ocb channels, its ocb accumulators in
+    vector registers. Several output rows per block (narrow layers) reuse the block's weights and
+    the overlapping input rows; several channel tiles reuse the copy while enough blocks remain."""
     (_, c, h, wd), (_, _, kh, kw), (nb, oc, oh, ow) = x, w, out
-    per_block = next(g for g in (4, 2, 1) if (og // ocb) % g == 0 and nb * oc // (ocb * g) * oh >= CONV_MIN_BLOCKS
+    out_rows = next(r for r in range(min(oh, max(1, CONV_BLOCK_PIXELS // ow)), 0, -1)
+                    if oh % r == 0 and (r == 1 or _padded_rows_B(cg, kh, kw, ow, st, dil, r) <= CONV_PAD_BUFFER_MAX_B))
+    row_blocks = oh // out_rows
+    per_block = next(g for g in (4, 2, 1) if (og // ocb) % g == 0 and nb * oc // (ocb * g) * row_blocks >= CONV_MIN_BLOCKS
                      or g == 1)
-    rows = ocb * per_block
+    oc_rows = ocb * per_block
     chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
-    wp = _padded_width(kw, ow, st, dil)
+    wp, nin = _padded_width(kw, ow, st, dil), _input_rows(kh, st, dil, out_rows)
     lead = min(pb[1], wp)                     # zeros before the row's first input
     ncopy = max(0, min(wd, wp - lead))        # inputs copied (the last tiles may not reach the end)
-    tiles = _conv2d_tiles(8, cg, kh, kw, ow, st, dil, ocb, per_block, pw)
+    geom = (cg, kh, kw, ow, st, dil, ocb, per_block, out_rows, nin, pw)
+    tiles = _conv2d_tiles(8, *geom)
     if ow > 8:
-        tiles = f"#if KOS_VEC16\n{_conv2d_tiles(16, cg, kh, kw, ow, st, dil, ocb, per_block, pw)}\n#else\n{tiles}\n#endif"
+        tiles = f"#if KOS_VEC16\n{_conv2d_tiles(16, *geom)}\n#else\n{tiles}\n#endif"
     code = f"""\
-        const int64_t n = row / {oc // rows * oh}, oc0 = row / {oh} % {oc // rows} * {rows}, oh = row % {oh};
-        float xpad[{cg * kh * wp}];
-        int live[{kh}];
-        for (int64_t kh = 0; kh < {kh}; kh++) {{
-            const int64_t ih = oh * {st[0]} - {pb[0]} + kh * {dil[0]};
-            live[kh] = ih >= 0 && ih < {h};
-            if (!live[kh]) continue;
+        const int64_t n = row / {oc // oc_rows * row_blocks}, oc0 = row / {row_blocks} % {oc // oc_rows} * {oc_rows};
+        const int64_t oh0 = row % {row_blocks} * {out_rows};
+        float xpad[{cg * nin * wp}];
+        int live[{nin}];
+        for (int64_t q = 0; q < {nin}; q++) {{
+            const int64_t ih = oh0 * {st[0]} - {pb[0]} + q;
+            live[q] = ih >= 0 && ih < {h};
+            if (!live[q]) continue;
             for (int64_t ic = 0; ic < {cg}; ic++) {{
-                float *d = xpad + (ic * {kh} + kh) * {wp};
+                float *d = xpad + (ic * {nin} + q) * {wp};
                 memset(d, 0, {lead * 4});
                 memcpy(d + {lead}, {px} + ((n * {c} + {chan0} + ic) * {h} + ih) * {wd}, {ncopy * 4});
                 memset(d + {lead + ncopy}, 0, {(wp - lead - ncopy) * 4});
             }}
         }}
 {tiles}"""
-    return rows, ow, code, f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
+    index = f"((n * {oc} + oc0 + j / {out_rows}) * {oh} + oh0 + j % {out_rows}) * {ow} + o"
+    return oc_rows * out_rows, ow, code, index
 
 
-def _conv2d_tiles(lanes, cg, kh, kw, ow, st, dil, ocb, per_block, pw):
+def _conv2d_tiles(lanes, cg, kh, kw, ow, st, dil, ocb, per_block, out_rows, nin, pw):
     """The tile loops over xpad with `lanes`-wide vectors (8: kos_v8f, 16: kos_v16f)."""
     vt, wp = f"kos_v{lanes}f", _padded_width(kw, ow, st, dil)
     ckk = cg * kh * kw
@@ -192,15 +206,18 @@ def _conv2d_tiles(lanes, cg, kh, kw, ow, st, dil, ocb, per_block, pw):
     load = {1: f"memcpy(&xv, xp, {lanes * 4});",
             2: f"{vt} lo, hi; memcpy(&lo, xp, {lanes * 4}); memcpy(&hi, xp + {lanes}, {lanes * 4}); "
                f"xv = KOS_EVEN{lanes}(lo, hi);"}.get(st[1], f"for (int l = 0; l < {lanes}; l++) xv[l] = xp[l * {st[1]}];")
-    store = " ".join(f"for (int l = 0; l < nv; l++) accrow[g * {ocb} + {j}][t0 + l] = a{j}[l];" for j in range(ocb))
+    store = " ".join(f"for (int l = 0; l < nv; l++) accrow[(g * {ocb} + {j}) * {out_rows} + r][t0 + l] = a{j}[l];"
+                     for j in range(ocb))
     return f"""\
         for (int64_t g = 0; g < {per_block}; g++)
+        for (int64_t r = 0; r < {out_rows}; r++)
         for (int64_t t0 = 0; t0 < {ow}; t0 += {lanes}) {{
             const int nv = t0 + {lanes} < {ow} ? {lanes} : (int)({ow} - t0);
             {zero}
             for (int64_t ic = 0; ic < {cg}; ic++) for (int64_t kh = 0; kh < {kh}; kh++) {{
-                if (!live[kh]) continue;
-                const float *xr = xpad + (ic * {kh} + kh) * {wp} + t0 * {st[1]};
+                const int64_t q = r * {st[0]} + kh * {dil[0]};
+                if (!live[q]) continue;
+                const float *xr = xpad + (ic * {nin} + q) * {wp} + t0 * {st[1]};
                 const float *wr = {pw} + (((oc0 + g * {ocb}) * {cg} + ic) * {kh} + kh) * {kw};
                 for (int64_t kw = 0; kw < {kw}; kw++) {{
                     const float *xp = xr + kw * {dil[1]};
