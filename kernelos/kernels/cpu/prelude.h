@@ -78,8 +78,9 @@ static inline void kos_dot4_f32(const float *KOS_RESTRICT a, const float *KOS_RE
 
 /* A register tile of dot products for a matmul with M > 1: out[i * ldo + j] = dot(a + i lda,
  * b + j ldb) over n, for i < mr (a literal 1..4 at every call, so the loops unroll) and j < 4. The
- * mr x 4 accumulators stay in vector registers; each step loads mr rows of a and 4 of b once. */
-static inline __attribute__((always_inline)) void kos_dot_mx4_f32(
+ * mr x 4 accumulators stay in vector registers; each step loads mr rows of a and 4 of b once.
+ * Called through kos_dot_mx4_f32 below. */
+static inline __attribute__((always_inline)) void kos_dot_mx4_tile(
         const float *KOS_RESTRICT a, int64_t lda, const float *KOS_RESTRICT b, int64_t ldb, int64_t n, int mr,
         float *out, int64_t ldo) {
     kos_v8f s[4][4];
@@ -100,6 +101,20 @@ static inline __attribute__((always_inline)) void kos_dot_mx4_f32(
         for (int64_t t = k; t < n; t++) r += a[i * lda + t] * b[j * ldb + t];
         out[i * ldo + j] = r;
     }
+}
+
+/* Without AVX-512 (16 vector registers) a tile of more than 2 x 4 spills: it runs as two tiles. */
+static inline __attribute__((always_inline)) void kos_dot_mx4_f32(
+        const float *KOS_RESTRICT a, int64_t lda, const float *KOS_RESTRICT b, int64_t ldb, int64_t n, int mr,
+        float *out, int64_t ldo) {
+#if !KOS_VEC16
+    if (mr > 2) {
+        kos_dot_mx4_tile(a, lda, b, ldb, n, 2, out, ldo);
+        kos_dot_mx4_tile(a + 2 * lda, lda, b, ldb, n, mr - 2, out + 2 * ldo, ldo);
+        return;
+    }
+#endif
+    kos_dot_mx4_tile(a, lda, b, ldb, n, mr, out, ldo);
 }
 
 static inline int64_t kos_ipow(int64_t b, int64_t e) {
