@@ -27,7 +27,7 @@ def parse(out: str) -> dict:
     return {k: float(v) for k, v in (line.split()[:2] for line in out.splitlines() if len(line.split()) == 2)}
 
 
-def run(cmd, **kw) -> str:
+def run_checked(cmd, **kw) -> str:
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
     if p.returncode:
         raise SystemExit(f"{cmd} failed:\n{p.stdout}\n{p.stderr}")
@@ -38,7 +38,7 @@ def first_result_s(cmd, env=None) -> float:
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
-        out = run(cmd, env=env, cwd=ROOT)
+        out = run_checked(cmd, env=env, cwd=ROOT)
         times.append(time.perf_counter() - t0)
         assert "first_result ok" in out, out
     return statistics.median(times)
@@ -55,15 +55,15 @@ def run():
 
 def main():
     binary = os.path.join(tempfile.mkdtemp(), "cuda_baseline")
-    run(["nvcc", "-O2", "-arch=sm_90", "-o", binary, os.path.join(HERE, "cuda_baseline.cu")])
-    cuda = parse(run([binary, "all"]))
+    run_checked(["nvcc", "-O2", "-arch=sm_90", "-o", binary, os.path.join(HERE, "cuda_baseline.cu")])
+    cuda = parse(run_checked([binary, "all"]))
     cuda["first_result_s"] = first_result_s([binary, "first"])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    ours = parse(run([sys.executable, "-m", "bench.nv_launch"], env=env, cwd=ROOT))
-    run([sys.executable, os.path.join(HERE, "nv_first_result.py")], env=env, cwd=ROOT)   # fills the cubin cache
+    ours = parse(run_checked([sys.executable, "-m", "bench.nv_launch"], env=env, cwd=ROOT))
+    run_checked([sys.executable, os.path.join(HERE, "nv_first_result.py")], env=env, cwd=ROOT)   # fills the cubin cache
     ours["first_result_s"] = first_result_s([sys.executable, os.path.join(HERE, "nv_first_result.py")], env=env)
     t0 = time.perf_counter()
-    run([sys.executable, "-c", "pass"], env=env, cwd=ROOT)
+    run_checked([sys.executable, "-c", "pass"], env=env, cwd=ROOT)
     print(f"(python3 interpreter start alone: {time.perf_counter() - t0:.3f} s)")
     print("| measurement | kernelos nv | CUDA runtime |")
     print("|---|---|---|")

@@ -3,8 +3,9 @@ device image booted natively on this host as the baseline, in the same run.
 
 Per VM boot: the kernel's uptime when /init starts and at the first result (the self-test), the host
 clock from QEMU's start to that line (includes the firmware and loading kernel + initramfs), and the
-boot's own "time from process start to first result". Baseline: `kernelos boot IMAGE --count 3
---device cpu` run directly on the host, its process start to first result. KVM rows appear only
+boot's own "time from process start to first result". Baseline: the same command /init runs,
+`python -m boot IMAGE --count 3 --device cpu`, run directly on the host: its process start to first
+result. KVM rows appear only
 where /dev/kvm is backed by hardware virtualisation; the reason is printed otherwise.
 
     PYTHONPATH=. .venv/bin/python -m bench vm_boot        # or: python -m bench.vm_boot --boots 5
@@ -48,7 +49,7 @@ def vm_boot(accel: str) -> dict:
 
 def native_boot() -> float:
     env = dict(os.environ, PYTHONPATH=REPO)
-    done = subprocess.run([sys.executable, "-m", "kernelos", "boot", os.path.join(OUT, "demo.kimg"), "--count", "3",
+    done = subprocess.run([sys.executable, "-m", "boot", os.path.join(OUT, "demo.kimg"), "--count", "3",
                            "--device", "cpu"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise RuntimeError(f"native boot failed:\n{done.stdout}{done.stderr}")
@@ -63,7 +64,7 @@ def run(boots: int = 3):
     accels = ["tcg"] if why_not_kvm else ["kvm", "tcg"]
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.2f}, "
           f"{os.cpu_count()} cpus; KVM: {'usable' if not why_not_kvm else 'not used: ' + why_not_kvm}")
-    print(f"native baseline (kernelos boot --device cpu on this host): process start to first result "
+    print(f"native baseline (python -m boot --device cpu on this host): process start to first result "
           f"{native_boot():.3f} s")
     print("| accel | boot | /init starts (uptime) | first result (uptime) | first result (host clock from QEMU start) "
           "| process start to first result |")

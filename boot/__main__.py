@@ -6,9 +6,8 @@ start to the first result."""
 import argparse
 import sys
 
-from hal.errors import KernelosError
-
 from .command import DESCRIPTION, add_arguments, run
+from .entry import run_command
 
 
 def main(argv=None) -> int:
@@ -16,13 +15,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     args = p.parse_args(argv)
-    try:
-        return run(args) or 0
-    except KernelosError as e:
-        print(f"boot: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(run, args, "boot")
 
 
 if __name__ == "__main__":

@@ -5,23 +5,19 @@ timings, then serve (or stop after a counted run).
     boot("demo.kimg", device="cpu", count=200)   # self-test + 200 timed inferences, then exit
 """
 
-import signal
-import statistics
+import os
 import sys
-import threading
 import time
 
 import hal
 from hal.errors import ImageError
 from kernelos.image import read_image
-from kernelos.model import load_model
-from kernelos.profile import profile
 
-from .protocol import default_socket_path
-from .server import Server
+from .background import Background, quick_switches
 from .timing import process_age_s
 
 DEFAULT_LATENCY_RUNS = 100
+WAIT_NOTE_S = 1e-3  # a wait for the helper thread's imports is reported from this long on
 WARMUP_RUNS = 5
 
 
@@ -57,6 +53,56 @@ def pick_device(image, spec: str | None = None, say=None):
     raise ImageError(f"image has kernels for {image.targets}; devices present: {present}; absent: {absent}")
 
 
+def _import_runtime():
+    """What loading and the self-test need and verifying the image and bring-up do not: numpy
+    (0.1-0.2 s of Python, the largest item of the start-up) and the model loader. Runs on a helper
+    thread beside the hashing of the image and the device bring-up, both of which release the GIL.
+    OPENBLAS_NUM_THREADS=1 (unless set, and only where numpy is not loaded yet): the boot process
+    does no BLAS work, and OpenBLAS otherwise starts a worker thread per core at import, which spin
+    beside the bring-up."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import numpy  # noqa: F401
+    import kernelos.model  # noqa: F401
+
+
+def bring_up(image_path, spec: str | None, say) -> tuple:
+    """(verified image, opened device): the image fully verified first (nothing touches a device
+    before), then the device picked and brought up, while a helper thread imports numpy and the
+    model loader (joined before returning, so a wait for it shows in the next step's time)."""
+    with quick_switches():
+        imports = Background(_import_runtime, "kernelos-imports")
+        image = read_image(image_path)
+        try:
+            say(f"image {image_path}: model {image.name!r}, {len(image.sections)} sections, "
+                f"{image.sections[-1].offset_B + image.sections[-1].size_B} B, targets {', '.join(image.targets)}; "
+                "verified (header, table, SHA-256 of every section, manifest)")
+            dev = pick_device(image, spec, say)
+            try:
+                say(f"device {dev.spec}: {dev.info.name} ({dev.info.arch}), {dev.info.memory_B / 2**30:.1f} GiB"
+                    + _steps_note(dev))
+                waited_s = time.perf_counter()
+                imports.result()
+                waited_s = time.perf_counter() - waited_s
+                if waited_s >= WAIT_NOTE_S:
+                    say(f"waited {_fmt_s(waited_s)} for numpy and the model loader (imported beside the bring-up)")
+            except BaseException:
+                dev.close()
+                raise
+        except BaseException:
+            image.close()
+            raise
+    return image, dev
+
+
+def _steps_note(dev) -> str:
+    """'; bring-up: step ms, ...' where the driver records its bring-up steps (`bringup_s`), else ''."""
+    steps = getattr(dev, "bringup_s", None)
+    if not steps:
+        return ""
+    return "; bring-up: " + ", ".join(f"{step} {s * 1e3:.1f} ms" for step, s in steps.items())
+
+
 def _fmt_s(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
 
@@ -73,12 +119,9 @@ def boot(image_path, device: str | None = None, count: int | None = None, unix_p
     def say(msg: str):
         print(f"[{time.perf_counter() - t0:8.3f} s] {msg}", file=out, flush=True)
 
-    with read_image(image_path) as image:
-        say(f"image {image_path}: model {image.name!r}, {len(image.sections)} sections, "
-            f"{image.sections[-1].offset_B + image.sections[-1].size_B} B, targets {', '.join(image.targets)}; "
-            "verified (header, table, SHA-256 of every section, manifest)")
-        dev = pick_device(image, device, say)
-        say(f"device {dev.spec}: {dev.info.name} ({dev.info.arch}), {dev.info.memory_B / 2**30:.1f} GiB")
+    image, dev = bring_up(image_path, device, say)
+    with image:
+        from kernelos.model import load_model  # already imported by bring_up's helper thread
         with load_model(image, dev) as model:
             say(f"loaded {len(model.dag.kernels)} kernels, {len(image.weights)} weights, {len(model.dag.nodes)} "
                 f"nodes; {model.plan.report()}")
@@ -90,15 +133,18 @@ def boot(image_path, device: str | None = None, count: int | None = None, unix_p
                 say("self-test failed: not serving")
                 return 1
             if profile_runs:
+                from kernelos.profile import profile
                 say("profiling (timestamps around every node)")
                 print(profile(model, runs=profile_runs).format(), file=out, flush=True)
             _report_latency(model, count if count is not None else DEFAULT_LATENCY_RUNS, say)
             if count is None:
+                from .protocol import default_socket_path
                 _serve(model, unix_path or default_socket_path(image_path), tcp, say)
     return 0
 
 
 def _report_latency(model, runs: int, say):
+    import statistics
     golden = model.image.golden_inputs
     for _ in range(min(WARMUP_RUNS, runs)):
         model.run(golden)
@@ -115,6 +161,10 @@ def _report_latency(model, runs: int, say):
 
 
 def _serve(model, unix_path: str, tcp: str | None, say):
+    import signal
+    import threading
+
+    from .server import Server
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
     with Server(model, unix_path=unix_path, tcp=tcp) as server:

@@ -8,9 +8,8 @@ round-trips through JSON (`to_dict` / `from_dict`) for the image manifest.
 
 import operator
 import struct
+import sys
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from hal.errors import GraphError
 from hal.program import PARAM_TYPES
@@ -18,13 +17,18 @@ from hal.program import PARAM_TYPES
 ROLES = ("input", "output", "weight", "scratch")
 # Roles whose contents come from the host; nodes may read them but never write them.
 HOST_WRITTEN = ("input", "weight")
-# Tensor element types a buffer may hold (numpy names; no object, string or void types).
-DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
-          "uint8", "uint16", "uint32", "uint64", "bool")
+# Tensor element types a buffer may hold (numpy names; no object, string or void types), with their size.
+DTYPE_SIZE_B = {"float16": 2, "float32": 4, "float64": 8, "int8": 1, "int16": 2, "int32": 4, "int64": 8,
+                "uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8, "bool": 1}
+DTYPES = tuple(DTYPE_SIZE_B)
 
 
 def canonical_dtype(dtype) -> str:
-    """numpy's name for dtype ("f4" -> "float32"); GraphError unless it is one of DTYPES."""
+    """numpy's name for dtype ("f4" -> "float32"); GraphError unless it is one of DTYPES.
+    Canonical names (what images store) need no numpy, so reading a manifest does not import it."""
+    if type(dtype) is str and dtype in DTYPE_SIZE_B:
+        return dtype
+    import numpy as np
     try:
         dt = np.dtype(dtype)
         name = dt.name if dt.byteorder in "=|<" else None  # images are little-endian
@@ -36,7 +40,14 @@ def canonical_dtype(dtype) -> str:
 
 
 def dtype_size_B(dtype: str) -> int:
-    return np.dtype(canonical_dtype(dtype)).itemsize
+    return DTYPE_SIZE_B[canonical_dtype(dtype)]
+
+
+def _is_numpy(value, kind: str) -> bool:
+    """isinstance(value, numpy.<kind>) without importing numpy: a value cannot be a numpy scalar
+    unless numpy is loaded (getattr: numpy may be half-imported by the boot's import thread)."""
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, getattr(np, kind, ()))
 
 
 def _name(value, what: str) -> str:
@@ -309,7 +320,7 @@ class KernelDAG:
     @staticmethod
     def _check_scalar(node, i, arg, ptype):
         integer = as_int(arg) is not None
-        real = integer or (isinstance(arg, (float, np.floating)))
+        real = integer or isinstance(arg, float) or _is_numpy(arg, "floating")
         if ptype == "ptr" or not (integer if ptype not in ("f32", "f64") else real):
             raise GraphError(f"node {node.name!r} arg {i}: {arg!r} passed for a {ptype} param")
         try:
@@ -330,7 +341,7 @@ class KernelDAG:
     def to_dict(self) -> dict:
         """Plain JSON-ready data (numpy scalars become Python numbers)."""
         def plain(v):
-            return v.item() if isinstance(v, np.generic) else v
+            return v.item() if _is_numpy(v, "generic") else v
 
         def node_dict(n):
             if isinstance(n, Copy):

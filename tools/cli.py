@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 import sys
 
-from hal.errors import KernelosError
+from boot.entry import run_command
 
 from . import commands
 
@@ -38,24 +38,30 @@ class _Unavailable:
         return 2
 
 
-def _command_modules():
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+def _command_modules(only: str | None = None):
+    names = sorted(info.name for info in pkgutil.iter_modules(commands.__path__))
+    if only in names:
+        names = [only]
+    for name in names:
         try:
-            yield importlib.import_module(f"{commands.__name__}.{info.name}")
+            yield importlib.import_module(f"{commands.__name__}.{name}")
         except ModuleNotFoundError as e:
             if (e.name or "").split(".")[0] in _OUR_PACKAGES:
                 raise  # our own code is broken: show it
-            yield _Unavailable(info.name, e)
+            yield _Unavailable(name, e)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command; with `command` naming a subcommand, only that subcommand's module is
+    imported (the others may import what it does not need: onnx, the builder, pyusb), which keeps
+    `kernelos boot` as quick to start as `python -m boot`."""
     parser = argparse.ArgumentParser(
         prog="kernelos",
         description="kernelos: boot to neural network. Build device images, boot and serve them, "
                     "inspect devices, flash firmware.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in _command_modules():
+    for mod in _command_modules(command):
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
@@ -64,14 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args._run(args) or 0
-    except KernelosError as e:
-        print(f"kernelos {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    return run_command(args._run, args, f"kernelos {args.command}")
 
 
 if __name__ == "__main__":

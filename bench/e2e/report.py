@@ -145,7 +145,9 @@ def markdown(data: dict, stages: list, command: str) -> str:
             lines.append(f"Through the whole CLI (`python -m kernelos boot`): {fr['cli_error']}.")
         if fr.get("imports_top"):
             lines.append("Start-up imports (one `-X importtime` run, cumulative ms): "
-                         + ", ".join(f"{m} {ms:.0f}" for m, ms in fr["imports_top"]) + ".")
+                         + ", ".join(f"{m} {ms:.0f}" for m, ms in fr["imports_top"])
+                         + " (numpy and kernelos.model load on boot's helper thread, beside the image check and "
+                           "the device bring-up: see the log's 'waited ... for numpy' line for any time they cost).")
     prof = [(name, info["profile"]) for name, info in data["infos"].items() if "profile" in info]
     if prof:
         lines += ["", "| kernelos stage | device time (profiled) | run() profiled | run() plain | submit | wait | top kernels (µs) |",

@@ -333,7 +333,7 @@ def environment(st: Stage):
     import hal
     devices, absent = hal.probe_report()
     st.info.update(date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), host=platform.node(),
-                   cpu=_cpu_name(), cores=len(os.sched_getaffinity(0)), python=platform.python_version(),
+                   cpu=next((d.name for d in devices if d.vendor == "cpu"), platform.machine()), cores=len(os.sched_getaffinity(0)), python=platform.python_version(),
                    numpy=np.__version__, devices=[d.as_dict() for d in devices], absent=absent)
     for mod in ("onnxruntime", "torch", "onnx"):
         try:
@@ -347,17 +347,6 @@ def environment(st: Stage):
     except (OSError, subprocess.SubprocessError) as e:
         st.info["nvidia_smi"] = f"not available ({type(e).__name__})"
     print(json.dumps(st.info, indent=1, default=str), flush=True)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 STAGES = {"env": environment, "prepare": prepare, "build": build, "kernelos": kernelos_run, "ort": ort_run,

@@ -1,6 +1,7 @@
 #!/bin/sh
 # /init of the kernelos system image (PID 1, busybox sh): mount the essentials, boot the device
-# image with `kernelos boot`, report on the serial console, then serve; with kos.count=N, power off
+# image with `python3 -m boot` (the `kernelos boot` command without the rest of the CLI: the shortest
+# path to the first result), report on the serial console, then serve; with kos.count=N, power off
 # after N inferences. PID 1 never exits (the kernel would panic): every end is a clean power-off.
 #
 # Kernel command line knobs: kos.image=PATH (default /image.kimg), kos.count=N (0: serve until
@@ -45,12 +46,12 @@ for arg in $(cat /proc/cmdline); do
     esac
 done
 
-set -- boot "$image"
+set -- "$image"
 [ "$count" -gt 0 ] && set -- "$@" --count "$count"  # without --count the boot serves until power-off
 [ -n "$device" ] && set -- "$@" --device "$device"
-say "running: kernelos $*"
+say "running: python3 -m boot $*"
 set -o pipefail
-python3 -m kernelos "$@" 2>&1 | report_first_result
+python3 -m boot "$@" 2>&1 | report_first_result
 status=$?
 if [ "$status" -ne 0 ]; then
     say "boot failed (exit status $status); halting"

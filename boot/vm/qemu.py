@@ -138,14 +138,11 @@ def main(argv=None) -> int:
     accel = args.accel or ("tcg" if why_not_kvm else "kvm")
     print(f"vm-boot: {QEMU} with {accel.upper()}"
           + (f" (software emulation: {why_not_kvm})" if accel == "tcg" and why_not_kvm else ""), flush=True)
-    # QEMU puts a terminal on its input into raw mode, where a bare newline does not return the carriage.
-    newline = "\r\n" if sys.stdin.isatty() and sys.stdout.isatty() else "\n"
     result = boot(kernel, initrd, args.count, accel, args.timeout_s, args.append,
-                  echo=lambda line: print(line, end=newline, flush=True))
+                  echo=lambda line: print(line, flush=True))
     first_s = result.first_seen_s(FIRST_RESULT_MARK)
     if first_s is not None:
-        print(f"vm-boot: power-on to first result {first_s:.2f} s (host clock from QEMU start, {accel.upper()})",
-              end=newline)
+        print(f"vm-boot: power-on to first result {first_s:.2f} s (host clock from QEMU start, {accel.upper()})")
     if result.timed_out:
         print(f"vm-boot: QEMU killed after {args.timeout_s:.0f} s", file=sys.stderr)
         return 1

@@ -69,7 +69,7 @@ def cnn():
     x = _residual(g, x, 32)
     x = g.op("AveragePool", x, kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=0)
     x = g.op("Flatten", g.op("GlobalAveragePool", x), axis=1)
-    y = g.op("Gemm", x, g.rand(10, 32, scale=0.3), g.rand(10, scale=0.1), transB=1)
+    g.op("Gemm", x, g.rand(10, 32, scale=0.3), g.rand(10, scale=0.1), transB=1)
     g.nodes[-1].output[0] = "y"
     return g.model("small_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])])

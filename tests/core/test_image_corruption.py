@@ -207,3 +207,17 @@ def test_header_fields_rewritten_with_valid_hash(good, tmp_path):
     bad = [layout.Section(s.kind, s.name, s.offset_B + (1 << 50) * (i == 2), s.size_B, s.sha256) for i, s in enumerate(sections)]
     v.check(layout.pack_header(bad, len(data)) + data[len(layout.pack_header(sections, len(data))):], "offset 2^50")
     v.assert_clean(9)
+
+
+def test_of_several_damaged_sections_the_first_in_table_order_is_named(good, tmp_path):
+    """Sections are hashed on several threads; the error still names the first damaged one."""
+    data, sections = good
+    weights = [s for s in sections if s.kind == layout.KIND_WEIGHT]
+    first, last = weights[0], weights[-1]
+    damaged = bytearray(data)
+    for s in (last, first):
+        damaged[s.offset_B + s.size_B // 2] ^= 0x01
+    path = tmp_path / "two.kimg"
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ImageError, match=f"weight section {first.name!r} is damaged"):
+        read_image(path)

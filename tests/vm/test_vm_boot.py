@@ -88,7 +88,7 @@ def test_damaged_image_prints_image_error_and_halts_cleanly(system_image, tmp_pa
 
     result = _boot(system_image["kernel"], str(initrd))
     console = result.console
-    assert re.search(r"kernelos boot: ImageError: .+", console), console
+    assert re.search(r"^boot: ImageError: .+", console, re.M), console
     assert "] self-test " not in console, console  # refused before any device work
     assert "kos-init: boot failed (exit status 2); halting" in console, console
     assert result.powered_off, console
