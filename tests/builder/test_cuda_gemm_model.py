@@ -20,6 +20,13 @@ from .models import MODELS as TEST_MODELS
 THREADS = 256
 
 
+@pytest.fixture(autouse=True)
+def all_tiled_forms(monkeypatch):
+    """These tests model the tiled kernels, which are opt-in (KOS_CUDA_TILED=2) until run on a GPU."""
+    import kernelos.builder.codegen as codegen
+    monkeypatch.setattr(codegen, "CUDA_TILED_LEVEL", 2)
+
+
 def _eval(expr: str, env: dict):
     return eval(expr.replace("/", "//"), {"__builtins__": {}}, env)
 

@@ -9,7 +9,11 @@ from hal.errors import GraphError
 from ..codegen import Reduction, TiledGemm, acc_ctype, literal, strides
 from . import Op, register
 
-CONV_OC_BLOCK = 8     # output channels a cpu conv row block computes together (shares input loads)
+CONV_OC_BLOCK = 8     # output channels a cpu conv tile computes together (shares input loads)
+CONV_PAD_BUFFER_MAX_B = 256 * 1024   # the largest zero-padded input copy a cpu conv block keeps on its stack
+CONV_MIN_BLOCKS = 64  # a cpu conv takes more output channels per block only while it keeps this many blocks
+CONV_BLOCK_PIXELS = 64  # output rows a cpu conv block computes together: up to this many outputs (weights
+                        # and overlapping input rows are then reused across rows, for narrow layers)
 
 
 def _window(node, in_sp, k_sp, transpose=False):
@@ -114,6 +118,8 @@ def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
     padding. Other dtypes accumulate whole rows with a scalar-per-output inner loop."""
     (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
     ocb = next(d for d in (CONV_OC_BLOCK, 4, 2, 1) if og % d == 0)
+    if vector and _padded_rows_B(cg, kh, kw, ow, st, dil, 1) <= CONV_PAD_BUFFER_MAX_B:
+        return _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw)
     chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
     ckk = cg * kh * kw
     wload = " ".join(f"const {acc_t} w{j} = wr[{j * ckk} + kw];" for j in range(ocb))
@@ -142,37 +148,137 @@ def _conv2d_rows(x, w, out, st, dil, pb, og, cg, px, pw, acc_t, vector):
             {edge}
         }}"""
     else:
-        # a tile reads, for kernel column kw, inputs t0*s + off + l*s (l < 8): straight vector loads
-        # where the whole tile is inside the input for every kw (stride 1, or 2 via the even lanes of
-        # two loads), else a gather with zeros for padding and for lanes past the row's end
-        zero = " ".join(f"kos_v8f a{j} = {{0}};" for j in range(ocb))
-        vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
-        fast = {1: "memcpy(&xv, xp, 32);",
-                2: "kos_v8f lo, hi; memcpy(&lo, xp, 32); memcpy(&hi, xp + 8, 32); xv = KOS_EVEN8(lo, hi);"}.get(st[1])
-        gather = (f"for (int l = 0; l < 8; l++) {{ const int64_t p = base + l * {st[1]}; "
-                  f"xv[l] = (l < nv && p >= 0 && p < {wd}) ? xr[p] : 0.0f; }}")
+        code = _conv2d_gather_tiles(x, w, out, st, dil, pb, ocb, rows_loop, ckk)
+    index = f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
+    return ocb, ow, code, index
 
-        load = gather if fast is None else (f"if (nv == 8 && base >= 0 && base + {8 * st[1] - 1} < {wd}) {{ {fast} }} "
-                                            f"else {{ {gather} }}")
-        store = " ".join(f"for (int l = 0; l < nv; l++) accrow[{j}][t0 + l] = a{j}[l];" for j in range(ocb))
-        code = f"""\
-        const int64_t n = row / {oc // ocb * oh}, oc0 = row / {oh} % {oc // ocb} * {ocb}, oh = row % {oh};
-        for (int64_t t0 = 0; t0 < {ow}; t0 += 8) {{
-            const int nv = t0 + 8 < {ow} ? 8 : (int)({ow} - t0);
+
+def _padded_width(kw, ow, st, dil):
+    """Floats per zero-padded input row: every tile of the row (up to 16 outputs), read by straight loads."""
+    lanes = 16 if ow > 8 else 8
+    return -(-ow // lanes) * lanes * st[1] + (kw - 1) * dil[1]
+
+
+def _padded_rows_B(cg, kh, kw, ow, st, dil, out_rows):
+    return cg * _input_rows(kh, st, dil, out_rows) * _padded_width(kw, ow, st, dil) * 4
+
+
+def _input_rows(kh, st, dil, out_rows):
+    """Input rows that `out_rows` consecutive output rows read."""
+    return (out_rows - 1) * st[0] + (kh - 1) * dil[0] + 1
+
+
+def _conv2d_padded_tiles(x, w, out, st, dil, pb, og, cg, ocb, px, pw):
+    """float32 cpu rows of a 2-D convolution from a zero-padded copy of the input rows. A block is
+    `per_block` tiles of ocb channels x `out_rows` output rows (n, oc0.., oh0..): it copies the cg x
+    nin input rows they read once into xpad, with the padding (and the slack the last tile reads past
+    the row's end) as zeros, so every tile then reads its inputs with straight vector loads (stride 2:
+    the even lanes of two loads) and no bounds checks. A tile is 8 outputs (16 where the compiler
+    targets 512-bit vectors and the row is wider than 8) x ocb channels, its ocb accumulators in
+    vector registers. Several output rows per block (narrow layers) reuse the block's weights and
+    the overlapping input rows; several channel tiles reuse the copy while enough blocks remain."""
+    (_, c, h, wd), (_, _, kh, kw), (nb, oc, oh, ow) = x, w, out
+    out_rows = next(r for r in range(min(oh, max(1, CONV_BLOCK_PIXELS // ow)), 0, -1)
+                    if oh % r == 0 and (r == 1 or _padded_rows_B(cg, kh, kw, ow, st, dil, r) <= CONV_PAD_BUFFER_MAX_B))
+    row_blocks = oh // out_rows
+    per_block = next(g for g in (4, 2, 1) if (og // ocb) % g == 0 and nb * oc // (ocb * g) * row_blocks >= CONV_MIN_BLOCKS
+                     or g == 1)
+    oc_rows = ocb * per_block
+    chan0 = f"oc0 / {og} * {cg}" if og != oc else "0"
+    wp, nin = _padded_width(kw, ow, st, dil), _input_rows(kh, st, dil, out_rows)
+    lead = min(pb[1], wp)                     # zeros before the row's first input
+    ncopy = max(0, min(wd, wp - lead))        # inputs copied (the last tiles may not reach the end)
+    geom = (cg, kh, kw, ow, st, dil, ocb, per_block, out_rows, nin, pw)
+    tiles = _conv2d_tiles(8, *geom)
+    if ow > 8:
+        tiles = f"#if KOS_VEC16\n{_conv2d_tiles(16, *geom)}\n#else\n{tiles}\n#endif"
+    code = f"""\
+        const int64_t n = row / {oc // oc_rows * row_blocks}, oc0 = row / {row_blocks} % {oc // oc_rows} * {oc_rows};
+        const int64_t oh0 = row % {row_blocks} * {out_rows};
+        float xpad[{cg * nin * wp}];
+        int live[{nin}];
+        for (int64_t q = 0; q < {nin}; q++) {{
+            const int64_t ih = oh0 * {st[0]} - {pb[0]} + q;
+            live[q] = ih >= 0 && ih < {h};
+            if (!live[q]) continue;
+            for (int64_t ic = 0; ic < {cg}; ic++) {{
+                float *d = xpad + (ic * {nin} + q) * {wp};
+                memset(d, 0, {lead * 4});
+                memcpy(d + {lead}, {px} + ((n * {c} + {chan0} + ic) * {h} + ih) * {wd}, {ncopy * 4});
+                memset(d + {lead + ncopy}, 0, {(wp - lead - ncopy) * 4});
+            }}
+        }}
+{tiles}"""
+    index = f"((n * {oc} + oc0 + j / {out_rows}) * {oh} + oh0 + j % {out_rows}) * {ow} + o"
+    return oc_rows * out_rows, ow, code, index
+
+
+def _conv2d_tiles(lanes, cg, kh, kw, ow, st, dil, ocb, per_block, out_rows, nin, pw):
+    """The tile loops over xpad with `lanes`-wide vectors (8: kos_v8f, 16: kos_v16f)."""
+    vt, wp = f"kos_v{lanes}f", _padded_width(kw, ow, st, dil)
+    ckk = cg * kh * kw
+    zero = " ".join(f"{vt} a{j} = {{0}};" for j in range(ocb))
+    vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
+    load = {1: f"memcpy(&xv, xp, {lanes * 4});",
+            2: f"{vt} lo, hi; memcpy(&lo, xp, {lanes * 4}); memcpy(&hi, xp + {lanes}, {lanes * 4}); "
+               f"xv = KOS_EVEN{lanes}(lo, hi);"}.get(st[1], f"for (int l = 0; l < {lanes}; l++) xv[l] = xp[l * {st[1]}];")
+    store = " ".join(f"for (int l = 0; l < nv; l++) accrow[(g * {ocb} + {j}) * {out_rows} + r][t0 + l] = a{j}[l];"
+                     for j in range(ocb))
+    return f"""\
+        for (int64_t g = 0; g < {per_block}; g++)
+        for (int64_t r = 0; r < {out_rows}; r++)
+        for (int64_t t0 = 0; t0 < {ow}; t0 += {lanes}) {{
+            const int nv = t0 + {lanes} < {ow} ? {lanes} : (int)({ow} - t0);
             {zero}
-            {rows_loop}
+            for (int64_t ic = 0; ic < {cg}; ic++) for (int64_t kh = 0; kh < {kh}; kh++) {{
+                const int64_t q = r * {st[0]} + kh * {dil[0]};
+                if (!live[q]) continue;
+                const float *xr = xpad + (ic * {nin} + q) * {wp} + t0 * {st[1]};
+                const float *wr = {pw} + (((oc0 + g * {ocb}) * {cg} + ic) * {kh} + kh) * {kw};
                 for (int64_t kw = 0; kw < {kw}; kw++) {{
-                    const int64_t base = t0 * {st[1]} + kw * {dil[1]} - {pb[1]};
-                    const float *xp = xr + base; (void)xp;
-                    kos_v8f xv;
+                    const float *xp = xr + kw * {dil[1]};
+                    {vt} xv;
                     {load}
                     {vfma}
                 }}
             }}
             {store}
         }}"""
-    index = f"((n * {oc} + oc0 + j) * {oh} + oh) * {ow} + o"
-    return ocb, ow, code, index
+
+
+def _conv2d_gather_tiles(x, w, out, st, dil, pb, ocb, rows_loop, ckk):
+    """float32 tiles reading the input in place (when a padded copy would not fit the stack)."""
+    (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
+    # a tile reads, for kernel column kw, inputs t0*s + off + l*s (l < 8): straight vector loads
+    # where the whole tile is inside the input for every kw (stride 1, or 2 via the even lanes of
+    # two loads), else a gather with zeros for padding and for lanes past the row's end
+    zero = " ".join(f"kos_v8f a{j} = {{0}};" for j in range(ocb))
+    vfma = " ".join(f"a{j} += xv * wr[{j * ckk} + kw];" for j in range(ocb))
+    fast = {1: "memcpy(&xv, xp, 32);",
+            2: "kos_v8f lo, hi; memcpy(&lo, xp, 32); memcpy(&hi, xp + 8, 32); xv = KOS_EVEN8(lo, hi);"}.get(st[1])
+    gather = (f"for (int l = 0; l < 8; l++) {{ const int64_t p = base + l * {st[1]}; "
+              f"xv[l] = (l < nv && p >= 0 && p < {wd}) ? xr[p] : 0.0f; }}")
+
+    load = gather if fast is None else (f"if (nv == 8 && base >= 0 && base + {8 * st[1] - 1} < {wd}) {{ {fast} }} "
+                                        f"else {{ {gather} }}")
+    store = " ".join(f"for (int l = 0; l < nv; l++) accrow[{j}][t0 + l] = a{j}[l];" for j in range(ocb))
+    code = f"""\
+    const int64_t n = row / {oc // ocb * oh}, oc0 = row / {oh} % {oc // ocb} * {ocb}, oh = row % {oh};
+    for (int64_t t0 = 0; t0 < {ow}; t0 += 8) {{
+        const int nv = t0 + 8 < {ow} ? 8 : (int)({ow} - t0);
+        {zero}
+        {rows_loop}
+            for (int64_t kw = 0; kw < {kw}; kw++) {{
+                const int64_t base = t0 * {st[1]} + kw * {dil[1]} - {pb[1]};
+                const float *xp = xr + base; (void)xp;
+                kos_v8f xv;
+                {load}
+                {vfma}
+            }}
+        }}
+        {store}
+    }}"""
+    return code
 
 
 @register("ConvTranspose")
@@ -281,7 +387,34 @@ class MaxPool(Pool):
         loops, pre, xidx, cond = _loops_and_index(node, b, x, k_sp, st, dil, pb, "c1")
         px = b.param(node.inputs[0])
         lowest = literal(-np.inf, dt) if dt in ("float32", "float64") else literal(np.iinfo(dt).min, dt)
-        b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "max", acc_ctype(dt), lowest, cond, pre=pre))
+        rows = _maxpool2d_rows(x, b.out_shape, k_sp, st, dil, pb, px, acc_ctype(dt)) if len(x) == 4 else None
+        b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "max", acc_ctype(dt), lowest, cond, pre=pre,
+                                            cpu_rows=rows))
+
+
+def _maxpool2d_rows(x, out, k_sp, st, dil, pb, px, acc_t):
+    """cpu rows of a 2-D max pool: a block is one output row (n, c, oh); for each window position
+    (kh, kw) the outputs whose input lies inside the row take the max in one straight loop (NaN wins,
+    as in the reduction)."""
+    (_, _, h, wd), (_, _, oh, ow) = x, out
+    code = f"""\
+        const int64_t nc = row / {oh}, oh = row % {oh};
+        for (int64_t kh = 0; kh < {k_sp[0]}; kh++) {{
+            const int64_t ih = oh * {st[0]} - {pb[0]} + kh * {dil[0]};
+            if (ih < 0 || ih >= {h}) continue;
+            const __typeof__(*{px}) *xr = {px} + (nc * {h} + ih) * {wd};
+            for (int64_t kw = 0; kw < {k_sp[1]}; kw++) {{
+                const int64_t off = kw * {dil[1]} - {pb[1]};
+                const int64_t lo = off < 0 ? (-off + {st[1] - 1}) / {st[1]} : 0;
+                int64_t hi = {wd} - off <= 0 ? 0 : ({wd} - off + {st[1] - 1}) / {st[1]};
+                if (hi > {ow}) hi = {ow};
+                for (int64_t o = lo; o < hi; o++) {{
+                    const {acc_t} v = xr[o * {st[1]} + off];
+                    if (v > accrow[0][o] || v != v) accrow[0][o] = v;
+                }}
+            }}
+        }}"""
+    return 1, ow, code, f"row * {ow} + o"
 
 
 @register("AveragePool")

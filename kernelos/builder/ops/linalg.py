@@ -19,7 +19,8 @@ def lin(shape, coords) -> str:
     return " + ".join(terms) or "0"
 
 
-DOT_ROWS = 16   # outputs a cpu matmul block computes (kos_dot4_f32, four weight rows at a time)
+DOT_ROWS = 16   # outputs along n a cpu matmul block computes (kos_dot4_f32, four weight rows at a time)
+DOT_M_ROWS = (3, 4, 2)   # A rows a cpu matmul block with M > 1 takes (the first dividing M): kos_dot_mx4_f32
 
 
 def batch_coords(batch_shape) -> list:
@@ -34,19 +35,37 @@ def tiled_gemm(b, dt, z, m, n, k, a_load, b_load, b_k_fastest):
     return TiledGemm(z, m, n, k, a_load, b_load, b_k_fastest)
 
 
-def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False, tiled=None):
+def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False,
+             m_rows=1, outer_m=0, tiled=None):
     """out = finish(sum_k A[a_base + k*a_stride] * B[b_base + k*b_stride]). n_last: the last output
-    coordinate is B's row index n, so consecutive outputs read B rows k apart. tiled: its GEMM form."""
+    coordinate is B's row index n, so consecutive outputs read B rows k apart. m_rows: the output is
+    [m_rows, N] row after row, A's rows k apart (then a cpu block is a register tile of mr x 16).
+    outer_m: B is [.., K, N] with n contiguous (b_stride = N), A's rows (M = outer_m of them per
+    batch) k apart: a cpu block then accumulates whole output rows as sums of scaled B rows.
+    tiled: the GEMM form for the tiled CUDA template (None: the per-output kernels)."""
     dt = b.dtype(out)
     pa, pb = b.param(a_name), b.param(b_name)
     b.stmt(f"const int64_t ab = {a_base}, bb = {b_base};")
     term = f"({acc_ctype(dt)}){pa}[ab + r0 * {a_stride}] * {pb}[bb + r0 * {b_stride}]"
     cpu = vec4 = rows = None
+    if dt == "float32" and a_stride == 1 and outer_m:
+        rows = _outer_rows(b, pa, pb, outer_m, b_stride, k)
     if dt == "float32" and a_stride == 1 and b_stride == 1:
         cpu = f"acc = kos_dot_f32({pa} + ab, {pb} + bb, {k});"
         if k % 4 == 0:      # row starts are multiples of k, buffers 256-byte aligned: float4 loads
             vec4 = (f"{pa} + ab", f"{pb} + bb", k)
-        if n_last and b.out_shape[-1] % DOT_ROWS == 0:
+        mr = next((r for r in DOT_M_ROWS if m_rows % r == 0), 1) if n_last else 1
+        if mr > 1 and b.out_shape[-1] % DOT_ROWS == 0:
+            # a cpu block is mr A rows x DOT_ROWS B rows (B is [N, K]); blocks run m fastest so
+            # consecutive blocks reuse the same B rows from cache
+            n_len, m_blocks = b.out_shape[-1], m_rows // mr
+            first = " ".join([b.coords_code(), *b.pre])
+            rows = (mr * DOT_ROWS, 1,
+                    f"        {{ const int64_t i = row % {m_blocks} * {mr * n_len} + row / {m_blocks} * {DOT_ROWS}; {first} "
+                    f"for (int64_t g = 0; g < {DOT_ROWS}; g += 4) kos_dot_mx4_f32({pa} + ab, {k}, {pb} + bb + g * {k}, "
+                    f"{k}, {k}, {mr}, &accrow[g][0], {DOT_ROWS}); }}",
+                    f"(row % {m_blocks} * {mr} + j / {DOT_ROWS}) * {n_len} + row / {m_blocks} * {DOT_ROWS} + j % {DOT_ROWS}")
+        elif n_last and b.out_shape[-1] % DOT_ROWS == 0:
             # a cpu block is DOT_ROWS outputs along n: one A row, B rows k apart (B is [.., N, K]),
             # four at a time
             first = " ".join([b.coords_code(), *b.pre])
@@ -56,6 +75,23 @@ def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, fini
                     f"row * {DOT_ROWS} + j")
     b.reduce(out, Reduction([("r0", k)], term, "sum", acc_ctype(dt), literal(0, dt), cpu_code=cpu, vec4=vec4,
                             cpu_rows=rows, tiled=tiled), finish)
+
+
+def _outer_rows(b, pa, pb, m, n_len, k):
+    """cpu rows for out[.., m, :] = sum_k A[.., m, k] * B[.., k, :]: a block is mr output rows of one
+    batch; each step adds a[m][k] times B's row k to every row (a straight, vectorised loop over n)."""
+    mr = next(r for r in (4, 2, 1) if m % r == 0)
+    first = " ".join([b.coords_code(), *b.pre])
+    code = f"""\
+        {{ const int64_t i = row * {mr * n_len}; {first}
+        for (int64_t kk = 0; kk < {k}; kk++) {{
+            const float *br = {pb} + bb + kk * {n_len};
+            for (int64_t j = 0; j < {mr}; j++) {{
+                const float av = {pa}[ab + j * {k} + kk];
+                for (int64_t o = 0; o < {n_len}; o++) accrow[j][o] += av * br[o];
+            }}
+        }} }}"""
+    return mr, n_len, code, f"row * {mr * n_len} + j * {n_len} + o"
 
 
 def transposed_weight(b, name):
@@ -108,13 +144,15 @@ class MatMul(Op):
             bt_shape = c2[:-2] + (c2[-1], k)
             tiled = two_d and tiled_gemm(b, dt, z, a2[-2], c2[-1], k, a_load,
                                          f"{b.param(bt)}[{lin(bt_shape, gb + ['gn', 'gk'])}]", True)
+            m_rows = int(np.prod(a2[:-1])) if len(c) == 2 and int(np.prod(a2[:-1])) * c2[-1] == b.n else 1
             emit_dot(b, node.outputs[0], a_name, a_base, 1, bt, lin(bt_shape, batch + [n, "0"]), 1, k, n_last=True,
-                     tiled=tiled or None)
+                     m_rows=m_rows, tiled=tiled or None)
         else:
             tiled = two_d and tiled_gemm(b, dt, z, a2[-2], c2[-1], k, a_load,
                                          f"{b.param(b_name)}[{lin(c2, gb + ['gk', 'gn'])}]", False)
+            outer_m = a2[-2] if len(a) >= 2 and len(c) >= 2 else 0
             emit_dot(b, node.outputs[0], a_name, a_base, 1, b_name, lin(c2, batch + ["0", n]), c2[-1], k,
-                     tiled=tiled or None)
+                     outer_m=outer_m, tiled=tiled or None)
 
 
 @register("Gemm")
@@ -152,4 +190,5 @@ class Gemm(Op):
             cval = b.val(node.inputs[2])
             finish += f" + {cval}" if beta == 1.0 else f" + {literal(beta, dt)} * {cval}"
         emit_dot(b, out, a_name, a_base, a_stride, name, b_base, b_stride, k, finish, n_last=True,
+                 m_rows=m if a_stride == 1 and b_stride == 1 else 1,
                  tiled=tiled_gemm(b, dt, 1, m, n, k, a_load, b_load, b_k_fastest))

@@ -11,12 +11,25 @@
 
 typedef float kos_v8f __attribute__((vector_size(32)));
 
-/* The even lanes of two consecutive vectors: 8 inputs of a stride-2 window row. */
+typedef float kos_v16f __attribute__((vector_size(64)));
+
+/* Kernels that have a 16-lane variant use it where the compiler targets 512-bit vectors. */
+#if defined(__AVX512F__)
+#define KOS_VEC16 1
+#else
+#define KOS_VEC16 0
+#endif
+
+/* The even lanes of two consecutive vectors: 8 (16) inputs of a stride-2 window row. */
 #if defined(__clang__)
 #define KOS_EVEN8(lo, hi) __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14)
+#define KOS_EVEN16(lo, hi) __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #else
 typedef int32_t kos_v8i __attribute__((vector_size(32)));
+typedef int32_t kos_v16i __attribute__((vector_size(64)));
 #define KOS_EVEN8(lo, hi) __builtin_shuffle(lo, hi, (kos_v8i){0, 2, 4, 6, 8, 10, 12, 14})
+#define KOS_EVEN16(lo, hi) \
+    __builtin_shuffle(lo, hi, (kos_v16i){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
 #endif
 
 /* Dot product of two contiguous float rows: 4 independent 8-wide accumulators so the loop streams
@@ -61,6 +74,47 @@ static inline void kos_dot4_f32(const float *KOS_RESTRICT a, const float *KOS_RE
         for (int64_t t = k; t < n; t++) r += a[t] * rows[j][t];
         out[j * out_stride] = r;
     }
+}
+
+/* A register tile of dot products for a matmul with M > 1: out[i * ldo + j] = dot(a + i lda,
+ * b + j ldb) over n, for i < mr (a literal 1..4 at every call, so the loops unroll) and j < 4. The
+ * mr x 4 accumulators stay in vector registers; each step loads mr rows of a and 4 of b once.
+ * Called through kos_dot_mx4_f32 below. */
+static inline __attribute__((always_inline)) void kos_dot_mx4_tile(
+        const float *KOS_RESTRICT a, int64_t lda, const float *KOS_RESTRICT b, int64_t ldb, int64_t n, int mr,
+        float *out, int64_t ldo) {
+    kos_v8f s[4][4];
+    for (int i = 0; i < mr; i++) for (int j = 0; j < 4; j++) s[i][j] = (kos_v8f){0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        kos_v8f x[4];
+        for (int i = 0; i < mr; i++) memcpy(&x[i], a + i * lda + k, 32);
+        for (int j = 0; j < 4; j++) {
+            kos_v8f w;
+            memcpy(&w, b + j * ldb + k, 32);
+            for (int i = 0; i < mr; i++) s[i][j] += x[i] * w;
+        }
+    }
+    for (int i = 0; i < mr; i++) for (int j = 0; j < 4; j++) {
+        const kos_v8f v = s[i][j];
+        float r = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+        for (int64_t t = k; t < n; t++) r += a[i * lda + t] * b[j * ldb + t];
+        out[i * ldo + j] = r;
+    }
+}
+
+/* Without AVX-512 (16 vector registers) a tile of more than 2 x 4 spills: it runs as two tiles. */
+static inline __attribute__((always_inline)) void kos_dot_mx4_f32(
+        const float *KOS_RESTRICT a, int64_t lda, const float *KOS_RESTRICT b, int64_t ldb, int64_t n, int mr,
+        float *out, int64_t ldo) {
+#if !KOS_VEC16
+    if (mr > 2) {
+        kos_dot_mx4_tile(a, lda, b, ldb, n, 2, out, ldo);
+        kos_dot_mx4_tile(a + 2 * lda, lda, b, ldb, n, mr - 2, out + 2 * ldo, ldo);
+        return;
+    }
+#endif
+    kos_dot_mx4_tile(a, lda, b, ldb, n, mr, out, ldo);
 }
 
 static inline int64_t kos_ipow(int64_t b, int64_t e) {
