@@ -18,7 +18,7 @@ def parse_inputs(pairs) -> dict:
             raise InvalidArgument(f"input {name!r} is given twice")
         try:
             out[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
             raise InvalidArgument(f"cannot read input {name!r} from {path}: {e}") from None
     return out
 

@@ -48,8 +48,8 @@ def parse_consts(items) -> dict:
     for item in items:
         name, _, path = item.partition("=")
         try:
-            out[name] = np.load(path)
-        except (OSError, ValueError) as e:
+            out[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
             raise GraphError(f"--const {item!r}: cannot load {path!r}: {e}") from None
     return out
 
