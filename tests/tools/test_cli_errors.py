@@ -1,8 +1,16 @@
 """Bad input on user-reachable `kernelos` paths gets one clear line and exit 2, never a traceback."""
 
+import socket
+
 import pytest
 
 from tools.cli import main
+
+
+def _closed_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
 
 
 def test_empty_npy_input_is_a_clear_error(tmp_path, capsys):
@@ -18,3 +26,18 @@ def test_empty_npy_const_is_a_clear_error(tmp_path, capsys):
     empty.write_bytes(b"")
     assert main(["build", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.kimg"), "--const", f"a={empty}"]) == 2
     assert "--const" in capsys.readouterr().err
+
+
+def test_request_to_a_closed_tcp_port_is_a_clear_error(capsys):
+    assert main(["request", f"tcp://127.0.0.1:{_closed_tcp_port()}", "--stats"]) == 2
+    assert "is `kernelos boot` serving?" in capsys.readouterr().err
+
+
+def test_request_to_a_server_that_never_replies_times_out_clearly(capsys):
+    with socket.socket() as listener:  # accepts connections (backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert main(["request", f"tcp://127.0.0.1:{port}", "--stats", "--timeout", "0.2"]) == 2
+    assert "no reply within 0.2 s" in capsys.readouterr().err
+
