@@ -33,6 +33,12 @@ def test_request_to_a_closed_tcp_port_is_a_clear_error(capsys):
     assert "is `kernelos boot` serving?" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["nan", "0", "-1"])
+def test_shell_refuses_a_timeout_that_is_not_positive(value, capsys):
+    assert main(["shell", "--device", "cpu", "--no-ipython", "--timeout-s", value]) == 2
+    assert "--timeout-s must be positive" in capsys.readouterr().err
+
+
 def test_request_to_a_server_that_never_replies_times_out_clearly(capsys):
     with socket.socket() as listener:  # accepts connections (backlog) but never answers
         listener.bind(("127.0.0.1", 0))

@@ -58,7 +58,7 @@ def run(args) -> int:
     from tools.shell.console import interact
     from tools.shell.session import Session
 
-    if args.timeout_s <= 0:
+    if not args.timeout_s > 0:  # also refuses NaN
         raise hal.InvalidArgument(f"--timeout-s must be positive, got {args.timeout_s}")
     dev = hal.open(args.device or _best_spec())
     atexit.register(dev.close)  # also on paths that skip the finally (an exit from inside IPython)
