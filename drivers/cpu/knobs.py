@@ -9,8 +9,11 @@ KERNELOS_CPU_FFI        how the runtime is called: "abi" forces cffi ABI mode (d
                         where Python's headers are installed)
 """
 
+import math
 import os
 from pathlib import Path
+
+from hal.errors import InvalidArgument
 
 
 def cache_dir() -> Path:
@@ -29,6 +32,8 @@ def memory_budget_B() -> tuple[int, str]:
     """(bytes, where the figure came from)."""
     forced = os.environ.get("KERNELOS_CPU_MEMORY_B")
     if forced:
+        if not forced.isdigit():
+            raise InvalidArgument(f"KERNELOS_CPU_MEMORY_B must be a byte count (digits), got {forced!r}")
         return int(forced), "KERNELOS_CPU_MEMORY_B"
     with open("/proc/meminfo") as f:
         for line in f:
@@ -38,7 +43,14 @@ def memory_budget_B() -> tuple[int, str]:
 
 
 def spin_ns() -> int:
-    return int(float(os.environ.get("KERNELOS_CPU_SPIN_US", "50")) * 1000)
+    text = os.environ.get("KERNELOS_CPU_SPIN_US", "50")
+    try:
+        spin_us = float(text)
+    except ValueError:
+        spin_us = math.nan
+    if not 0 <= spin_us <= 1e9:  # also refuses NaN and inf
+        raise InvalidArgument(f"KERNELOS_CPU_SPIN_US must be microseconds in 0..1e9, got {text!r}")
+    return int(spin_us * 1000)
 
 
 def ffi_mode() -> str:

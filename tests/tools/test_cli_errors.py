@@ -39,6 +39,14 @@ def test_shell_refuses_a_timeout_that_is_not_positive(value, capsys):
     assert "--timeout-s must be positive" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name,value", [("KERNELOS_CPU_MEMORY_B", "abc"), ("KERNELOS_CPU_MEMORY_B", "-1"),
+                                        ("KERNELOS_CPU_SPIN_US", "-5"), ("KERNELOS_CPU_SPIN_US", "nan")])
+def test_bad_cpu_knob_is_a_clear_error(name, value, monkeypatch, capsys):
+    monkeypatch.setenv(name, value)
+    assert main(["shell", "--device", "cpu", "--no-ipython"]) == 2
+    assert name in capsys.readouterr().err
+
+
 def test_request_to_a_server_that_never_replies_times_out_clearly(capsys):
     with socket.socket() as listener:  # accepts connections (backlog) but never answers
         listener.bind(("127.0.0.1", 0))
@@ -46,4 +54,3 @@ def test_request_to_a_server_that_never_replies_times_out_clearly(capsys):
         port = listener.getsockname()[1]
         assert main(["request", f"tcp://127.0.0.1:{port}", "--stats", "--timeout", "0.2"]) == 2
     assert "no reply within 0.2 s" in capsys.readouterr().err
-
