@@ -163,8 +163,11 @@ def _run(args, opts) -> dict:
         return dfu_ops.download(_select(args, opts, protocols), data, opts, args.allow_no_suffix, args.runtime_id)
     if cmd == "dfu-upload":
         data, info = dfu_ops.upload(_select(args, opts, ("dfu", "dfuse")), opts, args.size, args.address, args.alt)
-        with open(args.output, "wb") as f:
-            f.write(data)
+        try:
+            with open(args.output, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            raise FlashError(f"cannot write {args.output}: {e.strerror or e} (the device was only read)") from None
         return {**info, "output": args.output}
     if cmd == "bridge-info":
         return bridge.info(_select(args, opts, ("asm2464",)), opts)

@@ -233,3 +233,14 @@ def test_model_bridge_power_loss_during_a_restore_is_itself_restorable(write_fil
     assert bytes(model.chip.mem) == saved.read_bytes()
     _power_cycle(model)
     assert "custom v0.1" in run_cli(backend, "list").out
+
+
+@pytest.mark.parametrize("command", ["bridge-backup", "bridge-write"])
+def test_model_bridge_unwritable_backup_path_is_a_clear_error_and_nothing_is_written(command, write_file, tmp_path):
+    model, backend, old, _new, path = _setup(write_file)
+    before = bytes(model.chip.mem)
+    backup = tmp_path / "no-such-dir" / "b.bin"
+    argv = [command, backup] if command == "bridge-backup" else [command, path, "--backup", backup, BRICK]
+    r = run_cli(backend, *argv, "--quiet")
+    assert r.rc == 10 and "cannot write the backup" in r.err, r
+    assert bytes(model.chip.mem) == before

@@ -211,3 +211,9 @@ def test_model_dfu_device_that_cannot_upload_is_flashed_without_verify(write_fil
     result = json.loads(r.out)
     assert result["verified"] is False and "bitCanUpload = 0" in result["verify_skipped"]
     assert model.firmware == new and model.mode == "runtime"
+
+
+def test_model_dfu_upload_to_an_unwritable_path_is_a_clear_error(write_file, tmp_path):
+    _model, backend, _old, _new, _path = _setup(write_file)
+    r = run_cli(backend, "dfu-upload", tmp_path / "no-such-dir" / "b.dfu", "--size", 65536, "--quiet")
+    assert r.rc == 10 and "cannot write" in r.err, r

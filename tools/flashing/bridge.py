@@ -80,11 +80,15 @@ def read_backup(spi: SpiFlash, opts: FlashOptions) -> bytes:
 def save_backup(data: bytes, path: str):
     """Write the backup and read it back from disk: it must be good before anything is erased."""
     tmp = f"{path}.part"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise FlashError(f"cannot write the backup {path}: {e.strerror or e}; nothing was erased "
+                         f"(choose another --backup / output path)") from None
     with open(path, "rb") as f:
         if f.read() != data:
             raise FlashError(f"the backup file {path} does not read back identically: check the disk")
