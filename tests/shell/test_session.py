@@ -135,3 +135,10 @@ def test_stepper_runs_the_demo_image_node_by_node(shell, tmp_path, capsys):
     assert m.next == 0
     m.run()
     np.testing.assert_allclose(m.tensor("y"), np.maximum(-x * w + b, 0), rtol=1e-6)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("timeout_s", [float("nan"), -1.0])
+def test_wait_refuses_a_timeout_that_would_never_end_or_is_negative(shell, timeout_s):
+    with pytest.raises(hal.InvalidArgument, match="timeout_s"):
+        shell.wait(shell.signal(0), 1, timeout_s=timeout_s)

@@ -7,13 +7,15 @@ Ctrl-C raises KeyboardInterrupt at once, and the overall deadline raises DeviceT
 
 import time
 
-from hal.errors import DeviceTimeout
+from hal.errors import DeviceTimeout, InvalidArgument
 
 SLICE_S = 0.05
 
 
 def wait_signal(sig, value: int, timeout_s: float):
     """Return once sig.value >= value; DeviceTimeout after timeout_s; Ctrl-C interrupts."""
+    if not timeout_s >= 0:  # also refuses NaN, which would never time out
+        raise InvalidArgument(f"timeout_s must be >= 0, got {timeout_s}")
     deadline = time.monotonic() + timeout_s
     while True:
         remaining_s = deadline - time.monotonic()
