@@ -218,6 +218,11 @@ kos_dev *kos_dev_create(int nworkers, uint64_t spin_ns) {
     d->spin_ns = spin_ns;
     pthread_mutex_init(&d->pool_lock, NULL);
     d->workers = calloc(nworkers > 0 ? nworkers : 1, sizeof(worker));
+    if (!d->workers) {
+        pthread_mutex_destroy(&d->pool_lock);
+        free(d);
+        return NULL;
+    }
     for (int i = 0; i < nworkers; i++) {
         worker *w = &d->workers[i];
         w->dev = d;
@@ -331,12 +336,6 @@ struct kos_queue {
     pthread_t thread;
 };
 
-static void write_signal(kos_dev *d, const kos_queue *q, const kos_packet *p, uint64_t value) {
-    (void)q;
-    atomic_store((_Atomic uint64_t *)(uintptr_t)p->u.sig.addr, value);
-    bump_wake(d);
-}
-
 static uint64_t packet_value(const kos_queue *q, const kos_packet *p) {
     return (p->flags & KOS_FLAG_VAR) ? q->vals[p->slot] + p->u.sig.value : p->u.sig.value;
 }
@@ -362,10 +361,10 @@ static int execute(kos_queue *q, const kos_packet *p) {
         memmove((void *)(uintptr_t)p->u.copy.dst, (const void *)(uintptr_t)p->u.copy.src, p->u.copy.size_B);
         return KOS_OK;
     case KOS_OP_SIGNAL:
-        write_signal(d, q, p, packet_value(q, p));
+        kos_signal_set(d, p->u.sig.addr, packet_value(q, p));
         return KOS_OK;
     case KOS_OP_TIMESTAMP:
-        write_signal(d, q, p, now_ns());
+        kos_signal_set(d, p->u.sig.addr, now_ns());
         return KOS_OK;
     case KOS_OP_WAIT:
         return wait_value(d, p->u.sig.addr, packet_value(q, p), -1, &q->stop, 0) == KOS_STOPPED ? KOS_STOPPED : KOS_OK;
