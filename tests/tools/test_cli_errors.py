@@ -54,3 +54,11 @@ def test_request_to_a_server_that_never_replies_times_out_clearly(capsys):
         port = listener.getsockname()[1]
         assert main(["request", f"tcp://127.0.0.1:{port}", "--stats", "--timeout", "0.2"]) == 2
     assert "no reply within 0.2 s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag,value", [("--width", "0"), ("--layers", "0"), ("--count", "-1")])
+def test_demo_refuses_sizes_that_cannot_build_as_a_usage_error(flag, value, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--output", str(tmp_path / "d.kimg"), flag, value])
+    assert exit_info.value.code == 2 and f"{flag}: must be" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`kernelos demo`: build the demo MLP as ONNX, build its image for the cpu and every NVIDIA GPU
 present, then boot it (self-test, timed inferences) on the best device present."""
 
+import argparse
 import os
 
 import onnx
@@ -11,12 +12,24 @@ NAME = "demo"
 HELP = "build the demo MLP image (cpu + GPUs present) and boot it"
 
 
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return value
+    return parse
+
+
 def add_arguments(p):
     p.add_argument("--output", default="out/demo.kimg", help="image path (the ONNX model goes next to it)")
-    p.add_argument("--count", type=int, default=200, help="timed inferences after the self-test (default 200)")
+    p.add_argument("--count", type=_int_at_least(0), default=200, help="timed inferences after the self-test (default 200)")
     p.add_argument("--device", default=None, help="boot on this device instead of the best present (cpu, nv:0)")
-    p.add_argument("--width", type=int, default=1024, help="MLP width (default 1024)")
-    p.add_argument("--layers", type=int, default=4, help="MLP layers (default 4)")
+    p.add_argument("--width", type=_int_at_least(1), default=1024, help="MLP width (default 1024)")
+    p.add_argument("--layers", type=_int_at_least(1), default=4, help="MLP layers (default 4)")
 
 
 def gpu_targets() -> list:
