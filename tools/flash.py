@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     common.add_argument("--vid-pid", metavar="VID:PID", type=_vid_pid, help="select by USB IDs (hex), e.g. 0483:df11")
     common.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     common.add_argument("--quiet", action="store_true", help="no progress bar")
-    common.add_argument("--timeout-ms", type=int, default=2000, help="timeout of every USB transfer (default 2000)")
-    common.add_argument("--busy-timeout-s", type=float, default=10.0,
+    common.add_argument("--timeout-ms", type=_positive(int), default=2000, help="timeout of every USB transfer (default 2000)")
+    common.add_argument("--busy-timeout-s", type=_positive(float), default=10.0,
                         help="longest the device may stay busy programming (default 10)")
     writes = argparse.ArgumentParser(add_help=False)
     writes.add_argument("--dry-run", action="store_true", help="do every check, write nothing to the device")
@@ -90,6 +90,19 @@ def add_arguments(parser: argparse.ArgumentParser):
                                     "(default bridge-backup-SERIAL-TIME.bin)")
     p = sub.add_parser("bridge-restore", parents=[common, writes, brick], help="ASM2464: write a backup back")
     p.add_argument("--backup", required=True, help="a file made by bridge-backup or bridge-write")
+
+
+def _positive(kind):
+    """An argparse type: a finite number > 0 (libusb reads a 0 ms timeout as "wait forever")."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+        return value
+    return parse
 
 
 def _vid_pid(text: str) -> tuple:

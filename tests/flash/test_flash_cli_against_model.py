@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from tools import flash
 from tools.cli import build_parser as kernelos_parser
 from tools.flashing import bridge_image, dfu_file, discovery, usb_io
 from tools.flashing.errors import EXIT_CODES
@@ -87,3 +90,12 @@ def test_check_identifies_and_validates_files_without_a_device(write_file):
     assert r.rc == 4 and "neither a .dfu file" in r.err
     r = run_cli(None, "check", "/nonexistent/file.dfu")
     assert r.rc == 4 and "cannot read" in r.err
+
+
+def test_timeouts_that_would_never_expire_are_usage_errors(capsys):
+    """libusb treats a 0 ms timeout as "wait forever"; every transfer must have a deadline."""
+    for flag, value in (("--timeout-ms", "0"), ("--timeout-ms", "-5"), ("--busy-timeout-s", "nan"),
+                        ("--busy-timeout-s", "0"), ("--busy-timeout-s", "inf")):
+        with pytest.raises(SystemExit) as exit_info:
+            flash.build_parser().parse_args(["list", flag, value])
+        assert exit_info.value.code == 2 and f"{flag}: must be" in capsys.readouterr().err, (flag, value)
