@@ -1,6 +1,8 @@
 """The boot command's arguments and entry, shared by `kernelos boot IMAGE` (tools/commands/boot.py)
 and `python -m boot IMAGE` (boot/__main__.py, the entry without the rest of the kernelos command)."""
 
+import sys
+
 from .sequence import boot
 
 NAME = "boot"
@@ -30,7 +32,8 @@ def add_arguments(p):
 
 def run(args) -> int:
     if args.count is not None and args.count < 0:
-        raise SystemExit("kernelos boot: --count must be >= 0")
+        print("boot: --count must be >= 0", file=sys.stderr)
+        return 2  # a usage error, as argparse's own
     count = args.count
     if args.profile and count is None:
         count = DEFAULT_PROFILE_RUNS

@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass, field
 
 from .errors import DeviceClosed, InvalidArgument
+from .signal import timeline_value
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -59,7 +60,7 @@ class Device:
 
     def signal(self, value: int = 0):
         self._check_open()
-        return self._signal(int(value))
+        return self._signal(timeline_value(value))
 
     def queue(self, kind: str = "compute", index: int = 0):
         self._check_open()

@@ -1,6 +1,16 @@
 """Signal: a 64-bit timeline value in device-visible memory, written by the device."""
 
-from .errors import DeviceClosed
+import math
+
+from .errors import DeviceClosed, InvalidArgument
+
+
+def timeline_value(value) -> int:
+    """value as an int, or InvalidArgument unless it fits a 64-bit unsigned timeline."""
+    value = int(value)
+    if not 0 <= value < 1 << 64:
+        raise InvalidArgument(f"signal values are 64-bit unsigned, got {value}")
+    return value
 
 
 class Signal:
@@ -8,10 +18,12 @@ class Signal:
 
     Contract:
     - `value` reads the current value (a plain memory read, never blocks).
-    - `set(value)` writes it from the host (e.g. to release a queue waiting on it).
+    - `set(value)` writes it from the host (e.g. to release a queue waiting on it); values outside
+      0..2**64-1 raise InvalidArgument.
     - `wait(value, timeout_s)` returns once the counter is >= value; if that has not happened
       within timeout_s it raises DeviceTimeout naming the signal, the value wanted and the value
-      seen. It never hangs. A device fault seen while waiting raises DeviceFault.
+      seen. It never hangs: a negative or NaN timeout_s raises InvalidArgument; 0 polls once.
+      A device fault seen while waiting raises DeviceFault.
     - A signal used by `Queue.timestamp` holds device time in nanoseconds instead of a count.
     - `close()` frees the memory; later use raises DeviceClosed.
     """
@@ -31,11 +43,14 @@ class Signal:
 
     def set(self, value: int):
         self._check_live()
-        self._write(int(value))
+        self._write(timeline_value(value))
 
     def wait(self, value: int, timeout_s: float = 10.0):
         self._check_live()
-        self._wait(int(value), float(timeout_s))
+        timeout_s = float(timeout_s)
+        if math.isnan(timeout_s) or timeout_s < 0:  # a NaN deadline would never expire
+            raise InvalidArgument(f"timeout_s must be a number >= 0, got {timeout_s}")
+        self._wait(int(value), timeout_s)
 
     def close(self):
         if not self.closed and not self.device.closed:

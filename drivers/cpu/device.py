@@ -69,11 +69,7 @@ class CpuDevice(Device):
     # --- signals, queues, programs --------------------------------------------------------
     def _signal(self, value: int):
         sig = CpuSignal(self, self._signals.take())
-        try:
-            sig._write(value)
-        except InvalidArgument:
-            self._signals.give(sig.va)
-            raise
+        sig._write(value)
         return sig
 
     def _queue(self, kind: str, index: int):

@@ -88,6 +88,9 @@ def test_wait_timeout_raises_and_does_not_hang(dev):
     assert 0.04 <= time.monotonic() - t0 < 2.0
     with pytest.raises(DeviceTimeout):
         sig.wait(1, timeout_s=0)
+    for never in (float("nan"), -1.0):  # a deadline that never comes, or one already gone
+        with pytest.raises(InvalidArgument):
+            sig.wait(1, timeout_s=never)
     sig.close()
 
 
