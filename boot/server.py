@@ -108,6 +108,7 @@ class Server:
         if unix_path is None and tcp is None:
             raise KernelosError("give a UNIX socket path or a TCP address to serve on")
         self.model, self.unix_path, self.tcp = model, unix_path, tcp
+        self._tcp_address = parse_tcp(tcp) if tcp else None  # a bad address fails before anything listens
         # Default body limit: room for the model's inputs at up to 8 B per element (so a request with
         # the wrong dtype still gets a clear InvalidArgument), and no more.
         elements = sum(int(np.prod(shape)) for shape, _ in model.inputs.values())
@@ -124,7 +125,7 @@ class Server:
                 self._listen(_Unix(self.unix_path, _Handler))
                 self.addresses.append(self.unix_path)
             if self.tcp:
-                srv = _Tcp(parse_tcp(self.tcp), _Handler)
+                srv = _Tcp(self._tcp_address, _Handler)
                 self._listen(srv)
                 host, port = srv.server_address[:2]
                 self.addresses.append(f"{host}:{port}")

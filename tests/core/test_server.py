@@ -181,3 +181,18 @@ def test_second_server_on_a_live_socket_is_refused(served):
     from hal.errors import KernelosError
     with pytest.raises(KernelosError, match="already listening"):
         Server(server.model, unix_path=server.addresses[0]).start()
+
+
+def test_bad_tcp_address_leaves_no_unix_listener_behind(served, tmp_path):
+    """A bad --tcp is refused before anything listens: no socket file, no serving thread left."""
+    import os
+
+    from hal.errors import KernelosError
+    server, _ = served
+    sock = str(tmp_path / "bad-tcp.sock")
+    threads_before = set(threading.enumerate())
+    with pytest.raises(KernelosError, match="bad TCP address"):
+        Server(server.model, unix_path=sock, tcp="localhost:http").start()
+    assert not os.path.exists(sock)
+    assert not [t for t in set(threading.enumerate()) - threads_before if t.name.startswith("kernelos-serve")]
+
