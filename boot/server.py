@@ -55,7 +55,7 @@ class Stats:
 def parse_tcp(address: str) -> tuple:
     """"PORT" -> ("127.0.0.1", PORT); "HOST:PORT" -> (HOST, PORT)."""
     host, _, port = address.rpartition(":")
-    if not port.isdigit() or int(port) > 65535:
+    if not port.isdecimal() or int(port) > 65535:  # isdigit() passes "²", which int() refuses
         raise KernelosError(f"bad TCP address {address!r}: expected PORT or HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
 

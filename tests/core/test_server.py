@@ -196,3 +196,10 @@ def test_bad_tcp_address_leaves_no_unix_listener_behind(served, tmp_path):
     assert not os.path.exists(sock)
     assert not [t for t in set(threading.enumerate()) - threads_before if t.name.startswith("kernelos-serve")]
 
+
+@pytest.mark.parametrize("address", ["localhost:http", "127.0.0.1:\u00b2", "70000", ":"])
+def test_bad_tcp_addresses_are_typed_errors(address):
+    from boot.server import parse_tcp
+    from hal.errors import KernelosError
+    with pytest.raises(KernelosError, match="bad TCP address"):
+        parse_tcp(address)
