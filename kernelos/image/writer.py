@@ -58,7 +58,8 @@ def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden
     manifest's model.info (JSON-serialisable); its optional "golden_atol" / "golden_rtol" set the
     self-test tolerance (default 1e-4 each, |out - golden| <= atol + rtol * |golden|).
     The file appears complete or not at all: written to a temporary file in the same directory,
-    fsync'ed, then renamed over `path`; on any failure the temporary file is removed.
+    fsync'ed, then renamed over `path`; on any failure the temporary file is removed (an OS error,
+    such as a missing directory or a full disk, raises ImageError naming the path).
     """
     model_info = dict(model_info or {})
     targets = sorted({t for k in dag.kernels.values() for t, b in k.binaries.items() if b})
@@ -97,7 +98,10 @@ def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden
     sections = [Section(kind, name, off, data.nbytes, hashlib.sha256(data).digest())
                 for (kind, name, data), off in zip(payloads, offsets)]
     size_B = offsets[-1] + payloads[-1][2].nbytes
-    _write_atomically(os.fspath(path), pack_header(sections, size_B), zip(offsets, (p[2] for p in payloads)))
+    try:
+        _write_atomically(os.fspath(path), pack_header(sections, size_B), zip(offsets, (p[2] for p in payloads)))
+    except OSError as e:
+        raise ImageError(f"cannot write image {os.fspath(path)}: {e.strerror or e}") from None
     return ImageSummary(os.fspath(path), size_B, targets, len(sections), plans)
 
 
