@@ -25,24 +25,31 @@ def _error_from_reply(err) -> Exception:
 
 class Client:
     def __init__(self, address: str, timeout_s: float = 30.0):
-        if address.startswith("tcp://") or (":" in address and "/" not in address):
-            self.sock = socket.create_connection(parse_tcp(address.removeprefix("tcp://")), timeout=timeout_s)
-        else:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout_s)
-            try:
-                self.sock.connect(address)
-            except OSError as e:
-                self.sock.close()
-                raise errors.KernelosError(f"cannot connect to {address}: {e.strerror or e}; is `kernelos boot` serving?") from None
+        self.address = address
+        try:
+            if address.startswith("tcp://") or (":" in address and "/" not in address):
+                self.sock = socket.create_connection(parse_tcp(address.removeprefix("tcp://")), timeout=timeout_s)
+            else:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(timeout_s)
+                try:
+                    self.sock.connect(address)
+                except OSError:
+                    self.sock.close()
+                    raise
+        except OSError as e:
+            raise errors.KernelosError(f"cannot connect to {address}: {e.strerror or e}; is `kernelos boot` serving?") from None
         self._next_id = 0
 
     def request(self, header: dict, body: bytes = b"") -> tuple:
         """Send one request, return (reply header, body); raise the typed error of an error reply."""
         self._next_id += 1
         header = {**header, "id": self._next_id}
-        self.sock.sendall(proto.encode_frame(header, body))
-        frame = proto.read_frame(self.sock, body_max_B=1 << 40)
+        try:
+            self.sock.sendall(proto.encode_frame(header, body))
+            frame = proto.read_frame(self.sock, body_max_B=1 << 40)
+        except OSError as e:  # timeout, reset
+            raise errors.KernelosError(f"no reply from {self.address}: {e.strerror or e}") from None
         if frame is None:
             raise proto.FramingError("server closed the connection without replying")
         reply, reply_body = frame

@@ -203,3 +203,18 @@ def test_bad_tcp_addresses_are_typed_errors(address):
     from hal.errors import KernelosError
     with pytest.raises(KernelosError, match="bad TCP address"):
         parse_tcp(address)
+
+
+def test_client_without_a_tcp_server_or_reply_raises_typed_errors():
+    """Nothing listening on the TCP port, or a server that never replies: KernelosError naming the
+    address, not a bare OSError."""
+    from hal.errors import KernelosError
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        with pytest.raises(KernelosError, match=f"cannot connect to 127.0.0.1:{port}"):
+            Client(f"127.0.0.1:{port}")  # bound, not listening: refused
+        listener.listen()
+        with Client(f"tcp://127.0.0.1:{port}", timeout_s=0.2) as c:  # accepted by the kernel, never answered
+            with pytest.raises(KernelosError, match=f"no reply from tcp://127.0.0.1:{port}"):
+                c.stats()
