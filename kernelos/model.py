@@ -244,7 +244,8 @@ class LoadedModel:
 
     def steps(self, inputs: dict):
         """Run the DAG one node at a time (unrecorded, for inspection), yielding a NodeStep per node
-        with the arrays it read and wrote."""
+        with the arrays it read and wrote. The generator holds the model's lock from its first step
+        until it ends or is closed: a run() from the same thread meanwhile would wait forever."""
         inputs = self.check_inputs(inputs)
         with self._lock:
             if self._broken:
