@@ -2,7 +2,7 @@
 
 import hashlib
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,7 +107,10 @@ def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden
 
 def _write_atomically(path: str, head: bytes, chunks):
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".kimg-", suffix=".tmp", dir=directory)
+    # Not tempfile.mkstemp: its files are 0600, and the rename would keep that mode; an image gets
+    # the mode any new file gets here (0666 less the umask), like the output of cp or a compiler.
+    tmp = os.path.join(directory, f".kimg-{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(head)
