@@ -222,3 +222,19 @@ def test_client_without_a_tcp_server_or_reply_raises_typed_errors():
         with Client(f"tcp://127.0.0.1:{port}", timeout_s=0.2) as c:  # accepted by the kernel, never answered
             with pytest.raises(KernelosError, match=f"no reply from tcp://127.0.0.1:{port}"):
                 c.stats()
+
+
+def test_serve_restores_sigterm_when_the_server_cannot_start(served, tmp_path):
+    """boot's _serve sets a SIGTERM handler that only stops serving; a server that fails to start
+    must not leave it behind (SIGTERM would then do nothing to the process)."""
+    import signal
+
+    from boot.sequence import _serve
+    from hal.errors import KernelosError
+    server, _ = served
+    not_a_socket = tmp_path / "file"
+    not_a_socket.write_text("")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KernelosError, match="is not a socket"):
+        _serve(server.model, str(not_a_socket), None, say=lambda line: None)
+    assert signal.getsignal(signal.SIGTERM) is before
