@@ -25,6 +25,7 @@ def _error_from_reply(err) -> Exception:
 
 class Client:
     def __init__(self, address: str, timeout_s: float = 30.0):
+        self.address = address
         try:
             if address.startswith("tcp://") or (":" in address and "/" not in address):
                 self.sock = socket.create_connection(parse_tcp(address.removeprefix("tcp://")), timeout=timeout_s)
@@ -48,9 +49,10 @@ class Client:
             self.sock.sendall(proto.encode_frame(header, body))
             frame = proto.read_frame(self.sock, body_max_B=1 << 40)
         except TimeoutError:
-            raise errors.KernelosError(f"no reply within {self.sock.gettimeout():g} s (is the server busy or stuck?)") from None
-        except OSError as e:
-            raise errors.KernelosError(f"connection to the server failed: {e.strerror or e}") from None
+            raise errors.KernelosError(f"no reply from {self.address} within {self.sock.gettimeout():g} s "
+                                       "(is the server busy or stuck?)") from None
+        except OSError as e:  # reset, broken pipe
+            raise errors.KernelosError(f"connection to {self.address} failed: {e.strerror or e}") from None
         if frame is None:
             raise proto.FramingError("server closed the connection without replying")
         reply, reply_body = frame

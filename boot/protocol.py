@@ -113,8 +113,11 @@ def unpack_tensors(specs, body: bytes) -> dict:
         if pos + size_B > len(body):
             raise ProtocolError(f"tensor {name!r} ({dtype}{shape}) needs {size_B} B at offset {pos}; "
                                 f"the body has {len(body)} B")
-        out[name] = np.frombuffer(body, dtype=np.dtype(dtype).newbyteorder("<"), count=size_B // np.dtype(dtype).itemsize,
-                                  offset=pos).reshape(shape).astype(dtype, copy=False)
+        try:  # an empty tensor may still declare dims numpy cannot hold ([0, 10**30])
+            out[name] = np.frombuffer(body, dtype=np.dtype(dtype).newbyteorder("<"), count=size_B // np.dtype(dtype).itemsize,
+                                      offset=pos).reshape(shape).astype(dtype, copy=False)
+        except ValueError as e:
+            raise ProtocolError(f"tensor {name!r}: shape {shape} is not a valid array shape: {e}") from None
         pos += size_B
     if pos != len(body):
         raise ProtocolError(f"the body has {len(body)} B but the tensors take {pos} B")

@@ -167,13 +167,15 @@ def _serve(model, unix_path: str, tcp: str | None, say):
     from .server import Server
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
-    with Server(model, unix_path=unix_path, tcp=tcp) as server:
-        say(f"serving {model.image.name!r} on {', '.join(server.addresses)} (Ctrl-C to stop)")
-        try:
-            while not stop.wait(0.5):
+    try:
+        with Server(model, unix_path=unix_path, tcp=tcp) as server:
+            say(f"serving {model.image.name!r} on {', '.join(server.addresses)} (Ctrl-C to stop)")
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
                 pass
-        except KeyboardInterrupt:
-            pass
-        say(f"stopping: {server.stats.as_dict()['count']} inferences served")
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+            say(f"stopping: {server.stats.as_dict()['count']} inferences served")
+    finally:  # also when the server cannot start: SIGTERM must not stay a no-op
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -55,7 +55,7 @@ class Stats:
 def parse_tcp(address: str) -> tuple:
     """"PORT" -> ("127.0.0.1", PORT); "HOST:PORT" -> (HOST, PORT)."""
     host, _, port = address.rpartition(":")
-    if not port.isdigit() or int(port) > 65535:
+    if not port.isdecimal() or int(port) > 65535:  # isdigit() passes "²", which int() refuses
         raise KernelosError(f"bad TCP address {address!r}: expected PORT or HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
 
@@ -108,6 +108,7 @@ class Server:
         if unix_path is None and tcp is None:
             raise KernelosError("give a UNIX socket path or a TCP address to serve on")
         self.model, self.unix_path, self.tcp = model, unix_path, tcp
+        self._tcp_address = parse_tcp(tcp) if tcp else None  # a bad address fails before anything listens
         # Default body limit: room for the model's inputs at up to 8 B per element (so a request with
         # the wrong dtype still gets a clear InvalidArgument), and no more.
         elements = sum(int(np.prod(shape)) for shape, _ in model.inputs.values())
@@ -124,7 +125,7 @@ class Server:
                 self._listen(_Unix(self.unix_path, _Handler))
                 self.addresses.append(self.unix_path)
             if self.tcp:
-                srv = _Tcp(parse_tcp(self.tcp), _Handler)
+                srv = _Tcp(self._tcp_address, _Handler)
                 self._listen(srv)
                 host, port = srv.server_address[:2]
                 self.addresses.append(f"{host}:{port}")

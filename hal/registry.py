@@ -48,7 +48,7 @@ def probe():
 def parse_spec(spec: str):
     """'cpu' -> ('cpu', 0); 'nv:1' -> ('nv', 1). DeviceNotFound on a malformed spec."""
     prefix, _, index = spec.partition(":")
-    if prefix not in DRIVERS or (index and not index.isdigit()):
+    if prefix not in DRIVERS or (index and not index.isdecimal()):  # isdigit() passes "²"
         raise DeviceNotFound(f"bad device spec {spec!r}: expected one of cpu, nv:N, amd:N")
     return prefix, int(index or 0)
 

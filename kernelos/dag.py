@@ -332,8 +332,10 @@ class KernelDAG:
         b = self.buffers.get(buf_name)
         if b is None:
             raise GraphError(f"node {node.name!r} uses unknown buffer {buf_name!r}")
-        if as_int(offset_B) is None or as_int(size_B) is None or \
-                offset_B < 0 or size_B < 0 or offset_B + size_B > b.size_B:
+        if as_int(offset_B) is None or as_int(size_B) is None:
+            raise GraphError(f"node {node.name!r}: offset_B {offset_B!r:.40} and size_B {size_B!r:.40} "
+                             f"in buffer {buf_name!r} must be ints")
+        if offset_B < 0 or size_B < 0 or offset_B + size_B > b.size_B:
             raise GraphError(f"node {node.name!r}: range [{offset_B}, {offset_B + size_B}) is outside "
                              f"buffer {buf_name!r} of {b.size_B} B")
 

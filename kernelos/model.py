@@ -168,8 +168,8 @@ class LoadedModel:
     def check_inputs(self, inputs) -> dict:
         """name -> C-contiguous array, or InvalidArgument naming what was expected."""
         want = ", ".join(f"{n}: {dt.name}{list(shape)}" for n, (shape, dt) in self.inputs.items())
-        if not isinstance(inputs, dict) or sorted(inputs) != sorted(self.inputs):
-            got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+        if not isinstance(inputs, dict) or set(inputs) != set(self.inputs):
+            got = sorted(inputs, key=str) if isinstance(inputs, dict) else type(inputs).__name__
             raise InvalidArgument(f"model {self.image.name!r} takes inputs {{{want}}}; got {got}")
         out = {}
         for name, (shape, dt) in self.inputs.items():
@@ -244,7 +244,8 @@ class LoadedModel:
 
     def steps(self, inputs: dict):
         """Run the DAG one node at a time (unrecorded, for inspection), yielding a NodeStep per node
-        with the arrays it read and wrote."""
+        with the arrays it read and wrote. The generator holds the model's lock from its first step
+        until it ends or is closed: a run() from the same thread meanwhile would wait forever."""
         inputs = self.check_inputs(inputs)
         with self._lock:
             if self._broken:

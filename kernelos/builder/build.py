@@ -37,15 +37,6 @@ def resolve_targets(names) -> list:
     return out
 
 
-def _load_proto(model):
-    if isinstance(model, onnx.ModelProto):
-        return model
-    try:
-        return onnx.load(os.fspath(model))
-    except Exception as e:  # protobuf DecodeError, OSError, ...
-        raise GraphError(f"cannot read ONNX model {model}: {type(e).__name__}: {e}") from None
-
-
 def lower_model(model, targets, shapes=None, constants=None, fusion=True, progress=None):
     """Import, infer, fold, fuse and lower; returns the Lowering (graph, dag, specs, weights)."""
     progress = progress or Progress(quiet=True)
@@ -99,7 +90,7 @@ def build_image(model, output, targets, shapes=None, constants=None, fusion=True
     its self-test (the golden pair) before returning; ImageError if the kernels disagree."""
     progress = progress or Progress(quiet=True)
     targets = resolve_targets(targets)
-    proto = _load_proto(model)
+    proto = onnx_import.read_model(model)
     low = lower_model(proto, targets, shapes, constants, fusion, progress)
     kernels = compile_kernels(low.dag, low.specs, targets, progress)
     gin = golden_inputs(low.graph, seed)

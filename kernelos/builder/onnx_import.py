@@ -4,6 +4,8 @@ Every unsupported node (op type, attribute, domain) is collected and reported in
 UnsupportedModel error. Dynamic input dims must be fixed with `shapes` ({"x": (1, 3, 224, 224)}).
 """
 
+import os
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -51,14 +53,20 @@ def _dtype(elem_type: int) -> str:
     return helper.tensor_dtype_to_np_dtype(elem_type).name
 
 
+def read_model(model) -> onnx.ModelProto:
+    """A ModelProto as given, or read from a path (GraphError when it cannot be read)."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    try:
+        return onnx.load(os.fspath(model))
+    except Exception as e:  # onnx raises protobuf DecodeError, OSError, ...
+        raise GraphError(f"cannot read ONNX model {model}: {type(e).__name__}: {e}") from None
+
+
 def load(model, shapes: dict | None = None, constants: dict | None = None) -> Graph:
     """Import a model (a path or a ModelProto) into a Graph. shapes fixes dynamic input dims;
     constants binds inputs to fixed arrays at build time (e.g. a Reshape's shape given as an input)."""
-    if not isinstance(model, onnx.ModelProto):
-        try:
-            model = onnx.load(str(model))
-        except Exception as e:  # onnx raises protobuf DecodeError, OSError, ...
-            raise GraphError(f"cannot read ONNX model {model}: {type(e).__name__}: {e}") from None
+    model = read_model(model)
     shapes = dict(shapes or {})
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset > MAX_OPSET:

@@ -2,7 +2,7 @@
 
 import hashlib
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +58,8 @@ def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden
     manifest's model.info (JSON-serialisable); its optional "golden_atol" / "golden_rtol" set the
     self-test tolerance (default 1e-4 each, |out - golden| <= atol + rtol * |golden|).
     The file appears complete or not at all: written to a temporary file in the same directory,
-    fsync'ed, then renamed over `path`; on any failure the temporary file is removed.
+    fsync'ed, then renamed over `path`; on any failure the temporary file is removed (an OS error,
+    such as a missing directory or a full disk, raises ImageError naming the path).
     """
     model_info = dict(model_info or {})
     targets = sorted({t for k in dag.kernels.values() for t, b in k.binaries.items() if b})
@@ -97,13 +98,19 @@ def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden
     sections = [Section(kind, name, off, data.nbytes, hashlib.sha256(data).digest())
                 for (kind, name, data), off in zip(payloads, offsets)]
     size_B = offsets[-1] + payloads[-1][2].nbytes
-    _write_atomically(os.fspath(path), pack_header(sections, size_B), zip(offsets, (p[2] for p in payloads)))
+    try:
+        _write_atomically(os.fspath(path), pack_header(sections, size_B), zip(offsets, (p[2] for p in payloads)))
+    except OSError as e:
+        raise ImageError(f"cannot write image {os.fspath(path)}: {e.strerror or e}") from None
     return ImageSummary(os.fspath(path), size_B, targets, len(sections), plans)
 
 
 def _write_atomically(path: str, head: bytes, chunks):
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".kimg-", suffix=".tmp", dir=directory)
+    # Not tempfile.mkstemp: its files are 0600, and the rename would keep that mode; an image gets
+    # the mode any new file gets here (0666 less the umask), like the output of cp or a compiler.
+    tmp = os.path.join(directory, f".kimg-{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(head)

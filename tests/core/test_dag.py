@@ -149,6 +149,7 @@ def test_json_round_trip_keeps_everything():
     (("nodes", 0, "op"), "conv"), (("nodes", 0, "dims"), [1, 2]), (("nodes", 0, "args"), [{"buffer": [1]}]),
     (("nodes", 0, "reads"), "x"), (("kernels", 0, "params"), 7), (("kernels", 0, "meta"), {"cpu": 3}),
     (("name",), None), (("nodes",), {"a": 1}),
+    (("nodes", 0, "args", 0, "offset_B"), "8"), (("nodes", 0, "args", 0, "size_B"), None),
 ])
 def test_from_dict_rejects_malformed_documents_with_graph_error(path, value):
     doc = mlp().to_dict()

@@ -102,11 +102,27 @@ def test_failed_write_leaves_old_image_intact_and_no_temp_file(tmp_path, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ImageError, match="cannot write image .*mlp.kimg: No space left"):
         write_mlp_image(path, seed=5)
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["mlp.kimg"] and path.read_bytes() == before
     read_image(path).close()
+
+
+def test_image_file_mode_follows_the_umask(tmp_path):
+    """Not the 0600 of a tempfile.mkstemp file: whoever may read new files here may read the image."""
+    umask = os.umask(0o022)
+    try:
+        write_image(tmp_path / "mlp.kimg", *_args())
+    finally:
+        os.umask(umask)
+    assert os.stat(tmp_path / "mlp.kimg").st_mode & 0o777 == 0o644
+    assert os.listdir(tmp_path) == ["mlp.kimg"]
+
+
+def test_unwritable_path_is_an_image_error(tmp_path):
+    with pytest.raises(ImageError, match="cannot write image .*no-such-dir/mlp.kimg: No such file or directory"):
+        write_image(tmp_path / "no-such-dir" / "mlp.kimg", *_args())
 
 
 def test_inspectable_manifest_is_plain_json(tmp_path):

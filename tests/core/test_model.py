@@ -64,6 +64,7 @@ def test_self_test_passes_and_detects_a_wrong_golden(mlp_image, tmp_path):
     ({"x": np.zeros((16, 4), np.float32)}, r"input 'x' is float32\[16, 4\]"),
     ({"x": [[0.0] * 16] * 4}, r"input 'x' is list"),
     ([np.zeros((4, 16), np.float32)], r"got list"),
+    ({"x": np.zeros((4, 16), np.float32), 0: np.zeros(1)}, r"got \[0, 'x'\]"),  # keys that do not sort together
 ])
 def test_wrong_inputs_name_the_expected_ones(mlp_image, inputs, message):
     path, weights = mlp_image

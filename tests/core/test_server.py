@@ -118,6 +118,10 @@ BAD_REQUESTS = [
      "InvalidArgument", True),
     ("huge declared shape", _infer([{"name": "x", "dtype": "float32", "shape": [1 << 40, 1 << 40]}], GOOD_X.tobytes()),
      "ProtocolError", True),
+    ("empty tensor, dim over int64", _infer([{"name": "x", "dtype": "float32", "shape": [0, 10 ** 30]}], b""),
+     "ProtocolError", True),
+    ("empty tensor, too many elements", _infer([{"name": "x", "dtype": "float32", "shape": [0, 1 << 62, 1 << 62]}], b""),
+     "ProtocolError", True),
     ("body shorter than tensors", _infer(GOOD_SPEC, GOOD_X.tobytes()[:-4]), "ProtocolError", True),
     ("body longer than tensors", _infer([{"name": "x", "dtype": "float32", "shape": [4, 15]}], GOOD_X.tobytes()),
      "ProtocolError", True),
@@ -181,3 +185,56 @@ def test_second_server_on_a_live_socket_is_refused(served):
     from hal.errors import KernelosError
     with pytest.raises(KernelosError, match="already listening"):
         Server(server.model, unix_path=server.addresses[0]).start()
+
+
+def test_bad_tcp_address_leaves_no_unix_listener_behind(served, tmp_path):
+    """A bad --tcp is refused before anything listens: no socket file, no serving thread left."""
+    import os
+
+    from hal.errors import KernelosError
+    server, _ = served
+    sock = str(tmp_path / "bad-tcp.sock")
+    threads_before = set(threading.enumerate())
+    with pytest.raises(KernelosError, match="bad TCP address"):
+        Server(server.model, unix_path=sock, tcp="localhost:http").start()
+    assert not os.path.exists(sock)
+    assert not [t for t in set(threading.enumerate()) - threads_before if t.name.startswith("kernelos-serve")]
+
+
+@pytest.mark.parametrize("address", ["localhost:http", "127.0.0.1:\u00b2", "70000", ":"])
+def test_bad_tcp_addresses_are_typed_errors(address):
+    from boot.server import parse_tcp
+    from hal.errors import KernelosError
+    with pytest.raises(KernelosError, match="bad TCP address"):
+        parse_tcp(address)
+
+
+def test_client_without_a_tcp_server_or_reply_raises_typed_errors():
+    """Nothing listening on the TCP port, or a server that never replies: KernelosError naming the
+    address, not a bare OSError."""
+    from hal.errors import KernelosError
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        with pytest.raises(KernelosError, match=f"cannot connect to 127.0.0.1:{port}"):
+            Client(f"127.0.0.1:{port}")  # bound, not listening: refused
+        listener.listen()
+        with Client(f"tcp://127.0.0.1:{port}", timeout_s=0.2) as c:  # accepted by the kernel, never answered
+            with pytest.raises(KernelosError, match=f"no reply from tcp://127.0.0.1:{port}"):
+                c.stats()
+
+
+def test_serve_restores_sigterm_when_the_server_cannot_start(served, tmp_path):
+    """boot's _serve sets a SIGTERM handler that only stops serving; a server that fails to start
+    must not leave it behind (SIGTERM would then do nothing to the process)."""
+    import signal
+
+    from boot.sequence import _serve
+    from hal.errors import KernelosError
+    server, _ = served
+    not_a_socket = tmp_path / "file"
+    not_a_socket.write_text("")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KernelosError, match="is not a socket"):
+        _serve(server.model, str(not_a_socket), None, say=lambda line: None)
+    assert signal.getsignal(signal.SIGTERM) is before

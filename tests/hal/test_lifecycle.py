@@ -58,6 +58,9 @@ def test_bad_specs_and_queue_kinds(spec):
         hal.open(f"{spec.split(':')[0]}:99")
     with pytest.raises(hal.DeviceNotFound):
         hal.open("nonsense:0")
+    for bad_index in ("\u00b2", "1x", "-1"):  # "²" passes str.isdigit() but not int()
+        with pytest.raises(hal.DeviceNotFound, match="bad device spec"):
+            hal.open(f"{spec.split(':')[0]}:{bad_index}")
     with hal.open(spec) as dev:
         with pytest.raises(hal.InvalidArgument):
             dev.queue("graphics")

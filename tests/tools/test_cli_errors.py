@@ -53,7 +53,7 @@ def test_request_to_a_server_that_never_replies_times_out_clearly(capsys):
         listener.listen()
         port = listener.getsockname()[1]
         assert main(["request", f"tcp://127.0.0.1:{port}", "--stats", "--timeout", "0.2"]) == 2
-    assert "no reply within 0.2 s" in capsys.readouterr().err
+    assert f"no reply from tcp://127.0.0.1:{port} within 0.2 s" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag,value", [("--width", "0"), ("--layers", "0"), ("--count", "-1")])

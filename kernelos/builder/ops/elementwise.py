@@ -199,7 +199,7 @@ class Cast(Elementwise):
 
     def expr(self, node, args, b):
         (x,) = args
-        src, dst = b.dtype(node.inputs[0]), b.dtype(node.outputs[0])
+        dst = b.dtype(node.outputs[0])
         if dst == "bool":
             return f"((uint8_t)({x} != 0))"
         # float -> int truncates; out-of-range values are undefined in C as in numpy
