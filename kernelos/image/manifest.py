@@ -127,10 +127,7 @@ def check_manifest(doc: dict, sections: dict) -> tuple:
     golden = _field(doc, "golden", dict)
     tolerances = {}
     for key in ("atol", "rtol"):
-        tol = golden.get(key)
-        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not 0 <= tol < 1e30:
-            raise ImageError(f"manifest.golden.{key} must be a non-negative number, got {tol!r}")
-        tolerances[key] = float(tol)
+        tolerances[key] = golden_tolerance(f"manifest.golden.{key}", golden.get(key))
     for role, key in (("input", "inputs"), ("output", "outputs")):
         m = _section_map(golden, key, "manifest.golden")
         if sorted(m) != sorted(b.name for b in dag.by_role(role)):
@@ -149,3 +146,10 @@ def check_manifest(doc: dict, sections: dict) -> tuple:
     except GraphError as e:
         raise ImageError(f"manifest DAG is invalid: {e}") from None
     return dag, plans, tolerances
+
+
+def golden_tolerance(what: str, tol) -> float:
+    """A self-test tolerance as a float, or ImageError unless it is a finite number >= 0."""
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not 0 <= tol < 1e30:
+        raise ImageError(f"{what} must be a non-negative number, got {tol!r}")
+    return float(tol)

@@ -83,8 +83,9 @@ def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden
         for i, (b, arr) in enumerate(tensors):
             payloads.append((kind, f"{prefix}/{i}", memoryview(arr).cast("B")))
             group[b.name] = payloads[-1][1]
-    doc["golden"].update(atol=float(model_info.get("golden_atol", mf.DEFAULT_ATOL)),
-                         rtol=float(model_info.get("golden_rtol", mf.DEFAULT_RTOL)))
+    doc["golden"].update({key: mf.golden_tolerance(f"model_info['golden_{key}']",
+                                                   model_info.get(f"golden_{key}", default))
+                          for key, default in (("atol", mf.DEFAULT_ATOL), ("rtol", mf.DEFAULT_RTOL))})
     doc.update(format=mf.FORMAT, version=1, model={"name": dag.name, "info": model_info}, targets=targets,
                inputs=mf.tensor_specs(dag, "input"), outputs=mf.tensor_specs(dag, "output"), dag=dag.to_dict(),
                plans={t: p.to_dict() for t, p in plans.items()})

@@ -93,6 +93,14 @@ def test_model_info_must_be_json(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("tol", ["loose", -1.0, float("inf"), True])
+def test_bad_golden_tolerance_is_refused_before_writing(tmp_path, tol):
+    """The writer applies the reader's rule, so it never writes an image the reader would refuse."""
+    with pytest.raises(ImageError, match="golden_atol"):
+        write_image(tmp_path / "bad.kimg", *_args(), model_info={"golden_atol": tol})
+    assert os.listdir(tmp_path) == []
+
+
 def test_failed_write_leaves_old_image_intact_and_no_temp_file(tmp_path, monkeypatch):
     path = tmp_path / "mlp.kimg"
     write_mlp_image(path, seed=0)
