@@ -1,13 +1,30 @@
 import numpy as np
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import hal
+from kernelos.builder.build import build_image
+from kernelos.model import load_model
 
 
 def rel_error(out, ref) -> float:
     """max |out - ref| / max |ref| (the e2e criterion: <= 1e-4 for float32)."""
     return float(np.abs(out.astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+def run_on_cpu(nodes, x, inits, tmp_path):
+    """Build the ONNX graph `nodes` (x -> y, with initializers `inits`) into a cpu image and return
+    y for input x, computed with a poisoned output buffer."""
+    nodes = nodes if isinstance(nodes, list) else [nodes]
+    g = helper.make_graph(nodes, "k", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(a, name) for name, a in inits.items()])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    build_image(model, tmp_path / "k.kimg", ["cpu"])
+    with load_model(str(tmp_path / "k.kimg"), "cpu") as m:
+        return m.run({"x": x}, poison=True)["y"]
 
 
 def ort_run(model, inputs: dict) -> dict:

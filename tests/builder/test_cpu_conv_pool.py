@@ -5,12 +5,9 @@ convolution whose padded input copy would not fit the stack (the in-place gather
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
-from kernelos.builder.build import build_image
-from kernelos.model import load_model
-
-from .conftest import rel_error
+from .conftest import rel_error, run_on_cpu
 
 
 def conv2d_f64(x, w, b, stride, dil, pads, group):
@@ -46,17 +43,6 @@ def maxpool2d_f64(x, k, stride, dil, pads):
     return out
 
 
-def _run(node, x, inits, tmp_path):
-    g = helper.make_graph([node], "k", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                          [numpy_helper.from_array(a, name) for name, a in inits.items()])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    build_image(model, tmp_path / "k.kimg", ["cpu"])
-    with load_model(str(tmp_path / "k.kimg"), "cpu") as m:
-        return m.run({"x": x}, poison=True)["y"]
-
-
 @pytest.mark.parametrize("n,cin,cout,h,w,k,stride,dil,pads,group", [
     (1, 5, 16, 7, 7, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 1),      # 7 wide: one partial tile, 2 tiles of 8 ch
     (2, 3, 12, 11, 19, (3, 5), (1, 1), (1, 1), (0, 2, 2, 1), 1),    # batch 2, asymmetric pads, 4 ch per tile
@@ -73,7 +59,7 @@ def test_conv2d_matches_float64(tmp_path, n, cin, cout, h, w, k, stride, dil, pa
     b = rng.standard_normal(cout).astype(np.float32)
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=list(stride), dilations=list(dil),
                             pads=list(pads), group=group)
-    out = _run(node, x, {"w": wt, "b": b}, tmp_path)
+    out = run_on_cpu(node, x, {"w": wt, "b": b}, tmp_path)
     ref = conv2d_f64(x, wt, b, stride, dil, pads, group)
     assert out.shape == ref.shape
     assert rel_error(out, ref) <= 1e-5
@@ -88,7 +74,7 @@ def test_maxpool2d_matches_float64(tmp_path, h, w, k, stride, dil, pads):
     x[0, 1, 2, 3] = np.nan                                # NaN propagates as in the reduction
     node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=list(k), strides=list(stride),
                             dilations=list(dil), pads=list(pads))
-    out = _run(node, x, {}, tmp_path)
+    out = run_on_cpu(node, x, {}, tmp_path)
     ref = maxpool2d_f64(x, k, stride, dil, pads)
     assert out.shape == ref.shape
     assert np.array_equal(np.isnan(out), np.isnan(ref))

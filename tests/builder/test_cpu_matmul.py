@@ -5,24 +5,9 @@ two computed tensors (attention's Q K^T and P V) accumulate whole output rows (4
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
-from kernelos.builder.build import build_image
-from kernelos.model import load_model
-
-from .conftest import rel_error
-
-
-def _run(node, x, inits, tmp_path):
-    nodes = node if isinstance(node, list) else [node]
-    g = helper.make_graph(nodes, "k", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                          [numpy_helper.from_array(a, name) for name, a in inits.items()])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    build_image(model, tmp_path / "k.kimg", ["cpu"])
-    with load_model(str(tmp_path / "k.kimg"), "cpu") as m:
-        return m.run({"x": x}, poison=True)["y"]
+from .conftest import rel_error, run_on_cpu
 
 
 @pytest.mark.parametrize("a_shape,n", [
@@ -37,7 +22,7 @@ def test_matmul_tiles_match_float64(tmp_path, a_shape, n):
     rng = np.random.default_rng(sum(a_shape) + n)
     x = rng.standard_normal(a_shape).astype(np.float32)
     w = rng.standard_normal((a_shape[-1], n)).astype(np.float32)
-    out = _run(helper.make_node("MatMul", ["x", "w"], ["y"]), x, {"w": w}, tmp_path)
+    out = run_on_cpu(helper.make_node("MatMul", ["x", "w"], ["y"]), x, {"w": w}, tmp_path)
     ref = x.astype(np.float64) @ w.astype(np.float64)
     assert out.shape == ref.shape
     assert rel_error(out, ref) <= 1e-5
@@ -50,7 +35,7 @@ def test_gemm_tiles_with_bias_match_float64(tmp_path, trans_b):
     w = rng.standard_normal((32, 45) if trans_b else (45, 32)).astype(np.float32)
     c = rng.standard_normal(32).astype(np.float32)
     node = helper.make_node("Gemm", ["x", "w", "c"], ["y"], transB=trans_b, alpha=0.5)
-    out = _run(node, x, {"w": w, "c": c}, tmp_path)
+    out = run_on_cpu(node, x, {"w": w, "c": c}, tmp_path)
     wt = w.T if trans_b else w
     ref = 0.5 * (x.astype(np.float64) @ wt.astype(np.float64)) + c
     assert rel_error(out, ref) <= 1e-5
@@ -65,7 +50,7 @@ def test_matmul_of_computed_tensors_matches_float64(tmp_path, x_shape, a_perm, b
     x = np.random.default_rng(sum(x_shape)).standard_normal(x_shape).astype(np.float32)
     nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=a_perm or b_perm),
              helper.make_node("MatMul", ["t", "x"] if a_perm else ["x", "t"], ["y"])]
-    out = _run(nodes, x, {}, tmp_path)
+    out = run_on_cpu(nodes, x, {}, tmp_path)
     x64 = x.astype(np.float64)
     ref = x64.transpose(0, 2, 1) @ x64 if a_perm else x64 @ x64.transpose(0, 2, 1)
     assert out.shape == ref.shape
