@@ -22,7 +22,7 @@ THREADS = 256
 
 @pytest.fixture(autouse=True)
 def all_tiled_forms(monkeypatch):
-    """These tests model the tiled kernels, which are opt-in (KOS_CUDA_TILED=2) until run on a GPU."""
+    """These tests model all tiled forms (KOS_CUDA_TILED=2, the default), whatever the environment sets."""
     import kernelos.builder.codegen as codegen
     monkeypatch.setattr(codegen, "CUDA_TILED_LEVEL", 2)
 
