@@ -124,7 +124,7 @@ def boot(image_path, device: str | None = None, count: int | None = None, unix_p
         from kernelos.model import load_model  # already imported by bring_up's helper thread
         with load_model(image, dev) as model:
             say(f"loaded {len(model.dag.kernels)} kernels, {len(image.weights)} weights, {len(model.dag.nodes)} "
-                f"nodes; {model.plan.report()}")
+                f"nodes for {model.target} (math {image.precision[model.target]}); {model.plan.report()}")
             result = model.self_test()
             age_s, source = process_age_s()
             say(str(result))

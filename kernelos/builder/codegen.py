@@ -225,7 +225,7 @@ class KernelSpec:
     dims: dict
     max_threads: dict = field(default_factory=dict)
     shared_B: dict = field(default_factory=dict)     # static shared memory per block, per family
-    cuda_variant: str = "thread"                     # thread | warp | block | tiled (for reports, tests)
+    cuda_variant: str = "thread"                     # thread | warp | block | tiled | tf32 (for reports, tests)
     tiled: tuple | None = None                       # (TiledGemm, TileLaunch) of a tiled kernel
 
     @property
@@ -435,6 +435,9 @@ class PointwiseBuilder:
         cpu = _prelude("cpu") + cpu
         mode = self._cuda_mode()
         cparams = ", ".join(f"{'' if p.out else 'const '}{p.ctype} *KOS_RESTRICT {p.cname}" for p in self.params)
+        if mode == "tiled" and getattr(self.ctx, "precision", "fp32") == "tf32":
+            from .gemm_tf32 import tf32_gemm_spec     # tf32 images: the GEMM on tensor cores
+            return tf32_gemm_spec(self, cpu, cpu_grid, cparams)
         if mode == "tiled":
             return self._tiled_spec(cpu, cpu_grid, cparams)
         tmpl = {"thread": "cuda/pointwise.cu", "warp": "cuda/pointwise_warp.cu", "block": "cuda/pointwise_block.cu"}[mode]

@@ -26,8 +26,10 @@ def target_family(target: str) -> str:
 
 
 class Lowering:
-    def __init__(self, graph: Graph, targets):
-        self.graph, self.targets = graph, list(targets)
+    """precision: the build's math precision (fp32 | tf32), read by the kernel generator (codegen)."""
+
+    def __init__(self, graph: Graph, targets, precision: str = "fp32"):
+        self.graph, self.targets, self.precision = graph, list(targets), precision
         self.dag = KernelDAG(graph.name)
         self.weights: dict = {}
         self.specs: dict = {}        # kernel name -> KernelSpec

@@ -8,7 +8,12 @@
      "kernels": {target: {kernel name: section name}},
      "weights": {weight buffer name: section name},
      "golden":  {"inputs": {name: section}, "outputs": {name: section}, "atol": float, "rtol": float},
-     "plans":   {target: MemoryPlan.to_dict()}}
+     "plans":   {target: MemoryPlan.to_dict()},
+     "precision": {target: "fp32" | "tf32"}}      (optional; absent in older images: all fp32)
+
+`precision` is the math precision of each target's kernels: fp32 everywhere, or tf32 where the
+GEMMs and convolutions of a GPU target multiply on tensor cores in TF32 (fp32 accumulation); a cpu
+target always computes fp32, so a tf32 build records "fp32" for it.
 
 `check_manifest` checks the document against the sections present and returns the parsed DAG and
 plans; every problem is an ImageError that names the field.
@@ -25,6 +30,9 @@ from .layout import KIND_GOLDEN, KIND_KERNEL, KIND_MANIFEST, KIND_WEIGHT, VERSIO
 FORMAT = "kernelos-image"
 MANIFEST_MAX_B = 64 << 20
 DEFAULT_ATOL, DEFAULT_RTOL = 1e-4, 1e-4
+PRECISIONS = ("fp32", "tf32")
+# issue 9: TF32 output within 1e-2 of the float64 reference, relative to the output's scale
+TF32_REL_TOL = 1e-2
 
 
 def tensor_specs(dag: KernelDAG, role: str) -> list:
@@ -135,6 +143,7 @@ def check_manifest(doc: dict, sections: dict) -> tuple:
         for name, sec in m.items():
             use(sec, KIND_GOLDEN, dag.buffers[name].nbytes, f"golden {role} {name!r}")
 
+    target_precisions(doc)
     unused = sorted(n for n, s in sections.items() if s.kind != KIND_MANIFEST and n not in used)
     if unused:
         raise ImageError(f"sections {unused} are not referenced by the manifest")
@@ -153,3 +162,31 @@ def golden_tolerance(what: str, tol) -> float:
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not 0 <= tol < 1e30:
         raise ImageError(f"{what} must be a non-negative number, got {tol!r}")
     return float(tol)
+
+
+def target_precisions(doc: dict) -> dict:
+    """{target: math precision} of a decoded manifest: its "precision" map (every target, each one
+    of PRECISIONS), or fp32 for every target where an older image has none; ImageError otherwise."""
+    targets = doc.get("targets") or []
+    if "precision" not in doc:
+        return {t: "fp32" for t in targets}
+    prec = doc["precision"]
+    if (not isinstance(prec, dict) or sorted(prec) != sorted(targets)
+            or not all(isinstance(p, str) and p in PRECISIONS for p in prec.values())):
+        raise ImageError(f"manifest.precision must map each target {targets} to one of {', '.join(PRECISIONS)}, "
+                         f"got {prec!r:.200}")
+    return dict(prec)
+
+
+def precision_tolerance(precision: str, golden_outputs: dict) -> dict:
+    """The self-test tolerance {"atol", "rtol"} an image of `precision` gets by default: 1e-4 each for
+    fp32; for tf32 the issue's bound, rtol 1e-2 and atol 1e-2 x the largest |golden output| (so an
+    element near zero in an output of large scale is held to the scale, as the e2e check does)."""
+    if precision not in PRECISIONS:
+        raise ImageError(f"math precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return {"atol": DEFAULT_ATOL, "rtol": DEFAULT_RTOL}
+    import numpy as np
+    finite = [np.abs(a[np.isfinite(a)]) for a in (np.asarray(v, dtype=np.float64) for v in golden_outputs.values())]
+    scale = max((float(a.max()) for a in finite if a.size), default=0.0)
+    return {"atol": TF32_REL_TOL * scale, "rtol": TF32_REL_TOL}

@@ -30,6 +30,7 @@ class Image:
     manifest: the decoded JSON manifest; dag: KernelDAG with kernel binaries (bytes) per target;
     weights: name -> read-only array mapped from the file; golden_inputs / golden_outputs: name ->
     array; golden_atol / golden_rtol: the self-test tolerance; targets: kernel targets present;
+    precision: {target: "fp32" | "tf32"}, each target's math precision (fp32 in older images);
     sections: the section table (list of layout.Section); plan(target): the MemoryPlan.
     close() unmaps the file (arrays from `weights` must not be used after it). The arrays are made
     (with numpy) on first use.
@@ -38,6 +39,7 @@ class Image:
     def __init__(self, path, manifest, dag, plans, tolerances, sections, mm):
         self.path, self.manifest, self.dag, self.sections = path, manifest, dag, sections
         self.targets = list(manifest["targets"])
+        self.precision = mf.target_precisions(manifest)
         self.name = manifest["model"]["name"]
         self._plans, self._mm = plans, mm
         self.golden_atol, self.golden_rtol = tolerances["atol"], tolerances["rtol"]

@@ -48,7 +48,7 @@ def _tensors(given: dict, dag: KernelDAG, role: str, what: str) -> list:
 
 
 def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden_outputs: dict,
-                model_info: dict | None = None) -> ImageSummary:
+                model_info: dict | None = None, precision: dict | None = None) -> ImageSummary:
     """Write `dag` with its kernels, weights and golden pair as a device image at `path`.
 
     Targets are those any kernel has a binary for (dag.kernels[k].binaries[target]); the DAG must
@@ -57,6 +57,9 @@ def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden
     buffers with their shapes and dtypes (ImageError otherwise). model_info is stored as the
     manifest's model.info (JSON-serialisable); its optional "golden_atol" / "golden_rtol" set the
     self-test tolerance (default 1e-4 each, |out - golden| <= atol + rtol * |golden|).
+    precision: {target: "fp32" | "tf32"}, the math precision of each target's kernels, stored as
+    the manifest's "precision" (targets not named are fp32; a name that is not a target, or another
+    value, is an ImageError).
     The file appears complete or not at all: written to a temporary file in the same directory,
     fsync'ed, then renamed over `path`; on any failure the temporary file is removed (an OS error,
     such as a missing directory or a full disk, raises ImageError naming the path).
@@ -67,6 +70,10 @@ def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden
         raise ImageError("no kernel has a binary for any target; compile the kernels first")
     for t in targets:
         dag.validate(t)
+    precision = dict(precision or {})
+    if set(precision) - set(targets):
+        raise ImageError(f"precision names targets {sorted(set(precision) - set(targets))} the kernels are not built for")
+    doc_precision = mf.target_precisions({"targets": targets, "precision": {t: precision.get(t, "fp32") for t in targets}})
     plans = {t: plan_memory(dag, t) for t in targets}
     w = _tensors(weights, dag, "weight", "weights")
     gi = _tensors(golden_inputs, dag, "input", "golden inputs")
@@ -88,7 +95,7 @@ def write_image(path, dag: KernelDAG, weights: dict, golden_inputs: dict, golden
                           for key, default in (("atol", mf.DEFAULT_ATOL), ("rtol", mf.DEFAULT_RTOL))})
     doc.update(format=mf.FORMAT, version=1, model={"name": dag.name, "info": model_info}, targets=targets,
                inputs=mf.tensor_specs(dag, "input"), outputs=mf.tensor_specs(dag, "output"), dag=dag.to_dict(),
-               plans={t: p.to_dict() for t, p in plans.items()})
+               plans={t: p.to_dict() for t, p in plans.items()}, precision=doc_precision)
     try:
         manifest = mf.encode(doc)
     except (TypeError, ValueError) as e:

@@ -3,6 +3,7 @@
 import numpy as np
 
 from hal.errors import GraphError
+from kernelos.image.manifest import PRECISIONS
 
 NAME = "build"
 HELP = "build a device image from an ONNX model (kernels compiled for each --target)"
@@ -10,9 +11,15 @@ DESCRIPTION = """Build a device image from an ONNX model.
 
   kernelos build model.onnx -o model.kimg --target cpu --target sm_90
   kernelos build resnet.onnx -o r.kimg --target cpu --shape input=1,3,224,224
+  kernelos build resnet.onnx -o r.kimg --target sm_90 --precision tf32
 
 Targets: cpu (this host's cpu device), sm_80, sm_86, sm_89, sm_90, sm_100 (NVIDIA, compiled with
-NVRTC; no GPU needed). Unsupported ops are listed all at once (exit 2)."""
+NVRTC; no GPU needed). Unsupported ops are listed all at once (exit 2).
+
+Math precision (--precision, recorded per target in the image): fp32 (default) everywhere, or tf32:
+the GPU targets' GEMMs and convolutions multiply on tensor cores with TF32 inputs (10-bit mantissa,
+fp32 accumulation), the rest stays fp32, and a cpu target still computes fp32. A tf32 image's
+boot self-test uses the looser TF32 tolerance (1e-2 of the output's scale)."""
 
 
 def add_arguments(p):
@@ -23,6 +30,8 @@ def add_arguments(p):
                    help="fix a dynamic input shape, e.g. --shape input=1,3,224,224")
     p.add_argument("--const", action="append", default=[], metavar="NAME=FILE.npy",
                    help="bind an input to a fixed array at build time (e.g. a shape or axes input)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="math precision of the GPU GEMMs/convolutions (default fp32; cpu targets always fp32)")
     p.add_argument("--no-fusion", action="store_true", help="one kernel per node (for debugging)")
     p.add_argument("--seed", type=int, default=0, help="seed of the golden input (default 0)")
     p.add_argument("--no-verify", action="store_true",
@@ -60,6 +69,6 @@ def run(args) -> int:
 
     result = build_image(args.model, args.output, args.target or ["cpu"], parse_shapes(args.shape),
                          parse_consts(args.const), fusion=not args.no_fusion, progress=Progress(quiet=args.quiet),
-                         seed=args.seed, verify=not args.no_verify)
+                         seed=args.seed, verify=not args.no_verify, precision=args.precision)
     print(result.summary_text())
     return 0

@@ -18,11 +18,13 @@ def run(args) -> int:
         sections = [{"kind": s.kind_name, "name": s.name, "offset_B": s.offset_B, "size_B": s.size_B,
                      "sha256": s.sha256.hex()} for s in im.sections]
         if args.json:
-            print(json.dumps({"path": str(args.image), "targets": im.targets, "sections": sections,
+            print(json.dumps({"path": str(args.image), "targets": im.targets, "precision": im.precision, "sections": sections,
                               "manifest": im.manifest}, indent=2))
             return 0
         m = im.manifest
         print(f"image {args.image}: verified; model {im.name!r}, format v{m['version']}, targets {', '.join(im.targets)}")
+        print("  math   " + ", ".join(f"{t} {im.precision[t]}" for t in im.targets)
+              + ("" if "precision" in m else " (no precision field: an older image, fp32)"))
         for key in ("inputs", "outputs"):
             for t in m[key]:
                 print(f"  {key[:-1]:6} {t['name']}: {t['dtype']}{t['shape']}")
