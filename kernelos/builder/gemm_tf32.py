@@ -118,26 +118,32 @@ def _forced(t, spec: str) -> MmaLaunch:
             return tl
 
 
+def b_indexing(b_k_fastest: bool, tl: MmaLaunch) -> dict:
+    """B's panel as C expressions: (kk, nn) of the group's load element e (k- or n-fastest, as B's
+    memory runs), its shared-memory slot ([n][k] or [k][n]), and the words fragment registers b0 and
+    b1 read: (k8 + kos_t, nn) and (k8 + kos_t + 4, nn)."""
+    if b_k_fastest:
+        s = tl.bk + 4
+        return {"kk": f"e % {tl.bk}", "nn": f"e / {tl.bk}", "slot": f"nn * {s} + kk",
+                "frag0": f"nn * {s} + k8 + kos_t", "frag1": f"nn * {s} + k8 + kos_t + 4"}
+    s = tl.bn + 8
+    return {"kk": f"e / {tl.bn}", "nn": f"e % {tl.bn}", "slot": f"kk * {s} + nn",
+            "frag0": f"(k8 + kos_t) * {s} + nn", "frag1": f"(k8 + kos_t + 4) * {s} + nn"}
+
+
 def tf32_gemm_spec(b, cpu: str, cpu_grid: int, cparams: str) -> KernelSpec:
     """The KernelSpec of PointwiseBuilder `b` (whose reduction is a tiled GEMM) with the CUDA side as
     the TF32 tensor-core template; the cpu side (`cpu`, `cpu_grid`) is the fp32 one, unchanged."""
     t = b._tiled()
     tl = mma_launch(t)
-    if t.b_k_fastest:
-        b_kk, b_nn = f"e % {tl.bk}", f"e / {tl.bk}"
-        b_slot, stride = f"nn * {tl.bk + 4} + kk", tl.bk + 4
-        frag0, frag1 = f"nn * {stride} + k8 + kos_t", f"nn * {stride} + k8 + kos_t + 4"
-    else:
-        b_kk, b_nn = f"e / {tl.bn}", f"e % {tl.bn}"
-        b_slot, stride = f"kk * {tl.bn + 8} + nn", tl.bn + 8
-        frag0, frag1 = f"(k8 + kos_t) * {stride} + nn", f"(k8 + kos_t + 4) * {stride} + nn"
+    bx = b_indexing(t.b_k_fastest, tl)
     cuda = _prelude("cuda") + _template("cuda/gemm_mma_tf32.cu").substitute(
         name=NAME_PLACEHOLDER, params=cparams, M=t.m, N=t.n, K=t.k, bm=tl.bm, bn=tl.bn, bk=tl.bk, wm=tl.wm,
         wn=tl.wn, mi=tl.mi, ni=tl.ni, ks=tl.ks, threads=tl.threads, group_threads=tl.group_threads,
         steps=tl.steps, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, smem_words=tl.smem_words(t.b_k_fastest),
         stage_words=tl.stage_words(t.b_k_fastest), tile_words=tl.tile_words, a_load=t.a_load, b_load=t.b_load,
-        b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1", b_kk=b_kk, b_nn=b_nn, b_slot=b_slot,
-        b_frag0=frag0, b_frag1=frag1, ix="int" if b._tiled_index_fits_32() else "int64_t",
+        b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1", b_kk=bx["kk"], b_nn=bx["nn"], b_slot=bx["slot"],
+        b_frag0=bx["frag0"], b_frag1=bx["frag1"], ix="int" if b._tiled_index_fits_32() else "int64_t",
         body="\n".join(" " * 12 + ln for ln in [b.coords_code()] + b.pre + b.post))
     dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (tl.threads, 1, 1))}
     return KernelSpec(b.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": tl.threads},

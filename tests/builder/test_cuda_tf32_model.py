@@ -1,0 +1,251 @@
+"""Model-of-the-kernel tests for the TF32 tensor-core GEMM template (no GPU here): a numpy model of
+kernels/cuda/gemm_mma_tf32.cu -- its grid decomposition, the k groups' panels staged in shared
+memory at the template's slots, each warp's mma.sync m16n8k8 fragments read from those slots and
+placed by the PTX ISA's fragment layout (A 16x8, B 8x8, C 16x8 by lane), the partial tiles written
+back and added per output -- run on the TiledGemm and MmaLaunch the builder chose for every GEMM of
+the bench models and of odd-edged shapes, in float64 (no TF32 rounding: this checks the index
+maths), against an independent float64 reference (np.matmul, a direct convolution). The template's
+fixed index expressions are asserted to be in the rendered source; the builder's rendered ones (B's
+slots and fragment addresses, gemm_tf32.b_indexing) are evaluated as written (/ -> //). Also: the fragment loads are free of
+shared-memory bank conflicts, and every launch keeps to the hardware limits and the tile rules."""
+
+import numpy as np
+import pytest
+
+from bench.e2e import models as bench_models
+from kernelos.builder import gemm_tf32
+from kernelos.builder.build import lower_model
+from kernelos.dag import Launch
+
+from .models import MODELS as TEST_MODELS
+from .test_cuda_gemm_model import _odd_model, _reference
+
+LANE = np.arange(32)
+G, T = LANE >> 2, LANE & 3
+# PTX ISA, "Matrix Fragments for mma.m16n8k8" (.tf32): (row, column) of each lane's registers
+A_ROW, A_COL = G[:, None] + 8 * (np.arange(4) & 1), T[:, None] + 4 * (np.arange(4) >> 1)   # a0..a3
+B_ROW, B_COL = T[:, None] + 4 * np.arange(2), np.broadcast_to(G[:, None], (32, 2))       # b0, b1 (k, n)
+C_ROW, C_COL = G[:, None] + 8 * (np.arange(4) >> 1), 2 * T[:, None] + (np.arange(4) & 1)  # c0..c3
+
+# the template's own index expressions the model below mirrors
+TEMPLATE_EXPRESSIONS = (
+    "kos_as[e / $bk * ($bk + 4) + e % $bk] = kos_tf32(kos_ra[j]);",
+    "kos_bs[$b_slot] = kos_tf32(kos_rb[j]);",
+    "const uint32_t *r = kos_as + (kos_wm + 16 * a + kos_g) * ($bk + 4) + k8 + kos_t;",
+    "kos_fa[a][1] = r[8 * ($bk + 4)];", "kos_fa[a][2] = r[4];", "kos_fa[a][3] = r[8 * ($bk + 4) + 4];",
+    "const int nn = kos_wn + 8 * b + kos_g;",
+    "float *c = kos_cs + kos_grp * $tile_words + (kos_wm + 16 * a + kos_g) * ($bn + 8) + kos_wn + 8 * b + 2 * kos_t;",
+    "*(float2 *)(c + 8 * ($bn + 8)) = make_float2(kos_acc[a][b][2], kos_acc[a][b][3]);",
+    "const int kos_wm = kos_warp / $wn * ($mi * 16), kos_wn = kos_warp % $wn * ($ni * 8);",
+    "kos_sum += kos_cs[g * $tile_words + mm * ($bn + 8) + nn];",
+    "KOS_LOAD_PANELS(((kos_s + 1) * $ks + kos_grp) * $bk)",
+)
+
+
+def _eval(expr: str, env: dict):
+    return eval(expr.replace("/", "//"), {"__builtins__": {}}, env)
+
+
+def _stage(t, tl, arrays, gz, k0, m0, n0, ex) -> tuple:
+    """One group's staged A and B panels for the panel at k0 (NaN in every slot not written)."""
+    e = np.arange(tl.bm * tl.bk)
+    # e = tid + group_threads * j over the group's threads and their loads: each element once
+    assert sorted((np.arange(tl.group_threads)[:, None] + tl.group_threads * np.arange(tl.bm * tl.bk // tl.group_threads)).ravel().tolist()) == e.tolist()
+    kk, mm = e % tl.bk, e // tl.bk
+    gm, gk = m0 + mm, k0 + kk
+    ok = (gm < t.m) & (gk < t.k)
+    va = np.zeros(len(e))
+    if ok.any():
+        va[ok] = _eval(t.a_load, dict(arrays, gz=gz, gm=gm[ok], gk=gk[ok]))
+    a_s = np.full(tl.bm * (tl.bk + 4), np.nan)
+    a_s[mm * (tl.bk + 4) + kk] = va
+    e = np.arange(tl.bn * tl.bk)
+    kk, nn = _eval(ex["kk"], {"e": e}), _eval(ex["nn"], {"e": e})
+    gn, gk = n0 + nn, k0 + kk
+    ok = (gn < t.n) & (gk < t.k)
+    env = dict(arrays, gz=gz, gn=gn[ok], gk=gk[ok])
+    for c in t.b_valid:
+        ok[ok] &= np.asarray(_eval(c, env), bool)
+        env = dict(arrays, gz=gz, gn=gn[ok], gk=gk[ok])
+    vb = np.zeros(len(e))
+    if ok.any():
+        vb[ok] = _eval(t.b_load, env)
+    b_s = np.full(tl.stage_words(t.b_k_fastest) - tl.bm * (tl.bk + 4), np.nan)
+    slot = _eval(ex["slot"], {"kk": kk, "nn": nn})
+    assert len(set(slot.tolist())) == len(e) and slot.max() < len(b_s)
+    b_s[slot] = vb
+    return a_s, b_s
+
+
+def simulate_tf32(t, tl, arrays, ex, sample=None) -> np.ndarray:
+    """acc per output element as the TF32 kernel computes it (float64, no rounding), NaN where not
+    computed (blocks outside `sample`); asserts every output is stored by exactly one block."""
+    out = np.full(t.z * t.m * t.n, np.nan)
+    stores = np.zeros(t.z * t.m * t.n, np.int64)
+    warps = tl.wm * tl.wn
+    assert tl.grid == t.z * tl.tiles_m * tl.tiles_n and tl.group_threads == 32 * warps
+    assert tl.k_tiles == -(-t.k // tl.bk) and tl.steps * tl.ks >= tl.k_tiles
+    group_k0 = [[(s * tl.ks + g) * tl.bk for s in range(tl.steps)] for g in range(tl.ks)]
+    assert sorted(k for ks in group_k0 for k in ks if k < t.k) == list(range(0, t.k, tl.bk))
+    e = np.arange(tl.bm * tl.bn)
+    mm, nn = e // tl.bn, e % tl.bn
+    chosen = set(range(tl.grid)) if sample is None else set(np.linspace(0, tl.grid - 1, sample).astype(int).tolist())
+    for blk in range(tl.grid):
+        gz = blk // (tl.tiles_m * tl.tiles_n)
+        m0, n0 = blk // tl.tiles_n % tl.tiles_m * tl.bm, blk % tl.tiles_n * tl.bn
+        keep = (m0 + mm < t.m) & (n0 + nn < t.n)
+        i = (gz * t.m + m0 + mm[keep]) * t.n + n0 + nn[keep]
+        np.add.at(stores, i, 1)
+        if blk not in chosen:
+            continue
+        cs = np.full(tl.ks * tl.tile_words, np.nan)
+        written = np.zeros(len(cs), np.int64)
+        for grp, k0s in enumerate(group_k0):
+            acc = np.zeros((warps, tl.mi, tl.ni, 32, 4))
+            for k0 in k0s:
+                a_s, b_s = _stage(t, tl, arrays, gz, k0, m0, n0, ex)
+                for k8 in range(0, tl.bk, 8):
+                    for w in range(warps):
+                        wm, wn = w // tl.wn * tl.mi * 16, w % tl.wn * tl.ni * 8
+                        for a in range(tl.mi):
+                            r = (wm + 16 * a + G) * (tl.bk + 4) + k8 + T
+                            fa = a_s[r[:, None] + np.array([0, 8 * (tl.bk + 4), 4, 8 * (tl.bk + 4) + 4])]
+                            a16 = np.full((16, 8), np.nan)
+                            a16[A_ROW, A_COL] = fa
+                            for b in range(tl.ni):
+                                env = {"nn": wn + 8 * b + G, "k8": k8, "kos_t": T}
+                                fb = np.stack([b_s[_eval(ex["frag0"], env)], b_s[_eval(ex["frag1"], env)]], axis=1)
+                                b8 = np.full((8, 8), np.nan)
+                                b8[B_ROW, B_COL] = fb
+                                acc[w, a, b] += (a16 @ b8)[C_ROW, C_COL]
+            for w in range(warps):
+                wm, wn = w // tl.wn * tl.mi * 16, w % tl.wn * tl.ni * 8
+                for a in range(tl.mi):
+                    for b in range(tl.ni):
+                        c = grp * tl.tile_words + (wm + 16 * a + G) * (tl.bn + 8) + wn + 8 * b + 2 * T
+                        for q, off in enumerate((0, 1, 8 * (tl.bn + 8), 8 * (tl.bn + 8) + 1)):
+                            cs[c + off] = acc[w, a, b, :, q]
+                            np.add.at(written, c + off, 1)
+        assert written.max() == 1, "a partial-tile slot is written twice"
+        total = sum(cs[g * tl.tile_words + mm * (tl.bn + 8) + nn] for g in range(tl.ks))
+        out[i] = total[keep]
+    assert (stores == 1).all(), "an output element is stored never or twice"
+    return out
+
+
+def check_model(model, rng, sample=None) -> dict:
+    """Simulate every TF32 kernel of a tf32 lowering of `model` against the float64 reference;
+    returns {launch name: cuda variant}."""
+    low = lower_model(model, ["sm_90"], precision="tf32")
+    g = low.graph
+    arrays = {}
+
+    def buffer_array(buf):
+        if buf not in arrays:
+            v = g.value(buf)
+            arrays[buf] = v.const.astype(np.float64) if v.const is not None else rng.standard_normal(v.shape)
+        return arrays[buf]
+
+    def value_array(value):
+        v = g.value(value)
+        return v.const.astype(np.float64) if v.const is not None else buffer_array(low.buffer_of(value)).reshape(v.shape)
+
+    nodes = {n.name: n for n in g.nodes}
+    variants, done = {}, set()
+    for launch in low.dag.nodes:
+        if not isinstance(launch, Launch):
+            continue
+        spec = low.specs[launch.kernel]
+        variants[launch.name] = spec.cuda_variant
+        if spec.cuda_variant != "tf32" or launch.kernel in done:
+            continue
+        done.add(launch.kernel)
+        t, tl = spec.tiled
+        src, ex = spec.source("cuda", "k"), gemm_tf32.b_indexing(t.b_k_fastest, tl)
+        _check_source(src, t, tl, ex)
+        _check_launch(spec, t, tl)
+        assert spec.dims["cuda"] == ((tl.grid, 1, 1), (tl.threads, 1, 1)) and spec.max_threads["cuda"] == tl.threads
+        env = {p.cname: buffer_array(p.buffer).reshape(-1) for p in spec.params if not p.out}
+        got = simulate_tf32(t, tl, env, ex, sample)
+        ref = _reference(nodes[launch.name], g, value_array).reshape(-1)
+        seen = ~np.isnan(got)
+        assert got.shape == ref.shape and seen.sum() >= min(len(got), 256) and (sample or seen.all()), launch.name
+        np.testing.assert_allclose(got[seen], ref[seen], rtol=1e-9, atol=1e-9 * np.abs(ref).max(), err_msg=launch.name)
+    return variants
+
+
+def _check_source(src, t, tl, ex):
+    """The rendered kernel is this launch's and holds the index expressions the model mirrors."""
+    subst = {"$bk": str(tl.bk), "$bn": str(tl.bn), "$tile_words": str(tl.tile_words), "$wn": str(tl.wn),
+             "$mi": str(tl.mi), "$ni": str(tl.ni), "$ks": str(tl.ks), "$b_slot": ex["slot"]}
+    for expr in TEMPLATE_EXPRESSIONS:
+        for k, v in sorted(subst.items(), key=lambda kv: -len(kv[0])):
+            expr = expr.replace(k, v)
+        assert expr in src, expr
+    assert f"kos_fb[b][0] = kos_bs[{ex['frag0']}];" in src and f"kos_fb[b][1] = kos_bs[{ex['frag1']}];" in src
+    assert f"kk = {ex['kk']}, nn = {ex['nn']};" in src and t.a_load in src and t.b_load in src
+    assert f"kos_blk / ({tl.tiles_m} * {tl.tiles_n})" in src and f"kos_s < {tl.steps};" in src
+    assert f"__launch_bounds__({tl.threads})" in src
+    assert src.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") == 1 and src.count("cvt.rna.tf32.f32") == 1
+
+
+def _check_launch(spec, t, tl):
+    """Within the hardware limits (1024 threads, 48 KB of static shared memory a block; whole loads
+    per thread) and, unless forced, by the heuristic's rules: the biggest tile with enough tiles to
+    fill the SMs (or the smallest), k groups only with MIN_PANELS panels each, MAX_GROUPS in all."""
+    assert tl.threads <= 1024 and spec.shared_B["cuda"] <= 48 * 1024
+    assert (tl.bm * tl.bk) % tl.group_threads == 0 and (tl.bn * tl.bk) % tl.group_threads == 0
+    if gemm_tf32.FORCE:
+        return
+    shape = (tl.wm, tl.wn, tl.mi, tl.ni)
+    assert all(gemm_tf32._launch(t, s, 1).grid < gemm_tf32.FILL_BLOCKS for s in gemm_tf32.TILES[:gemm_tf32.TILES.index(shape)])
+    assert tl.grid >= gemm_tf32.FILL_BLOCKS or shape == gemm_tf32.TILES[-1]
+    assert tl.ks == 1 or (tl.k_tiles >= gemm_tf32.MIN_PANELS * tl.ks and tl.grid * tl.ks <= gemm_tf32.MAX_GROUPS)
+
+
+def test_model_of_tf32_gemm_on_odd_edges():
+    variants = check_model(_odd_model(), np.random.default_rng(1))
+    assert set(variants.values()) == {"tf32"}, variants
+
+
+@pytest.mark.parametrize("name", ["resnet18", "gpt2"])
+def test_model_of_tf32_kernels_for_bench_model(name):
+    variants = check_model(getattr(bench_models, name)(), np.random.default_rng(2), sample=3)
+    gemm_like = {k: v for k, v in variants.items() if k.startswith(("MatMul", "Conv", "Gemm"))}
+    if name == "resnet18":      # the batch-1 classifier is a GEMV, fp32
+        assert gemm_like.pop("Gemm_49") == "warp" and set(gemm_like.values()) == {"tf32"}
+    else:
+        assert len(gemm_like) == 72 and set(gemm_like.values()) == {"tf32"}
+
+
+@pytest.mark.parametrize("name", sorted(TEST_MODELS))
+def test_model_of_tf32_kernels_for_test_model(name):
+    variants = check_model(TEST_MODELS[name](), np.random.default_rng(4))
+    assert ("tf32" in variants.values()) == (name != "mlp")
+
+
+@pytest.mark.parametrize("forced", ["64x64", "64x32/2", "32x64/4", "32x32/4", "32x16/4"])
+def test_model_of_forced_tiles(monkeypatch, forced):
+    """Every tile shape and k-group count the knob (and the heuristic) can pick, on the odd edges."""
+    monkeypatch.setattr(gemm_tf32, "FORCE", forced)
+    check_model(_odd_model(), np.random.default_rng(6))
+
+
+def test_forced_tile_must_exist(monkeypatch):
+    from hal.errors import GraphError
+    monkeypatch.setattr(gemm_tf32, "FORCE", "48x48")
+    with pytest.raises(GraphError, match="KOS_TF32_TILE"):
+        lower_model(_odd_model(), ["sm_90"], precision="tf32")
+
+
+def test_fragment_loads_are_free_of_bank_conflicts():
+    """For every tile and both B layouts: the 32 lanes of each A and B fragment load hit 32 banks."""
+    for shape in gemm_tf32.TILES:
+        for k_fast in (True, False):
+            tl = gemm_tf32.MmaLaunch(*shape, 1, gemm_tf32.BK, 1, 1, 1, 1)
+            for i_off in (0, 8 * (tl.bk + 4), 4, 8 * (tl.bk + 4) + 4):
+                assert len(set((((G * (tl.bk + 4)) + T + i_off) % 32).tolist())) == 32
+            stride = tl.bk + 4 if k_fast else tl.bn + 8
+            for j in range(2):
+                addr = G * stride + T + 4 * j if k_fast else (T + 4 * j) * stride + G
+                assert len(set((addr % 32).tolist())) == 32, (shape, k_fast)
