@@ -1,8 +1,9 @@
 """`python -m bench.e2e --out DIR [--device nv:0] [--models mlp,resnet18,gpt2] [--quick]`: issue 9's
 end-to-end harness. Builds images for the models and runs, on the same inputs in the same run,
-kernelos on the GPU (--device) and on the cpu device, PyTorch eager / CUDA graph (fp32, TF32) where
-torch is installed, and onnxruntime (CPU; CUDA where installed); checks every output against a
-float64 reference; writes DIR/table.md, DIR/results.json, DIR/logs/*.log.
+kernelos on the GPU (--device; fp32 images, and tf32 images for the CNN and GPT-2: a TF32 column)
+and on the cpu device, PyTorch eager / CUDA graph (fp32, TF32) where torch is installed, and
+onnxruntime (CPU; CUDA where installed); checks every output against a float64 reference; writes
+DIR/table.md, DIR/results.json, DIR/logs/*.log.
 
 Each stage (bench/e2e/stages.py) runs in its own process under a hard timeout, bounded also by the
 whole run's --budget-s; a stage that fails, hangs or is skipped leaves the reason in the table and
@@ -27,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 STAGE_TIMEOUT_S = {"env": 60, "prepare": 90, "build": 180, "kernelos": 90, "ort": 90, "torch": 150,
                    "first_result": 90}
 MIN_STAGE_S = 5.0
+TF32_MODELS = ("resnet18", "gpt2")   # also built as tf32 images (a TF32 column vs PyTorch's TF32 graph);
+                                     # the batch-1 MLP is GEMVs, fp32 in either image
 
 
 class Harness:
@@ -96,14 +99,19 @@ class Harness:
 
     def _mark_columns(self, model, stage, name, status):
         """A stage that died leaves a results file whose columns say why (so the table shows it)."""
-        keys = {"kernelos": [f"kernelos {name.split('.', 1)[-1].replace('-', ':')}"],
-                "torch": ["PyTorch CUDA graph", "PyTorch CUDA graph TF32"], "ort": ["onnxruntime CPU"]}.get(stage, [])
+        if stage == "kernelos":     # result name kernelos.SPEC[.tf32]
+            _, spec, *prec = name.split(".")
+            keys = [(f"kernelos {spec.replace('-', ':')}", prec[0] if prec else "fp32")]
+        else:
+            keys = {"torch": [("PyTorch CUDA graph", "fp32"), ("PyTorch CUDA graph TF32", "tf32")],
+                    "ort": [("onnxruntime CPU", "fp32")]}.get(stage, [])
         result = self.out / "results" / f"{model}.{name}.json"
         data = json.loads(result.read_text()) if result.exists() else {"model": model, "stage": name, "columns": [], "info": {}}
         have = {c["key"] for c in data["columns"]}
-        for k in keys:
+        for label, prec in keys:
+            k = label if prec == "fp32" or label.startswith("PyTorch") else f"{label} {prec}"
             if k not in have:
-                data["columns"].append({"key": k, "label": k.replace(" TF32", ""), "precision": "tf32" if "TF32" in k else "fp32",
+                data["columns"].append({"key": k, "label": label.replace(" TF32", ""), "precision": prec,
                                         "error": f"stage {stage} {status}; see logs/{model}.{name}.log"})
         result.parent.mkdir(parents=True, exist_ok=True)
         result.write_text(json.dumps(data, indent=1, default=str))
@@ -132,6 +140,9 @@ class Harness:
                 self.run("first_result", m, gpu or "cpu")
             if built and gpu:
                 self.run("kernelos", m, gpu, result_name=f"kernelos.{gpu.replace(':', '-')}")
+            if gpu and arch and m in TF32_MODELS and self.run("build", m, extra=["--gpu-arch", arch, "--precision", "tf32"],
+                                                              result_name="build.tf32"):
+                self.run("kernelos", m, gpu, extra=["--precision", "tf32"], result_name=f"kernelos.{gpu.replace(':', '-')}.tf32")
             self.run("torch", m)
             self.run("ort", m)
             if built and not self.args.no_cpu:

@@ -102,18 +102,27 @@ def prepare(st: Stage):
     print(f"prepared {st.model}: {st.info}", flush=True)
 
 
+def image_name(model: str, precision: str) -> str:
+    """images/MODEL.kimg (fp32: the cpu and GPU columns) or images/MODEL.tf32.kimg (the GPU's TF32 column)."""
+    return f"{model}.kimg" if precision == "fp32" else f"{model}.{precision}.kimg"
+
+
 def build(st: Stage):
     """`kernelos build` of the model for the cpu and the GPU target of --device (if any). If that
-    fails, each target is tried alone (GPU first), so one target's failure leaves the other's columns."""
+    fails, each target is tried alone (GPU first), so one target's failure leaves the other's columns.
+    --precision tf32: the GPU target alone, with TF32 tensor-core GEMMs (its own image)."""
     from kernelos.builder.build import build_image
     from kernelos.builder.progress import Progress
-    targets = ([st.args.gpu_arch] if st.args.gpu_arch else []) + ["cpu"]
-    src, dst = st.path("models", f"{st.model}.onnx"), st.path("images", f"{st.model}.kimg")
+    precision = st.args.precision
+    if precision != "fp32" and not st.args.gpu_arch:
+        raise RuntimeError(f"a {precision} image is built for a GPU target only; no --gpu-arch given")
+    targets = ([st.args.gpu_arch] if st.args.gpu_arch else []) + (["cpu"] if precision == "fp32" else [])
+    src, dst = st.path("models", f"{st.model}.onnx"), st.path("images", image_name(st.model, precision))
     attempts = [targets] + ([[t] for t in targets] if len(targets) > 1 else [])
     t0 = time.perf_counter()
     for attempt in attempts:
         try:
-            result = build_image(str(src), str(dst), attempt, progress=Progress())
+            result = build_image(str(src), str(dst), attempt, progress=Progress(), precision=precision)
             break
         except Exception as e:
             traceback.print_exc()
@@ -122,7 +131,7 @@ def build(st: Stage):
     else:
         raise RuntimeError(f"no build succeeded: {st.info['build_errors']}")
     st.info.update(build_s=round(time.perf_counter() - t0, 2), targets=result.targets, launches=result.launches,
-                   kernels=result.kernels, image_B=result.image_B)
+                   kernels=result.kernels, image_B=result.image_B, precision=result.precision)
     print(result.summary_text(), flush=True)
 
 
@@ -131,22 +140,22 @@ def kernelos_run(st: Stage):
     one submit, wait, output read), then a short profile of the timeline."""
     from kernelos.model import load_model
     from kernelos.profile import profile
-    spec = st.args.device
-    key = f"kernelos {spec}"
+    spec, precision = st.args.device, st.args.precision
+    key = kernelos_key(spec, precision)
     x = st.inputs()
     holder = {}
 
     def go():
         t0 = time.perf_counter()
-        model = holder["model"] = load_model(str(st.path("images", f"{st.model}.kimg")), spec,
+        model = holder["model"] = load_model(str(st.path("images", image_name(st.model, precision))), spec,
                                              timeout_s=INFERENCE_TIMEOUT_S)
         st.info["load_s"] = round(time.perf_counter() - t0, 3)
-        st.info["device"] = f"{model.device.info.name} ({model.target})"
+        st.info["device"] = f"{model.device.info.name} ({model.target}, math {model.image.precision[model.target]})"
         st.info["submits_per_inference"] = model.submits_per_inference
         out = model.run(x, poison=True)["y"]
         timing = holder["timing"] = measure(lambda: model.run(x), st.policy)
         return timing, out
-    st.column(key, key, "fp32", go, notes="includes the input copy in and the output copy out")
+    st.column(key, f"kernelos {spec}", precision, go, notes="includes the input copy in and the output copy out")
     model = holder.get("model")
     if model is None:
         return
@@ -155,7 +164,8 @@ def kernelos_run(st: Stage):
             per_run_s = holder["timing"]["median_us"] / 1e6
             runs = max(PROFILE_MIN_RUNS, min(PROFILE_MAX_RUNS // (3 if st.args.quick else 1), int(PROFILE_BUDGET_S / per_run_s)))
             timeline = profile(model, x, runs=runs)
-            st.path("logs", f"{st.model}.profile.{_slug(spec)}.txt").write_text(timeline.format(top=15) + "\n")
+            suffix = "" if precision == "fp32" else f".{precision}"
+            st.path("logs", f"{st.model}.profile.{_slug(spec)}{suffix}.txt").write_text(timeline.format(top=15) + "\n")
             st.info["profile"] = {k: getattr(timeline, k) for k in ("device_us", "submit_us", "wait_us", "run_us",
                                                                     "plain_run_us")}
             st.info["profile"]["by_kernel_top"] = timeline.by_kernel()[:5]
@@ -165,6 +175,11 @@ def kernelos_run(st: Stage):
         st.info["profile_error"] = f"{type(e).__name__}: {e}"
     finally:
         model.close()
+
+
+def kernelos_key(spec: str, precision: str) -> str:
+    """The column key of kernelos on a device: "kernelos nv:0" (fp32), "kernelos nv:0 tf32"."""
+    return f"kernelos {spec}" + ("" if precision == "fp32" else f" {precision}")
 
 
 def ort_run(st: Stage):
@@ -360,6 +375,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="all")
     p.add_argument("--device", default="cpu", help="device spec for kernelos / first_result")
     p.add_argument("--gpu-arch", default="", help="build: the GPU target to compile for besides cpu (sm_90)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "tf32"),
+                   help="build / kernelos: the image's math precision (tf32: GPU GEMMs on tensor cores)")
     p.add_argument("--result-name", help="results file name (default: the stage)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)

@@ -101,7 +101,7 @@ def _fake_results(out: Path, model: str, columns: dict, ref: np.ndarray):
     cols = []
     for i, (key, (median_us, precision, offset)) in enumerate(columns.items()):
         np.save(out / "outputs" / f"{model}.{i}.npy", (ref + offset).astype(np.float32))
-        cols.append({"key": key, "label": key, "precision": precision, "tolerance": 1e-4 if precision == "fp32" else 1e-2,
+        cols.append({"key": key, "label": key.replace(" TF32", "").replace(" tf32", ""), "precision": precision, "tolerance": 1e-4 if precision == "fp32" else 1e-2,
                      "median_us": median_us, "runs": 100, "output": f"outputs/{model}.{i}.npy", "error": None})
     (out / "results" / f"{model}.fake.json").write_text(json.dumps({"columns": cols, "info": {}}))
 
@@ -114,13 +114,35 @@ def test_report_judges_the_gpu_targets_and_flags_wrong_outputs(tmp_path):
                                     "kernelos cpu": (900.0, "fp32", 0.0), "onnxruntime CPU": (1000.0, "fp32", 0.0)}, ref)
     _fake_results(tmp_path, "resnet18", {"kernelos nv:0": (600.0, "fp32", 1e-3), "PyTorch CUDA graph": (1200.0, "fp32", 0.0),
                                          "PyTorch CUDA graph TF32": (480.0, "tf32", 1e-3)}, ref)
-    data = report.collect(tmp_path, ["mlp", "resnet18"])
-    verdicts = {t[0]: t[2] for t in report.targets(data)}
+    # a TF32 column: compared with the TF32 graph (the fp32 column with the fp32 graph)
+    _fake_results(tmp_path, "gpt2", {"kernelos nv:0": (2000.0, "fp32", 0.0), "kernelos nv:0 tf32": (700.0, "tf32", 2e-3),
+                                     "PyTorch CUDA graph": (2300.0, "fp32", 0.0), "PyTorch CUDA graph TF32": (800.0, "tf32", 1e-3)}, ref)
+    data = report.collect(tmp_path, ["mlp", "resnet18", "gpt2"])
+    targets = {t[0]: t[1:] for t in report.targets(data)}
+    verdicts = {k: v[1] for k, v in targets.items()}
     assert verdicts["MLP on the GPU <= 20 µs"] == "met"
-    assert verdicts["resnet18: below PyTorch CUDA graph (fp32)"] == "met"
+    # faster than the fp32 graph, but its output is over the fp32 bound: not met
+    assert targets["resnet18: below PyTorch CUDA graph (fp32)"] == ("kernelos fp32 600.0 vs 1200.0 µs (output over its error bound)", "NOT met")
     assert verdicts["resnet18: below PyTorch CUDA graph TF32 (tf32)"] == "NOT met"
+    assert targets["gpt2: below PyTorch CUDA graph (fp32)"] == ("kernelos fp32 2000.0 vs 2300.0 µs", "met")
+    assert targets["gpt2: below PyTorch CUDA graph TF32 (tf32)"] == ("kernelos tf32 700.0 vs 800.0 µs", "met")
     assert verdicts["mlp on the cpu device <= 1.0x onnxruntime CPU"] == "met"
     res = data["table"]["resnet18"]
     assert res["kernelos nv:0"]["ok"] is False and res["PyTorch CUDA graph TF32"]["ok"] is True   # 1e-3 vs 1e-4 / 1e-2
     text = report.markdown(data, [], "cmd")
-    assert "**FAIL**" in text and "| mlp | 0.35x |" in text
+    assert "**FAIL**" in text and "| mlp | 0.35x |" in text and "| gpt2 | 0.87x | 0.88x |" in text
+    assert "kernelos nv:0 (tf32)" in text
+
+
+def test_a_dead_tf32_stage_leaves_its_column_with_the_reason(tmp_path):
+    """The GPU's TF32 column (tf32 image, result kernelos.nv-0.tf32) is marked like the fp32 one."""
+    from bench.e2e import __main__ as harness
+    args = harness.argparse.Namespace(out=str(tmp_path), models="gpt2", quick=True, budget_s=60.0, device="nv:0", no_cpu=True)
+    h = harness.Harness(args)
+    for name in ("kernelos.nv-0", "kernelos.nv-0.tf32"):
+        h._mark_columns("gpt2", "kernelos", name, "timeout after 90 s (killed)")
+    cols = {c["key"]: c for n in ("kernelos.nv-0", "kernelos.nv-0.tf32")
+            for c in json.loads((tmp_path / "results" / f"gpt2.{n}.json").read_text())["columns"]}
+    assert {k: (c["label"], c["precision"]) for k, c in cols.items()} == \
+        {"kernelos nv:0": ("kernelos nv:0", "fp32"), "kernelos nv:0 tf32": ("kernelos nv:0", "tf32")}
+    assert all("timeout after 90 s" in c["error"] for c in cols.values())
