@@ -19,6 +19,7 @@ from .codegen import NAME_PLACEHOLDER, KernelSpec, _prelude, _template
 # bm = wm * mi * 16 by bn = wn * ni * 8, biggest first
 TILES = ((2, 2, 2, 4), (2, 2, 2, 2), (2, 2, 1, 4), (2, 2, 1, 2), (2, 2, 1, 1))
 BK = 32                 # k depth of a staged panel (4 mma k-steps)
+STAGES = (4, 3, 2)      # cp.async ring depths, most first: the deepest whose panels fit in shared memory
 FILL_BLOCKS = 132       # tiles enough to give every SM of an H100 a block
 MAX_GROUPS = 4 * 132    # k groups (of 4 warps) in the whole grid: about 16 warps per SM
 MIN_PANELS = 4          # panels each k group multiplies at least
@@ -31,7 +32,7 @@ FORCE = os.environ.get("KOS_TF32_TILE", "")
 @dataclass
 class MmaLaunch:
     """How the TF32 template covers a TiledGemm: bm x bn tiles, ks k groups of wm x wn warps each
-    owning mi x ni m16n8 mma tiles, bk-deep panels."""
+    owning mi x ni m16n8 mma tiles, bk-deep panels in a ring of `stages` shared-memory buffers."""
     wm: int
     wn: int
     mi: int
@@ -42,6 +43,7 @@ class MmaLaunch:
     tiles_n: int
     grid: int
     k_tiles: int
+    stages: int = 2
 
     @property
     def bm(self) -> int:
@@ -75,13 +77,19 @@ class MmaLaunch:
         return self.bm * (self.bn + 8)
 
     def smem_words(self, b_k_fastest: bool) -> int:
-        return self.ks * max(self.stage_words(b_k_fastest), self.tile_words)
+        """The ring of staged panels [stages][ks], later reused for the ks partial tiles."""
+        return self.ks * max(self.stages * self.stage_words(b_k_fastest), self.tile_words)
 
 
 def _launch(t, shape, ks) -> MmaLaunch:
+    """The launch of tile `shape` with ks k groups and the deepest ring that fits (at least 2)."""
     wm, wn, mi, ni = shape
     tiles_m, tiles_n = -(-t.m // (wm * mi * 16)), -(-t.n // (wn * ni * 8))
-    return MmaLaunch(wm, wn, mi, ni, ks, BK, tiles_m, tiles_n, t.z * tiles_m * tiles_n, -(-t.k // BK))
+    for stages in STAGES:
+        tl = MmaLaunch(wm, wn, mi, ni, ks, BK, tiles_m, tiles_n, t.z * tiles_m * tiles_n, -(-t.k // BK), stages)
+        if 4 * tl.smem_words(t.b_k_fastest) <= SMEM_MAX_B:
+            break
+    return tl
 
 
 def _fits(tl: MmaLaunch, b_k_fastest: bool) -> bool:
@@ -143,7 +151,7 @@ def tf32_gemm_spec(b, cpu: str, cpu_grid: int, cparams: str) -> KernelSpec:
         steps=tl.steps, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, smem_words=tl.smem_words(t.b_k_fastest),
         stage_words=tl.stage_words(t.b_k_fastest), tile_words=tl.tile_words, a_load=t.a_load, b_load=t.b_load,
         b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1", b_kk=bx["kk"], b_nn=bx["nn"], b_slot=bx["slot"],
-        b_frag0=bx["frag0"], b_frag1=bx["frag1"], ix="int" if b._tiled_index_fits_32() else "int64_t",
+        b_frag0=bx["frag0"], b_frag1=bx["frag1"], stages=tl.stages, ix="int" if b._tiled_index_fits_32() else "int64_t",
         body="\n".join(" " * 12 + ln for ln in [b.coords_code()] + b.pre + b.post))
     dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (tl.threads, 1, 1))}
     return KernelSpec(b.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": tl.threads},

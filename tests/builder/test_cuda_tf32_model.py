@@ -1,6 +1,7 @@
 """Model-of-the-kernel tests for the TF32 tensor-core GEMM template (no GPU here): a numpy model of
 kernels/cuda/gemm_mma_tf32.cu -- its grid decomposition, the k groups' panels staged in shared
-memory at the template's slots, each warp's mma.sync m16n8k8 fragments read from those slots and
+memory at the template's slots in its ring of stage buffers, each warp's mma.sync m16n8k8 fragments
+read from those slots and
 placed by the PTX ISA's fragment layout (A 16x8, B 8x8, C 16x8 by lane), the partial tiles written
 back and added per output -- run on the TiledGemm and MmaLaunch the builder chose for every GEMM of
 the bench models and of odd-edged shapes, in float64 (no TF32 rounding: this checks the index
@@ -29,16 +30,21 @@ C_ROW, C_COL = G[:, None] + 8 * (np.arange(4) >> 1), 2 * T[:, None] + (np.arange
 
 # the template's own index expressions the model below mirrors
 TEMPLATE_EXPRESSIONS = (
-    "kos_as[e / $bk * ($bk + 4) + e % $bk] = kos_tf32(kos_ra[j]);",
-    "kos_bs[$b_slot] = kos_tf32(kos_rb[j]);",
-    "const uint32_t *r = kos_as + (kos_wm + 16 * a + kos_g) * ($bk + 4) + k8 + kos_t;",
-    "kos_fa[a][1] = r[8 * ($bk + 4)];", "kos_fa[a][2] = r[4];", "kos_fa[a][3] = r[8 * ($bk + 4) + 4];",
+    "float *const as = kos_smem + ((st) * $ks + kos_grp) * $stage_words, *const bs = as + $bm * ($bk + 4);",
+    "kos_cp4(as + mm * ($bk + 4) + kk, &($a_load), gm < $M && gk < $K);",
+    "kos_cp4(bs + $b_slot, &($b_load), gn < $N && gk < $K && $b_valid);",
+    "for (int st = 0; st < $stages - 1; st++) KOS_ISSUE_PANELS((st * $ks + kos_grp) * $bk, st)",
+    "KOS_ISSUE_PANELS(((kos_s + $stages - 1) * $ks + kos_grp) * $bk, (kos_s + $stages - 1) % $stages)",
+    "const float *const kos_as = kos_smem + (kos_s % $stages * $ks + kos_grp) * $stage_words;",
+    "const float *const kos_bs = kos_as + $bm * ($bk + 4);",
+    "const float *r = kos_as + (kos_wm + 16 * a + kos_g) * ($bk + 4) + k8 + kos_t;",
+    "kos_fa[a][0] = kos_tf32(r[0]);", "kos_fa[a][1] = kos_tf32(r[8 * ($bk + 4)]);",
+    "kos_fa[a][2] = kos_tf32(r[4]);", "kos_fa[a][3] = kos_tf32(r[8 * ($bk + 4) + 4]);",
     "const int nn = kos_wn + 8 * b + kos_g;",
     "float *c = kos_cs + kos_grp * $tile_words + (kos_wm + 16 * a + kos_g) * ($bn + 8) + kos_wn + 8 * b + 2 * kos_t;",
     "*(float2 *)(c + 8 * ($bn + 8)) = make_float2(kos_acc[a][b][2], kos_acc[a][b][3]);",
     "const int kos_wm = kos_warp / $wn * ($mi * 16), kos_wn = kos_warp % $wn * ($ni * 8);",
     "kos_sum += kos_cs[g * $tile_words + mm * ($bn + 8) + nn];",
-    "KOS_LOAD_PANELS(((kos_s + 1) * $ks + kos_grp) * $bk)",
 )
 
 
@@ -46,8 +52,9 @@ def _eval(expr: str, env: dict):
     return eval(expr.replace("/", "//"), {"__builtins__": {}}, env)
 
 
-def _stage(t, tl, arrays, gz, k0, m0, n0, ex) -> tuple:
-    """One group's staged A and B panels for the panel at k0 (NaN in every slot not written)."""
+def _stage(t, tl, arrays, gz, k0, m0, n0, ex) -> np.ndarray:
+    """One group's staged panels for the panel at k0, A then B as one stage buffer of stage_words
+    (NaN in every slot not written)."""
     e = np.arange(tl.bm * tl.bk)
     # e = tid + group_threads * j over the group's threads and their loads: each element once
     assert sorted((np.arange(tl.group_threads)[:, None] + tl.group_threads * np.arange(tl.bm * tl.bk // tl.group_threads)).ravel().tolist()) == e.tolist()
@@ -74,7 +81,7 @@ def _stage(t, tl, arrays, gz, k0, m0, n0, ex) -> tuple:
     slot = _eval(ex["slot"], {"kk": kk, "nn": nn})
     assert len(set(slot.tolist())) == len(e) and slot.max() < len(b_s)
     b_s[slot] = vb
-    return a_s, b_s
+    return np.concatenate([a_s, b_s])
 
 
 def simulate_tf32(t, tl, arrays, ex, sample=None) -> np.ndarray:
@@ -98,12 +105,18 @@ def simulate_tf32(t, tl, arrays, ex, sample=None) -> np.ndarray:
         np.add.at(stores, i, 1)
         if blk not in chosen:
             continue
+        smem = np.full(tl.smem_words(t.b_k_fastest), np.nan)
+        assert tl.stages * tl.ks * tl.stage_words(t.b_k_fastest) <= len(smem) and tl.ks * tl.tile_words <= len(smem)
         cs = np.full(tl.ks * tl.tile_words, np.nan)
         written = np.zeros(len(cs), np.int64)
         for grp, k0s in enumerate(group_k0):
             acc = np.zeros((warps, tl.mi, tl.ni, 32, 4))
-            for k0 in k0s:
-                a_s, b_s = _stage(t, tl, arrays, gz, k0, m0, n0, ex)
+            for step, k0 in enumerate(k0s):
+                # the ring: panel `step` of group grp in buffer (step % stages, grp), read from there
+                base = (step % tl.stages * tl.ks + grp) * tl.stage_words(t.b_k_fastest)
+                smem[base:base + tl.stage_words(t.b_k_fastest)] = _stage(t, tl, arrays, gz, k0, m0, n0, ex)
+                a_s = smem[base:base + tl.bm * (tl.bk + 4)]
+                b_s = smem[base + tl.bm * (tl.bk + 4):base + tl.stage_words(t.b_k_fastest)]
                 for k8 in range(0, tl.bk, 8):
                     for w in range(warps):
                         wm, wn = w // tl.wn * tl.mi * 16, w % tl.wn * tl.ni * 8
@@ -176,17 +189,21 @@ def check_model(model, rng, sample=None) -> dict:
 
 def _check_source(src, t, tl, ex):
     """The rendered kernel is this launch's and holds the index expressions the model mirrors."""
-    subst = {"$bk": str(tl.bk), "$bn": str(tl.bn), "$tile_words": str(tl.tile_words), "$wn": str(tl.wn),
-             "$mi": str(tl.mi), "$ni": str(tl.ni), "$ks": str(tl.ks), "$b_slot": ex["slot"]}
+    subst = {"$bk": str(tl.bk), "$bn": str(tl.bn), "$bm": str(tl.bm), "$tile_words": str(tl.tile_words),
+             "$wn": str(tl.wn), "$mi": str(tl.mi), "$ni": str(tl.ni), "$ks": str(tl.ks), "$b_slot": ex["slot"],
+             "$stages": str(tl.stages), "$stage_words": str(tl.stage_words(t.b_k_fastest)), "$a_load": t.a_load,
+             "$b_load": t.b_load, "$M": str(t.m), "$N": str(t.n), "$K": str(t.k),
+             "$b_valid": " && ".join(f"({c})" for c in t.b_valid) or "1"}
     for expr in TEMPLATE_EXPRESSIONS:
         for k, v in sorted(subst.items(), key=lambda kv: -len(kv[0])):
             expr = expr.replace(k, v)
         assert expr in src, expr
-    assert f"kos_fb[b][0] = kos_bs[{ex['frag0']}];" in src and f"kos_fb[b][1] = kos_bs[{ex['frag1']}];" in src
+    assert f"kos_fb[b][0] = kos_tf32(kos_bs[{ex['frag0']}]);" in src and f"kos_fb[b][1] = kos_tf32(kos_bs[{ex['frag1']}]);" in src
     assert f"kk = {ex['kk']}, nn = {ex['nn']};" in src and t.a_load in src and t.b_load in src
     assert f"kos_blk / ({tl.tiles_m} * {tl.tiles_n})" in src and f"kos_s < {tl.steps};" in src
     assert f"__launch_bounds__({tl.threads})" in src
     assert src.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") == 1 and src.count("cvt.rna.tf32.f32") == 1
+    assert src.count("cp.async.ca.shared.global") == 1 and f"cp.async.wait_group %0;\" ::\"n\"({tl.stages} - 2)" in src
 
 
 def _check_launch(spec, t, tl):
