@@ -13,7 +13,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-CONFIGS = ("fp32", "", "64x64", "64x64/2", "64x32/2", "64x32/4", "32x64/2", "32x32/2", "32x32/4", "32x16/2", "32x16/4")
+CONFIGS = ("fp32", "", "64x64w8", "64x64w4", "64x32w8", "64x32w8/2", "64x32w4/2", "32x64w8/2", "32x32w8/2", "32x32w8/4",
+           "32x32w4/4", "32x16w4/2", "32x16w4/4")
 GEMM_OPS = ("MatMul", "Conv", "Gemm")
 
 
@@ -26,7 +27,7 @@ def _shapes(proto, arch) -> dict:
         spec = low.specs.get(getattr(n, "kernel", None))
         if spec is not None and spec.cuda_variant == "tf32":
             t, tl = spec.tiled
-            out[n.name] = ((t.z, t.m, t.n, t.k), f"{tl.bm}x{tl.bn}/{tl.ks}")
+            out[n.name] = ((t.z, t.m, t.n, t.k), f"{tl.name} s{tl.stages}")
     return out
 
 

@@ -16,8 +16,9 @@ from hal.errors import GraphError
 from .codegen import NAME_PLACEHOLDER, KernelSpec, _prelude, _template
 
 # warp grids (wm x wn warps per k group) and mma tiles per warp (mi x ni m16n8 tiles): block tiles
-# bm = wm * mi * 16 by bn = wn * ni * 8, biggest first
-TILES = ((2, 2, 2, 4), (2, 2, 2, 2), (2, 2, 1, 4), (2, 2, 1, 2), (2, 2, 1, 1))
+# bm = wm * mi * 16 by bn = wn * ni * 8, biggest first; of one size, 8 warps (more in flight) before 4
+TILES = ((2, 4, 2, 2), (2, 2, 2, 4), (4, 2, 1, 2), (2, 2, 2, 2), (2, 4, 1, 2), (2, 2, 1, 4),
+         (2, 4, 1, 1), (2, 2, 1, 2), (2, 2, 1, 1))
 BK = 32                 # k depth of a staged panel (4 mma k-steps)
 STAGES = (4, 3, 2)      # cp.async ring depths, most first: the deepest whose panels fit in shared memory
 FILL_BLOCKS = 132       # tiles enough to give every SM of an H100 a block
@@ -52,6 +53,11 @@ class MmaLaunch:
     @property
     def bn(self) -> int:
         return self.wn * self.ni * 8
+
+    @property
+    def name(self) -> str:
+        """BMxBNwWARPS/KS, as KOS_TF32_TILE spells it."""
+        return f"{self.bm}x{self.bn}w{self.wm * self.wn}/{self.ks}"
 
     @property
     def group_threads(self) -> int:
@@ -113,17 +119,79 @@ def mma_launch(t) -> MmaLaunch:
     return tl
 
 
+def _tile_name(shape) -> str:
+    return f"{shape[0] * shape[2] * 16}x{shape[1] * shape[3] * 8}w{shape[0] * shape[1]}"
+
+
 def _forced(t, spec: str) -> MmaLaunch:
-    """The launch KOS_TF32_TILE asks for: "BMxBN" with one k group, "BMxBN/KS" with up to KS."""
+    """The launch KOS_TF32_TILE asks for: "BMxBN[wWARPS][/KS]": that tile (of its warp counts, the
+    first in TILES without wWARPS), with up to KS k groups (1 without /KS) as fit."""
     tile, _, ks = spec.partition("/")
-    shape = next((s for s in TILES if f"{s[0] * s[2] * 16}x{s[1] * s[3] * 8}" == tile), None)
+    shape = next((s for s in TILES if _tile_name(s) == tile or _tile_name(s).split("w")[0] == tile), None)
     if shape is None or not (ks or "1").isdigit():
-        raise GraphError(f"KOS_TF32_TILE={spec!r}: expected BMxBN[/KS] with a tile of "
-                         + ", ".join(f"{s[0] * s[2] * 16}x{s[1] * s[3] * 8}" for s in TILES))
+        raise GraphError(f"KOS_TF32_TILE={spec!r}: expected BMxBN[wWARPS][/KS] with a tile of "
+                         + ", ".join(_tile_name(s) for s in TILES))
     for k in (4, 2, 1):
         tl = _launch(t, shape, k)
         if k == 1 or (k <= int(ks or 1) and tl.k_tiles >= k and _fits(tl, t.b_k_fastest)):
             return tl
+
+
+def split_load(expr: str) -> tuple:
+    """A load expression NAME[INDEX] -> (NAME, INDEX); (None, None) for any other form."""
+    name, bracket, rest = expr.partition("[")
+    if not bracket or not rest.endswith("]") or not name.isidentifier() or rest[:-1].count("[") != rest[:-1].count("]"):
+        return None, None
+    return name, rest[:-1]
+
+
+def k_contiguous(t, operand: str) -> bool:
+    """Whether A (or a k-fastest B without validity conditions) can be copied 4 k at a time with
+    16-byte copies: K a multiple of 4, and for every (z, row) the element index is base + k with
+    base a multiple of 4 (buffers are 256-byte aligned), checked by evaluating the index expression
+    over the whole GEMM (/ -> //; the builder divides only non-negative indices)."""
+    import numpy as np
+    expr = t.a_load if operand == "a" else t.b_load
+    if t.k % 4 or (operand == "b" and (not t.b_k_fastest or t.b_valid)):
+        return False
+    _, index = split_load(expr)
+    rows = t.m if operand == "a" else t.n
+    if index is None or t.z * rows * t.k > 1 << 24:
+        return False
+    gz, gr, gk = np.meshgrid(np.arange(t.z), np.arange(rows), np.arange(t.k), indexing="ij")
+    env = {"gz": gz, "gk": gk, "gm" if operand == "a" else "gn": gr}
+    try:
+        idx = np.broadcast_to(eval(index.replace("/", "//"), {"__builtins__": {}}, env), gk.shape)
+    except Exception:     # an index that needs more than the GEMM coordinates: not known contiguous
+        return False
+    return bool((idx - gk == idx[..., :1]).all() and (idx[..., 0] % 4 == 0).all())
+
+
+def vector_copies(t, tl: MmaLaunch) -> dict:
+    """{"a": bool, "b": bool}: which operands are copied 4 k at a time (16 bytes): k-contiguous ones
+    whose panel splits evenly over the group's threads in fours."""
+    return {op: k_contiguous(t, op) and ((tl.bm if op == "a" else tl.bn) * tl.bk // 4) % tl.group_threads == 0
+            for op in ("a", "b")}
+
+
+def copy_loops(t, tl: MmaLaunch, bx: dict, ix: str) -> tuple:
+    """The panel copies of one group as single-line C loops (inside KOS_ISSUE_PANELS), A then B:
+    16-byte copies of 4 k for vector_copies' operands, else 4-byte ones."""
+    gt, bk, loops, vec = tl.group_threads, tl.bk, [], vector_copies(t, tl)
+    for op, rows, r, lim, load, dst, valid in (
+            ("a", tl.bm, "mm", t.m, t.a_load, f"as + mm * {bk + 4} + kk", ""),
+            ("b", tl.bn, "nn", t.n, t.b_load, f"bs + {bx['slot']}", "".join(f" && ({c})" for c in t.b_valid))):
+        g = "gm" if op == "a" else "gn"
+        origin = "kos_m0" if op == "a" else "kos_n0"
+        if vec[op]:
+            count, coords, copy = rows * bk // (4 * gt), f"kk = e % {bk // 4} * 4, {r} = e / {bk // 4}", "kos_cp16"
+        else:
+            kk, rr = (bx["kk"], bx["nn"]) if op == "b" else (f"e % {bk}", f"e / {bk}")
+            count, coords, copy = rows * bk // gt, f"kk = {kk}, {r} = {rr}", "kos_cp4"
+        loops.append(f'_Pragma("unroll") for (int j = 0; j < {count}; j++) {{ const int e = kos_tid + {gt} * j, {coords}; '
+                     f"const {ix} {g} = {origin} + {r}, gk = (k0) + kk; "
+                     f"{copy}({dst}, &({load}), {g} < {lim} && gk < {t.k}{valid}); }}")
+    return tuple(loops)
 
 
 def b_indexing(b_k_fastest: bool, tl: MmaLaunch) -> dict:
@@ -145,13 +213,14 @@ def tf32_gemm_spec(b, cpu: str, cpu_grid: int, cparams: str) -> KernelSpec:
     t = b._tiled()
     tl = mma_launch(t)
     bx = b_indexing(t.b_k_fastest, tl)
+    ix = "int" if b._tiled_index_fits_32() else "int64_t"
+    a_copy, b_copy = copy_loops(t, tl, bx, ix)
     cuda = _prelude("cuda") + _template("cuda/gemm_mma_tf32.cu").substitute(
         name=NAME_PLACEHOLDER, params=cparams, M=t.m, N=t.n, K=t.k, bm=tl.bm, bn=tl.bn, bk=tl.bk, wm=tl.wm,
         wn=tl.wn, mi=tl.mi, ni=tl.ni, ks=tl.ks, threads=tl.threads, group_threads=tl.group_threads,
         steps=tl.steps, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, smem_words=tl.smem_words(t.b_k_fastest),
-        stage_words=tl.stage_words(t.b_k_fastest), tile_words=tl.tile_words, a_load=t.a_load, b_load=t.b_load,
-        b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1", b_kk=bx["kk"], b_nn=bx["nn"], b_slot=bx["slot"],
-        b_frag0=bx["frag0"], b_frag1=bx["frag1"], stages=tl.stages, ix="int" if b._tiled_index_fits_32() else "int64_t",
+        stage_words=tl.stage_words(t.b_k_fastest), tile_words=tl.tile_words, a_copy=a_copy, b_copy=b_copy,
+        b_frag0=bx["frag0"], b_frag1=bx["frag1"], stages=tl.stages, ix=ix,
         body="\n".join(" " * 12 + ln for ln in [b.coords_code()] + b.pre + b.post))
     dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (tl.threads, 1, 1))}
     return KernelSpec(b.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": tl.threads},

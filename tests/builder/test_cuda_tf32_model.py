@@ -31,8 +31,6 @@ C_ROW, C_COL = G[:, None] + 8 * (np.arange(4) >> 1), 2 * T[:, None] + (np.arange
 # the template's own index expressions the model below mirrors
 TEMPLATE_EXPRESSIONS = (
     "float *const as = kos_smem + ((st) * $ks + kos_grp) * $stage_words, *const bs = as + $bm * ($bk + 4);",
-    "kos_cp4(as + mm * ($bk + 4) + kk, &($a_load), gm < $M && gk < $K);",
-    "kos_cp4(bs + $b_slot, &($b_load), gn < $N && gk < $K && $b_valid);",
     "for (int st = 0; st < $stages - 1; st++) KOS_ISSUE_PANELS((st * $ks + kos_grp) * $bk, st)",
     "KOS_ISSUE_PANELS(((kos_s + $stages - 1) * $ks + kos_grp) * $bk, (kos_s + $stages - 1) % $stages)",
     "const float *const kos_as = kos_smem + (kos_s % $stages * $ks + kos_grp) * $stage_words;",
@@ -52,39 +50,56 @@ def _eval(expr: str, env: dict):
     return eval(expr.replace("/", "//"), {"__builtins__": {}}, env)
 
 
-def _stage(t, tl, arrays, gz, k0, m0, n0, ex) -> np.ndarray:
-    """One group's staged panels for the panel at k0, A then B as one stage buffer of stage_words
-    (NaN in every slot not written)."""
-    e = np.arange(tl.bm * tl.bk)
-    # e = tid + group_threads * j over the group's threads and their loads: each element once
-    assert sorted((np.arange(tl.group_threads)[:, None] + tl.group_threads * np.arange(tl.bm * tl.bk // tl.group_threads)).ravel().tolist()) == e.tolist()
-    kk, mm = e % tl.bk, e // tl.bk
-    gm, gk = m0 + mm, k0 + kk
-    ok = (gm < t.m) & (gk < t.k)
-    va = np.zeros(len(e))
+def _copy(t, tl, arrays, gz, k0, origin, operand, ex, vec) -> tuple:
+    """(slots, values) one group's copies of one operand's panel at k0 write, as the rendered loops
+    do: 16-byte copies read 4 words from the element index of their first k on, 4-byte ones one
+    element; a copy out of range (or in the padding) writes zeros."""
+    rows = tl.bm if operand == "a" else tl.bn
+    n_el = rows * tl.bk // (4 if vec else 1)
+    e = np.arange(n_el)
+    per_thread = n_el // tl.group_threads
+    # e = tid + group_threads * j over the group's threads and their copies: each element once
+    assert sorted((np.arange(tl.group_threads)[:, None] + tl.group_threads * np.arange(per_thread)).ravel().tolist()) == e.tolist()
+    if vec:
+        kk, rr = e % (tl.bk // 4) * 4, e // (tl.bk // 4)
+    elif operand == "a":
+        kk, rr = e % tl.bk, e // tl.bk
+    else:
+        kk, rr = _eval(ex["kk"], {"e": e}), _eval(ex["nn"], {"e": e})
+    g, lim = ("gm", t.m) if operand == "a" else ("gn", t.n)
+    gr, gk = origin + rr, k0 + kk
+    ok = (gr < lim) & (gk < t.k)
+    for c in t.b_valid if operand == "b" else ():
+        ok[ok] &= np.asarray(_eval(c, dict(arrays, gz=gz, gk=gk[ok], **{g: gr[ok]})), bool)
+    lanes = 4 if vec else 1
+    vals = np.zeros((n_el, lanes))
     if ok.any():
-        va[ok] = _eval(t.a_load, dict(arrays, gz=gz, gm=gm[ok], gk=gk[ok]))
-    a_s = np.full(tl.bm * (tl.bk + 4), np.nan)
-    a_s[mm * (tl.bk + 4) + kk] = va
-    e = np.arange(tl.bn * tl.bk)
-    kk, nn = _eval(ex["kk"], {"e": e}), _eval(ex["nn"], {"e": e})
-    gn, gk = n0 + nn, k0 + kk
-    ok = (gn < t.n) & (gk < t.k)
-    env = dict(arrays, gz=gz, gn=gn[ok], gk=gk[ok])
-    for c in t.b_valid:
-        ok[ok] &= np.asarray(_eval(c, env), bool)
-        env = dict(arrays, gz=gz, gn=gn[ok], gk=gk[ok])
-    vb = np.zeros(len(e))
-    if ok.any():
-        vb[ok] = _eval(t.b_load, env)
-    b_s = np.full(tl.stage_words(t.b_k_fastest) - tl.bm * (tl.bk + 4), np.nan)
-    slot = _eval(ex["slot"], {"kk": kk, "nn": nn})
-    assert len(set(slot.tolist())) == len(e) and slot.max() < len(b_s)
-    b_s[slot] = vb
-    return np.concatenate([a_s, b_s])
+        name, index = gemm_tf32.split_load(t.a_load if operand == "a" else t.b_load)
+        first = np.asarray(_eval(index, dict(arrays, gz=gz, gk=gk[ok], **{g: gr[ok]})))
+        vals[ok] = arrays[name][first[:, None] + np.arange(lanes)]
+    if operand == "a" or vec:
+        slot = rr * (tl.bk + 4) + kk
+    else:
+        slot = _eval(ex["slot"], {"kk": kk, "nn": rr})
+    slots = (slot[:, None] + np.arange(lanes)).ravel()
+    assert len(set(slots.tolist())) == len(slots), "a staged slot is written twice"
+    return slots, vals.ravel()
 
 
-def simulate_tf32(t, tl, arrays, ex, sample=None) -> np.ndarray:
+def _stage(t, tl, arrays, gz, k0, m0, n0, ex, vec) -> np.ndarray:
+    """One group's stage buffer (A then B, stage_words) for the panel at k0; NaN where not written."""
+    a_words = tl.bm * (tl.bk + 4)
+    buf = np.full(tl.stage_words(t.b_k_fastest), np.nan)
+    slots, vals = _copy(t, tl, arrays, gz, k0, m0, "a", ex, vec["a"])
+    assert slots.max() < a_words
+    buf[slots] = vals
+    slots, vals = _copy(t, tl, arrays, gz, k0, n0, "b", ex, vec["b"])
+    assert slots.max() < len(buf) - a_words
+    buf[a_words + slots] = vals
+    return buf
+
+
+def simulate_tf32(t, tl, arrays, ex, vec, sample=None) -> np.ndarray:
     """acc per output element as the TF32 kernel computes it (float64, no rounding), NaN where not
     computed (blocks outside `sample`); asserts every output is stored by exactly one block."""
     out = np.full(t.z * t.m * t.n, np.nan)
@@ -114,7 +129,7 @@ def simulate_tf32(t, tl, arrays, ex, sample=None) -> np.ndarray:
             for step, k0 in enumerate(k0s):
                 # the ring: panel `step` of group grp in buffer (step % stages, grp), read from there
                 base = (step % tl.stages * tl.ks + grp) * tl.stage_words(t.b_k_fastest)
-                smem[base:base + tl.stage_words(t.b_k_fastest)] = _stage(t, tl, arrays, gz, k0, m0, n0, ex)
+                smem[base:base + tl.stage_words(t.b_k_fastest)] = _stage(t, tl, arrays, gz, k0, m0, n0, ex, vec)
                 a_s = smem[base:base + tl.bm * (tl.bk + 4)]
                 b_s = smem[base + tl.bm * (tl.bk + 4):base + tl.stage_words(t.b_k_fastest)]
                 for k8 in range(0, tl.bk, 8):
@@ -146,9 +161,9 @@ def simulate_tf32(t, tl, arrays, ex, sample=None) -> np.ndarray:
     return out
 
 
-def check_model(model, rng, sample=None) -> dict:
+def check_model(model, rng, sample=None) -> tuple:
     """Simulate every TF32 kernel of a tf32 lowering of `model` against the float64 reference;
-    returns {launch name: cuda variant}."""
+    returns ({launch name: cuda variant}, [vector_copies of each distinct TF32 kernel])."""
     low = lower_model(model, ["sm_90"], precision="tf32")
     g = low.graph
     arrays = {}
@@ -164,7 +179,7 @@ def check_model(model, rng, sample=None) -> dict:
         return v.const.astype(np.float64) if v.const is not None else buffer_array(low.buffer_of(value)).reshape(v.shape)
 
     nodes = {n.name: n for n in g.nodes}
-    variants, done = {}, set()
+    variants, done, vectors = {}, set(), []
     for launch in low.dag.nodes:
         if not isinstance(launch, Launch):
             continue
@@ -175,19 +190,22 @@ def check_model(model, rng, sample=None) -> dict:
         done.add(launch.kernel)
         t, tl = spec.tiled
         src, ex = spec.source("cuda", "k"), gemm_tf32.b_indexing(t.b_k_fastest, tl)
-        _check_source(src, t, tl, ex)
+        vec = gemm_tf32.vector_copies(t, tl)
+        vectors.append(vec)
+        _check_source(src, t, tl, ex, vec)
         _check_launch(spec, t, tl)
         assert spec.dims["cuda"] == ((tl.grid, 1, 1), (tl.threads, 1, 1)) and spec.max_threads["cuda"] == tl.threads
         env = {p.cname: buffer_array(p.buffer).reshape(-1) for p in spec.params if not p.out}
-        got = simulate_tf32(t, tl, env, ex, sample)
+        assert ("kos_cp16(as" in src) == vec["a"] and ("kos_cp16(bs" in src) == vec["b"]
+        got = simulate_tf32(t, tl, env, ex, vec, sample)
         ref = _reference(nodes[launch.name], g, value_array).reshape(-1)
         seen = ~np.isnan(got)
         assert got.shape == ref.shape and seen.sum() >= min(len(got), 256) and (sample or seen.all()), launch.name
         np.testing.assert_allclose(got[seen], ref[seen], rtol=1e-9, atol=1e-9 * np.abs(ref).max(), err_msg=launch.name)
-    return variants
+    return variants, vectors
 
 
-def _check_source(src, t, tl, ex):
+def _check_source(src, t, tl, ex, vec):
     """The rendered kernel is this launch's and holds the index expressions the model mirrors."""
     subst = {"$bk": str(tl.bk), "$bn": str(tl.bn), "$bm": str(tl.bm), "$tile_words": str(tl.tile_words),
              "$wn": str(tl.wn), "$mi": str(tl.mi), "$ni": str(tl.ni), "$ks": str(tl.ks), "$b_slot": ex["slot"],
@@ -199,11 +217,16 @@ def _check_source(src, t, tl, ex):
             expr = expr.replace(k, v)
         assert expr in src, expr
     assert f"kos_fb[b][0] = kos_tf32(kos_bs[{ex['frag0']}]);" in src and f"kos_fb[b][1] = kos_tf32(kos_bs[{ex['frag1']}]);" in src
-    assert f"kk = {ex['kk']}, nn = {ex['nn']};" in src and t.a_load in src and t.b_load in src
+    assert vec["b"] or f"kk = {ex['kk']}, nn = {ex['nn']};" in src
+    assert vec["a"] or f"kk = e % {tl.bk}, mm = e / {tl.bk};" in src
+    assert all(f"kk = e % {tl.bk // 4} * 4, {r} = e / {tl.bk // 4};" in src for op, r in (("a", "mm"), ("b", "nn")) if vec[op])
     assert f"kos_blk / ({tl.tiles_m} * {tl.tiles_n})" in src and f"kos_s < {tl.steps};" in src
     assert f"__launch_bounds__({tl.threads})" in src
     assert src.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") == 1 and src.count("cvt.rna.tf32.f32") == 1
-    assert src.count("cp.async.ca.shared.global") == 1 and f"cp.async.wait_group %0;\" ::\"n\"({tl.stages} - 2)" in src
+    for op, dst, g, lim, load in (("as", "as + mm * $bk4 + kk", "gm", t.m, t.a_load), ("bs", f"bs + {ex['slot']}", "gn", t.n, t.b_load)):
+        cond = f"{g} < {lim} && gk < {t.k}" + ("".join(f" && ({c})" for c in t.b_valid) if op == "bs" else "")
+        assert f"({dst.replace('$bk4', str(tl.bk + 4))}, &({load}), {cond}); }}" in src, op
+    assert src.count("cp.async.ca.shared.global") == 2 and f"cp.async.wait_group %0;\" ::\"n\"({tl.stages} - 2)" in src
 
 
 def _check_launch(spec, t, tl):
@@ -221,27 +244,31 @@ def _check_launch(spec, t, tl):
 
 
 def test_model_of_tf32_gemm_on_odd_edges():
-    variants = check_model(_odd_model(), np.random.default_rng(1))
+    variants, vectors = check_model(_odd_model(), np.random.default_rng(1))
     assert set(variants.values()) == {"tf32"}, variants
+    assert any(v["a"] for v in vectors) and not all(v["a"] for v in vectors)    # 16-byte and 4-byte copies
 
 
 @pytest.mark.parametrize("name", ["resnet18", "gpt2"])
 def test_model_of_tf32_kernels_for_bench_model(name):
-    variants = check_model(getattr(bench_models, name)(), np.random.default_rng(2), sample=3)
+    variants, vectors = check_model(getattr(bench_models, name)(), np.random.default_rng(2), sample=3)
     gemm_like = {k: v for k, v in variants.items() if k.startswith(("MatMul", "Conv", "Gemm"))}
     if name == "resnet18":      # the batch-1 classifier is a GEMV, fp32
         assert gemm_like.pop("Gemm_49") == "warp" and set(gemm_like.values()) == {"tf32"}
+        assert sum(v["a"] for v in vectors) == len(vectors) - 1      # all weights but the first conv's (K = 147)
     else:
         assert len(gemm_like) == 72 and set(gemm_like.values()) == {"tf32"}
+        assert sum(v["a"] and v["b"] for v in vectors) == 4          # the linear layers: both operands
 
 
 @pytest.mark.parametrize("name", sorted(TEST_MODELS))
 def test_model_of_tf32_kernels_for_test_model(name):
-    variants = check_model(TEST_MODELS[name](), np.random.default_rng(4))
+    variants, _ = check_model(TEST_MODELS[name](), np.random.default_rng(4))
     assert ("tf32" in variants.values()) == (name != "mlp")
 
 
-@pytest.mark.parametrize("forced", ["64x64", "64x32/2", "32x64/4", "32x32/4", "32x16/4"])
+@pytest.mark.parametrize("forced", ["64x64w8", "64x64w4/2", "64x32w8/2", "64x32w4/4", "32x64w8/4", "32x64w4",
+                                    "32x32w8/4", "32x32w4/2", "32x16w4/4"])
 def test_model_of_forced_tiles(monkeypatch, forced):
     """Every tile shape and k-group count the knob (and the heuristic) can pick, on the odd edges."""
     monkeypatch.setattr(gemm_tf32, "FORCE", forced)

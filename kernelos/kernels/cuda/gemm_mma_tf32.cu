@@ -5,8 +5,8 @@
  * multiplies the k panels g, g + $ks, ... (in-block split-K). Each warp owns a ($mi * 16) x ($ni * 8)
  * part of the tile: $mi x $ni mma tiles. Panels are $bk deep and stream into shared memory through a
  * $stages-stage ring of cp.async copies ($stages - 1 panels in flight while one is multiplied; one
- * barrier per panel); out-of-range rows, columns and k (and a convolution's padding, b_valid) copy
- * zero bytes (zero fill). A is staged as [m][k] (row stride $bk + 4), B as [n][k] (stride $bk + 4)
+ * barrier per panel), 16 bytes (4 k) at a time where the operand is contiguous along k, else 4;
+ * out-of-range rows, columns and k (and a convolution's padding) copy zero bytes (zero fill). A is staged as [m][k] (row stride $bk + 4), B as [n][k] (stride $bk + 4)
  * or [k][n] (stride $bn + 8) as its memory runs, so the fragment loads are free of bank conflicts.
  * Then every group writes its partial tile to shared memory (row stride $bn + 8: conflict-free
  * float2 stores), and all threads add the groups' partials per output in group order and run the
@@ -30,6 +30,13 @@ __device__ __forceinline__ void kos_cp4(float *dst, const float *src, bool valid
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(s), "l"(src), "r"(valid ? 4 : 0) : "memory");
 }
 
+/* 16 bytes (4 consecutive k of a k-contiguous operand), likewise */
+__device__ __forceinline__ void kos_cp16(float *dst, const float *src, bool valid) {
+    uint32_t s;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+
 extern "C" __global__ void __launch_bounds__($threads) $name($params) {
     __shared__ __align__(16) float kos_smem[$smem_words];
     const int kos_grp = threadIdx.x / $group_threads, kos_tid = threadIdx.x % $group_threads;
@@ -50,16 +57,8 @@ extern "C" __global__ void __launch_bounds__($threads) $name($params) {
 #define KOS_ISSUE_PANELS(k0, st)                                                                   \
     {                                                                                              \
         float *const as = kos_smem + ((st) * $ks + kos_grp) * $stage_words, *const bs = as + $bm * ($bk + 4); \
-        _Pragma("unroll") for (int j = 0; j < $bm * $bk / $group_threads; j++) {                   \
-            const int e = kos_tid + $group_threads * j, kk = e % $bk, mm = e / $bk;                \
-            const $ix gm = kos_m0 + mm, gk = (k0) + kk;                                            \
-            kos_cp4(as + mm * ($bk + 4) + kk, &($a_load), gm < $M && gk < $K);                    \
-        }                                                                                          \
-        _Pragma("unroll") for (int j = 0; j < $bn * $bk / $group_threads; j++) {                   \
-            const int e = kos_tid + $group_threads * j, kk = $b_kk, nn = $b_nn;                    \
-            const $ix gn = kos_n0 + nn, gk = (k0) + kk;                                            \
-            kos_cp4(bs + $b_slot, &($b_load), gn < $N && gk < $K && $b_valid);                     \
-        }                                                                                          \
+        $a_copy \
+        $b_copy \
         asm volatile("cp.async.commit_group;" ::: "memory");                                       \
     }
     /* every group runs the same $steps steps (panels past K copy as zero): __syncthreads is block-wide */
