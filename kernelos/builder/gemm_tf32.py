@@ -19,9 +19,12 @@ from .codegen import NAME_PLACEHOLDER, KernelSpec, _prelude, _template
 # bm = wm * mi * 16 by bn = wn * ni * 8, biggest first; of one size, 8 warps (more in flight) before 4
 TILES = ((2, 4, 2, 2), (2, 2, 2, 4), (4, 2, 1, 2), (2, 2, 2, 2), (2, 4, 1, 2), (2, 2, 1, 4),
          (2, 4, 1, 1), (2, 2, 1, 2), (2, 2, 1, 1))
-BK = 32                 # k depth of a staged panel (4 mma k-steps)
+BK = 32                 # k depth of a staged panel (4 mma k-steps); KOS_TF32_TILE may ask for 16
 STAGES = (4, 3, 2)      # cp.async ring depths, most first: the deepest whose panels fit in shared memory
-FILL_BLOCKS = 132       # tiles enough to give every SM of an H100 a block
+# Tiles at least this many: the tile sweep (bench/tf32_tiles.py on an H200, 2026-11-26) found every
+# ResNet-18 and GPT-2 GEMM fastest with the biggest tile giving >= 64 blocks (bigger tiles copy less
+# per output; 132, one per SM, chose smaller tiles that were 10-40% slower)
+FILL_BLOCKS = 64
 MAX_GROUPS = 4 * 132    # k groups (of 4 warps) in the whole grid: about 16 warps per SM
 MIN_PANELS = 4          # panels each k group multiplies at least
 K_GROUPS = (4, 2)       # in-block split-K candidates, most first
@@ -87,19 +90,21 @@ class MmaLaunch:
         return self.ks * max(self.stages * self.stage_words(b_k_fastest), self.tile_words)
 
 
-def _launch(t, shape, ks) -> MmaLaunch:
+def _launch(t, shape, ks, bk=BK) -> MmaLaunch:
     """The launch of tile `shape` with ks k groups and the deepest ring that fits (at least 2)."""
     wm, wn, mi, ni = shape
     tiles_m, tiles_n = -(-t.m // (wm * mi * 16)), -(-t.n // (wn * ni * 8))
     for stages in STAGES:
-        tl = MmaLaunch(wm, wn, mi, ni, ks, BK, tiles_m, tiles_n, t.z * tiles_m * tiles_n, -(-t.k // BK), stages)
+        tl = MmaLaunch(wm, wn, mi, ni, ks, bk, tiles_m, tiles_n, t.z * tiles_m * tiles_n, -(-t.k // bk), stages)
         if 4 * tl.smem_words(t.b_k_fastest) <= SMEM_MAX_B:
             break
     return tl
 
 
 def _fits(tl: MmaLaunch, b_k_fastest: bool) -> bool:
-    return tl.threads <= 1024 and 4 * tl.smem_words(b_k_fastest) <= SMEM_MAX_B
+    """Threads and shared memory within a block's limits, and whole panels per thread."""
+    return (tl.threads <= 1024 and 4 * tl.smem_words(b_k_fastest) <= SMEM_MAX_B
+            and (tl.bm * tl.bk) % tl.group_threads == 0 and (tl.bn * tl.bk) % tl.group_threads == 0)
 
 
 def mma_launch(t) -> MmaLaunch:
@@ -124,15 +129,17 @@ def _tile_name(shape) -> str:
 
 
 def _forced(t, spec: str) -> MmaLaunch:
-    """The launch KOS_TF32_TILE asks for: "BMxBN[wWARPS][/KS]": that tile (of its warp counts, the
-    first in TILES without wWARPS), with up to KS k groups (1 without /KS) as fit."""
-    tile, _, ks = spec.partition("/")
+    """The launch KOS_TF32_TILE asks for: "BMxBN[wWARPS][/KS][kBK]": that tile (of its warp counts,
+    the first in TILES without wWARPS), with up to KS k groups (1 without /KS) as fit, panels BK
+    (16 or 32) deep."""
+    head, _, bk = spec.partition("k")
+    tile, _, ks = head.partition("/")
     shape = next((s for s in TILES if _tile_name(s) == tile or _tile_name(s).split("w")[0] == tile), None)
-    if shape is None or not (ks or "1").isdigit():
-        raise GraphError(f"KOS_TF32_TILE={spec!r}: expected BMxBN[wWARPS][/KS] with a tile of "
+    if shape is None or not (ks or "1").isdigit() or bk not in ("", "16", "32"):
+        raise GraphError(f"KOS_TF32_TILE={spec!r}: expected BMxBN[wWARPS][/KS][k16|k32] with a tile of "
                          + ", ".join(_tile_name(s) for s in TILES))
     for k in (4, 2, 1):
-        tl = _launch(t, shape, k)
+        tl = _launch(t, shape, k, int(bk or BK))
         if k == 1 or (k <= int(ks or 1) and tl.k_tiles >= k and _fits(tl, t.b_k_fastest)):
             return tl
 

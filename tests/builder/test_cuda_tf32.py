@@ -22,7 +22,7 @@ from .test_cuda_gemm_model import _conv_ref, _odd_model
 TF32_BOUND = 1e-2       # issue 9: max |out - ref| / max |ref| of a TF32 column
 TF32_SEEN = 1e-5        # fp32 GEMMs of these sizes stay near 1e-7; TF32 rounding (2**-11) shows above this
 FORCED = ["", "64x64w8", "64x64w4/2", "64x32w8/2", "64x32w4/4", "32x64w8/4", "32x64w4", "32x32w8/4", "32x32w4/2",
-          "32x16w4/4"]
+          "32x16w4/4", "32x16w4/4k16", "64x64w8k16"]
 
 
 @pytest.fixture(scope="module")

@@ -268,7 +268,7 @@ def test_model_of_tf32_kernels_for_test_model(name):
 
 
 @pytest.mark.parametrize("forced", ["64x64w8", "64x64w4/2", "64x32w8/2", "64x32w4/4", "32x64w8/4", "32x64w4",
-                                    "32x32w8/4", "32x32w4/2", "32x16w4/4"])
+                                    "32x32w8/4", "32x32w4/2", "32x16w4/4", "32x16w4/4k16", "64x64w8k16"])
 def test_model_of_forced_tiles(monkeypatch, forced):
     """Every tile shape and k-group count the knob (and the heuristic) can pick, on the odd edges."""
     monkeypatch.setattr(gemm_tf32, "FORCE", forced)
@@ -280,13 +280,16 @@ def test_forced_tile_must_exist(monkeypatch):
     monkeypatch.setattr(gemm_tf32, "FORCE", "48x48")
     with pytest.raises(GraphError, match="KOS_TF32_TILE"):
         lower_model(_odd_model(), ["sm_90"], precision="tf32")
+    monkeypatch.setattr(gemm_tf32, "FORCE", "32x32/2k8")
+    with pytest.raises(GraphError, match="KOS_TF32_TILE"):
+        lower_model(_odd_model(), ["sm_90"], precision="tf32")
 
 
 def test_fragment_loads_are_free_of_bank_conflicts():
     """For every tile and both B layouts: the 32 lanes of each A and B fragment load hit 32 banks."""
     for shape in gemm_tf32.TILES:
-        for k_fast in (True, False):
-            tl = gemm_tf32.MmaLaunch(*shape, 1, gemm_tf32.BK, 1, 1, 1, 1)
+        for k_fast, bk in ((True, 32), (False, 32), (True, 16), (False, 16)):
+            tl = gemm_tf32.MmaLaunch(*shape, 1, bk, 1, 1, 1, 1)
             for i_off in (0, 8 * (tl.bk + 4), 4, 8 * (tl.bk + 4) + 4):
                 assert len(set((((G * (tl.bk + 4)) + T + i_off) % 32).tolist())) == 32
             stride = tl.bk + 4 if k_fast else tl.bn + 8
