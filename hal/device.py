@@ -15,6 +15,10 @@ class DeviceInfo:
     spec: what `hal.open` takes ("cpu", "nv:0"); vendor: "cpu" | "nvidia" | "amd";
     arch: the kernel target it runs ("cpu-x86_64", "sm_90", "gfx1100"); memory_B: usable memory;
     compute_units: cores / SMs / CUs; extra: driver details (PCI bus, driver and firmware versions).
+    host_io_direct_max_B: the largest model input or output that kernels should read or write in
+    place in host-visible memory (one compute submit per inference, the host writes inputs and reads
+    outputs there); larger ones are better staged into device memory by the copy queue. 0: always
+    stage. Irrelevant where device memory is host-visible itself (cpu): nothing is staged there.
     """
 
     spec: str
@@ -24,6 +28,7 @@ class DeviceInfo:
     memory_B: int
     compute_units: int
     extra: dict = field(default_factory=dict)
+    host_io_direct_max_B: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -6,7 +6,9 @@
     model.close()
 
 Loading allocates one arena (memory plan of the image for the device's target), uploads the
-weights once, loads the kernels and records the command streams (kernelos/scheduler.py). After a
+weights once, loads the kernels and records the command streams (kernelos/scheduler.py). Inputs
+and outputs live in host-visible memory (the arena itself on the cpu), so an inference is: the host
+writes the inputs, one submit (per queue used), a wait, the host reads the outputs. After a
 DeviceTimeout or DeviceFault the model marks itself broken and the next run() first recovers:
 it re-opens the device by its spec and repeats the load, so that run is correct again (a device
 that cannot close because a kernel never returns is abandoned; see recover()). The model
@@ -59,9 +61,11 @@ def load_model(image_or_path, device, *, stage_io: bool | None = None, timeout_s
     """Load an image (path or Image) onto a device (spec such as "cpu" or an opened Device).
 
     The image is verified before the device is touched. The target is the first of the device's
-    targets the image has kernels for (ImageError otherwise). stage_io: stage inputs and outputs
-    through host-visible buffers and copy-queue copies (default: only when the arena is not
-    host-visible). timeout_s bounds every inference's wait (DeviceTimeout past it).
+    targets the image has kernels for (ImageError otherwise). stage_io: True stages every input and
+    output between a host-visible buffer and the arena with copy-queue copies; False stages none
+    (kernels use them in place in host-visible memory); None (default) decides per buffer by the
+    device's host_io_direct_max_B (nothing is staged where the arena is host-visible; see
+    LoadedModel._place_io). timeout_s bounds every inference's wait (DeviceTimeout past it).
     """
     image = image_or_path if isinstance(image_or_path, Image) else read_image(image_or_path)
     owns_image = image is not image_or_path
@@ -106,28 +110,43 @@ class LoadedModel:
         self._arena = dev.alloc(max(plan.arena_B, 1))
         for name, arr in self.image.weights.items():
             self._arena.write(memoryview(np.ascontiguousarray(arr)).cast("B"), plan.offsets[name])
-        self._stage = None
-        if self._stage_io or (self._stage_io is None and not self._arena.host_visible):
-            io = list(self.inputs) + list(self.outputs)
-            offsets, pos = {}, 0
-            for name in io:
-                offsets[name] = pos
-                pos = align_up(pos + self.dag.buffers[name].nbytes, STAGE_ALIGN_B)
-            self._stage_buf = dev.alloc(max(pos, 1), host_visible=True)
-            self._stage = {name: (self._stage_buf, off) for name, off in offsets.items()}
+        self._place_io()
         self._programs = {}
         for k in self.dag.kernels.values():
             known = {key: v for key, v in k.meta.get(self.target, {}).items()
                      if key in ("max_threads", "shared_B", "regs") and isinstance(v, int)}
             meta = hal.KernelMeta(tuple(k.params), **known)
             self._programs[k.name] = dev.load_program(k.binaries[self.target], k.name, meta)
-        self._recorded = Recorded(dev, self.dag, plan, self.target, self._arena, self._programs, self._stage)
+        self._recorded = Recorded(dev, self.dag, plan, self.target, self._arena, self._programs, self._stage,
+                                  self._places)
         self._profiled = None  # recorded on the first run_profiled()
-        # Host views of where the host writes each input and reads each output (staging or arena).
-        self._slots = {}
-        for name in list(self.inputs) + list(self.outputs):
-            buf, off = self._stage[name] if self._stage else (self._arena, plan.offsets[name])
-            self._slots[name] = buf.view()[off:off + self.dag.buffers[name].nbytes]
+
+    def _place_io(self):
+        """Where inputs and outputs live, and the host's array views of them (self._host_io).
+
+        Device memory the host can see (cpu): in the arena, as planned. Otherwise in one host-visible
+        buffer: kernels read and write an input or output there in place (no copy, one submit) when it
+        is at most the device's host_io_direct_max_B; larger ones are staged between it and the arena
+        by the copy queue (the DAG's queue plan). stage_io True stages every one, False none."""
+        dev, io = self.device, list(self.inputs) + list(self.outputs)
+        self._stage, self._places, self._io_buf = {}, {}, None
+        if self._arena.host_visible and not self._stage_io:
+            views = {name: (self._arena, self.plan.offsets[name]) for name in io}
+        else:
+            limit_B = {None: dev.info.host_io_direct_max_B, True: -1, False: 1 << 62}[self._stage_io]
+            offsets, pos = {}, 0
+            for name in io:
+                offsets[name] = pos
+                pos = align_up(pos + self.dag.buffers[name].nbytes, STAGE_ALIGN_B)
+            self._io_buf = dev.alloc(max(pos, 1), host_visible=True)
+            views = {name: (self._io_buf, off) for name, off in offsets.items()}
+            for name, where in views.items():
+                (self._places if self.dag.buffers[name].nbytes <= limit_B else self._stage)[name] = where
+        self._host_io = {}
+        for name, (buf, off) in views.items():
+            b = self.dag.buffers[name]
+            self._host_io[name] = np.frombuffer(buf.view(), np.dtype(b.dtype), b.nbytes // np.dtype(b.dtype).itemsize,
+                                                off).reshape(b.shape)
 
     def recover(self):
         """Re-open the device by its spec and load again (after a timeout or fault).
@@ -167,18 +186,21 @@ class LoadedModel:
 
     def check_inputs(self, inputs) -> dict:
         """name -> C-contiguous array, or InvalidArgument naming what was expected."""
-        want = ", ".join(f"{n}: {dt.name}{list(shape)}" for n, (shape, dt) in self.inputs.items())
-        if not isinstance(inputs, dict) or set(inputs) != set(self.inputs):
+        if not isinstance(inputs, dict) or inputs.keys() != self.inputs.keys():
             got = sorted(inputs, key=str) if isinstance(inputs, dict) else type(inputs).__name__
-            raise InvalidArgument(f"model {self.image.name!r} takes inputs {{{want}}}; got {got}")
+            raise InvalidArgument(f"model {self.image.name!r} takes inputs {{{self._inputs_wanted()}}}; got {got}")
         out = {}
         for name, (shape, dt) in self.inputs.items():
             x = inputs[name]
             if not isinstance(x, np.ndarray) or x.dtype != dt or x.shape != shape:
                 got = f"{x.dtype.name}{list(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
-                raise InvalidArgument(f"input {name!r} is {got}; model {self.image.name!r} takes {{{want}}}")
+                raise InvalidArgument(f"input {name!r} is {got}; model {self.image.name!r} takes "
+                                      f"{{{self._inputs_wanted()}}}")
             out[name] = np.ascontiguousarray(x)
         return out
+
+    def _inputs_wanted(self) -> str:
+        return ", ".join(f"{n}: {dt.name}{list(shape)}" for n, (shape, dt) in self.inputs.items())
 
     def run(self, inputs: dict, poison: bool = False) -> dict:
         """One inference: outputs as new arrays. poison: first fill every activation byte (and the
@@ -198,21 +220,20 @@ class LoadedModel:
                 self.recover()
             if profiled and self._profiled is None:
                 self._profiled = Recorded(self.device, self.dag, self.plan, self.target, self._arena,
-                                          self._programs, self._stage, profile=True)
+                                          self._programs, self._stage, self._places, profile=True)
             recorded = self._profiled if profiled else self._recorded
             t0 = time.perf_counter()
             if poison:
                 self._poison()
             for name, x in inputs.items():
-                self._slots[name][:] = memoryview(x).cast("B")
+                self._host_io[name][...] = x
             self.count += 1
             try:
                 recorded.run(self.count, self.timeout_s)
             except (DeviceTimeout, DeviceFault):
                 self._broken = True
                 raise
-            out = {name: np.frombuffer(self._slots[name], dtype=dt).reshape(shape).copy()
-                   for name, (shape, dt) in self.outputs.items()}
+            out = {name: self._host_io[name].copy() for name in self.outputs}
             self.last_latency_s = time.perf_counter() - t0
             return out
 
@@ -220,8 +241,8 @@ class LoadedModel:
         size_B = self.plan.arena_B - self.plan.weights_B
         if size_B:
             self._arena.write(b"\xff" * size_B, self.plan.weights_B)
-        if self._stage:
-            self._stage_buf.write(b"\xff" * self._stage_buf.size_B)
+        if self._io_buf is not None:
+            self._io_buf.write(b"\xff" * self._io_buf.size_B)
 
     def self_test(self) -> SelfTest:
         """Run the image's golden input and compare with its golden output."""

@@ -1,8 +1,10 @@
 """Scheduler: a kernel DAG mapped onto a device's compute and copy queues, recorded once, replayed
 per inference with one submit per queue and a host cost independent of the number of kernels.
 
-Queue assignment: launches go to the compute queue; DAG copies, and the staging copies of inputs
-and outputs (when the arena is not host-visible, or staging is forced), go to the copy queue.
+Queue assignment: launches go to the compute queue; DAG copies, and the staging copies of the
+inputs and outputs that are staged (kernelos/model.py picks them: none where kernels read and write
+them in host-visible memory in place), go to the copy queue. A DAG without copies and without staged
+buffers is therefore one compute-queue submit per inference.
 Each queue advances its own progress signal: after item i of inference n it may signal
 base(n) + i + 1, where base(n) = n * stride is the submit's Var("t"). Cross-queue order:
 
@@ -43,19 +45,22 @@ class Item:
     signal: bool = False
 
 
-def queue_plan(dag: KernelDAG, stage_io: bool) -> tuple:
-    """(compute items, copy items) for one inference; see the module doc for the rules."""
+def queue_plan(dag: KernelDAG, staged=()) -> tuple:
+    """(compute items, copy items) for one inference; staged: names of the inputs and outputs staged
+    through the copy queue. See the module doc for the rules."""
+    staged = set(staged)
     order = dag.topo_order()
     writer = dag.writers()
     compute, copy = [], []
     copy_index = {}  # copy item name -> its index in `copy`
-    if stage_io:
+    if staged:
         first_use = {}
         for step, node in enumerate(order):
             for b in node.reads:
                 first_use.setdefault(b, step)
         # Inputs no node reads are not copied: the planner may give their bytes to a later buffer.
-        for b in sorted((b for b in dag.by_role("input") if b.name in first_use), key=lambda b: first_use[b.name]):
+        for b in sorted((b for b in dag.by_role("input") if b.name in first_use and b.name in staged),
+                       key=lambda b: first_use[b.name]):
             copy_index["in:" + b.name] = len(copy)
             copy.append(Item("copy_in", b.name))
     last_copy_node = -1  # index in `copy` of the latest DAG copy so far in topological order
@@ -72,13 +77,12 @@ def queue_plan(dag: KernelDAG, stage_io: bool) -> tuple:
                 compute[-1].signal = True
             copy_index["node:" + node.name] = last_copy_node = len(copy)
             copy.append(Item("copy_node", node.name, len(compute)))
-        if stage_io:
-            for b in node.writes:
-                if dag.buffers[b].role == "output":
-                    launch_wait = len(compute) if isinstance(node, Launch) else 0
-                    if launch_wait:
-                        compute[-1].signal = True
-                    copy.append(Item("copy_out", b, launch_wait))
+        for b in node.writes:
+            if b in staged and dag.buffers[b].role == "output":
+                launch_wait = len(compute) if isinstance(node, Launch) else 0
+                if launch_wait:
+                    compute[-1].signal = True
+                copy.append(Item("copy_out", b, launch_wait))
     return compute, copy
 
 
@@ -86,14 +90,16 @@ class Recorded:
     """The streams of one DAG on one device, recorded once; `run(n)` replays them for inference n.
 
     arena: the device buffer planned by `plan`; programs: kernel name -> hal.Program;
-    stage: {buffer name: (host-visible Buffer, offset_B)} for inputs and outputs when staging is on
-    (None: the host reads and writes the arena itself).
+    stage: {buffer name: (host-visible Buffer, offset_B)} for the inputs and outputs staged through
+    the copy queue; places: {buffer name: (Buffer, offset_B)} for buffers that live outside the arena
+    (inputs and outputs kernels use in place in host-visible memory). Every other buffer lives in
+    the arena at its planned offset.
     """
 
-    def __init__(self, device, dag: KernelDAG, plan, target: str, arena, programs: dict, stage: dict | None,
-                 profile: bool = False):
+    def __init__(self, device, dag: KernelDAG, plan, target: str, arena, programs: dict, stage: dict,
+                 places: dict, profile: bool = False):
         self.device, self.dag = device, dag
-        compute_items, copy_items = queue_plan(dag, stage is not None)
+        compute_items, copy_items = queue_plan(dag, stage)
         self.stride = max(len(compute_items), len(copy_items)) + 1
         self.compute_progress, self.copy_progress = device.signal(0), device.signal(0)
         self.final = (len(compute_items), len(copy_items))
@@ -104,7 +110,8 @@ class Recorded:
         by_name = {n.name: n for n in dag.nodes}
 
         def at(buf: str, offset_B: int = 0):
-            return arena, plan.offsets[buf] + offset_B
+            where, base_B = places.get(buf, (arena, plan.offsets[buf]))
+            return where, base_B + offset_B
 
         def stamp(s):
             """Profiling: a timestamp into a fresh signal (None when not profiling)."""

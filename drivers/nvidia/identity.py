@@ -10,6 +10,10 @@ from . import rm
 from .classes import controls, objects
 from .structs import ffi
 
+# Kernels read and write pinned host memory in place over PCIe (one compute submit, no copy-engine
+# hand-off) up to this size per model input or output; bench/host_io.py `sizes` measured the choice.
+HOST_IO_DIRECT_MAX_B = 1 << 20
+
 
 def driver_version(rmf, client: int) -> str:
     p = rmf.control(client, client, controls.NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION_V2,
@@ -120,7 +124,7 @@ def device_info(rmf, client, device, subdevice, card, index, driver, gr, classes
              "classes": ", ".join(f"{k} {v:#06x}" for k, v in classes.items())}
     return DeviceInfo(spec=f"nv:{index}", vendor="nvidia", arch=f"sm_{sm}",
                       name=ffi.string(ffi.cast("char *", name.ascii)).decode(), memory_B=total_kb * 1024,
-                      compute_units=gr["sm_count"], extra=extra)
+                      compute_units=gr["sm_count"], extra=extra, host_io_direct_max_B=HOST_IO_DIRECT_MAX_B)
 
 
 def probe_all() -> list:

@@ -1,0 +1,203 @@
+"""Where the host time of one batch-1 inference goes, and how inputs and outputs should reach the
+kernels (issue 9: MLP <= 20 us around run() with a host sync).
+
+    python -m bench.host_io model [--model mlp] [--image PATH] --device nv:0 [--modes default,staged,inplace]
+    python -m bench.host_io sizes --device nv:0
+
+model: per I/O mode (default: what load_model picks; staged: stage_io=True, copy-queue copies in and
+out; inplace: stage_io=False, kernels use host-visible memory in place), the medians over `runs`
+run() calls of: run() itself; the submit calls and the wait (Recorded.submit_s / wait_s); the rest
+(input checks, input write, output read, bookkeeping) = run - submit - wait. On an NVIDIA device
+also the time inside NvQueue.submit (GP ring, tail payload, bookkeeping) and inside Channel.push (GP
+entries, GPPut, doorbell) per inference, measured by wrapping them (each wrapper adds ~0.1 us). Then
+a correctness pass (fresh random inputs, every 10th run poisoned, against bench/e2e/reference.py's
+float64 evaluation of the ONNX model) and the profiler's timeline.
+The script only uses API that exists before and after the I/O change, so the same file measures both.
+
+sizes: a kernel reading an input of N bytes `reuse` times (different blocks touching the same lines,
+as a convolution does) and writing N bytes, three ways, median host round trip: vram (input and
+output already in device memory: the kernel alone), inplace (both in host memory, one submit),
+staged (copy engine in, kernel, copy engine out: three queue hand-offs).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import hal
+from hal import KernelMeta, Var
+from kernelos.model import load_model
+
+REUSE_KERNEL = r'''
+extern "C" __global__ void reuse_sum(const float *x, float *y, unsigned n, unsigned reuse) {
+    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float acc = 0.f;
+    for (unsigned r = 0; r < reuse; r++) acc += x[(i + r * 4099u) % n];
+    y[i] = acc;
+}'''
+SIZES_B = (4 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20)
+
+
+def med_us(samples_s) -> float:
+    return statistics.median(samples_s) * 1e6
+
+
+class Timer:
+    """Wraps obj.name so the time spent inside it is summed into self.total_s."""
+
+    def __init__(self, obj, name: str):
+        self.obj, self.name, self.inner, self.total_s = obj, name, getattr(obj, name), 0.0
+
+        def wrapped(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return self.inner(*a, **k)
+            finally:
+                self.total_s += time.perf_counter() - t0
+        setattr(obj, name, wrapped)
+
+    def take(self) -> float:
+        t, self.total_s = self.total_s, 0.0
+        return t
+
+    def remove(self):
+        if self.name in vars(self.obj):
+            delattr(self.obj, self.name)
+
+
+def image_for(model_name: str, image: str, spec: str):
+    """The ONNX model of bench/e2e/models.py and its image, built for cpu + the device's arch unless present."""
+    import os
+
+    from bench.e2e import models
+    onnx_model = getattr(models, model_name)()
+    if not os.path.exists(image):
+        from kernelos.builder.build import build_image
+        targets = ["cpu"] + [d.arch for d in hal.probe() if d.spec == spec and d.vendor != "cpu"]
+        build_image(onnx_model, image, targets)
+    return onnx_model
+
+
+def bench_model(onnx_model, image: str, spec: str, mode: str, runs: int):
+    from bench.e2e.reference import run_float64
+    stage_io = {"default": None, "staged": True, "inplace": False}[mode]
+    rng = np.random.default_rng(7)
+    with load_model(image, spec, stage_io=stage_io) as model:
+        name, (shape, dt) = next(iter(model.inputs.items()))
+        out_name = next(iter(model.outputs))
+        x = {name: rng.standard_normal(shape).astype(dt)}
+        timers = []
+        if model.device.info.vendor == "nvidia":
+            for kind in ("compute", "copy"):
+                q = model.device.queue(kind)
+                timers.append((f"{kind}.submit", Timer(q, "submit")))
+                timers.append((f"{kind}.push", Timer(q.channel, "push")))
+        for _ in range(200):
+            model.run(x)
+        for _, t in timers:
+            t.take()
+        rows = {k: [] for k in ["run", "submit", "wait", "rest"] + [n for n, _ in timers]}
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            model.run(x)
+            run_s = time.perf_counter() - t0
+            rec = model._recorded
+            rows["run"].append(run_s)
+            rows["submit"].append(rec.submit_s)
+            rows["wait"].append(rec.wait_s)
+            rows["rest"].append(run_s - rec.submit_s - rec.wait_s)
+            for n, t in timers:
+                rows[n].append(t.take())
+        for _, t in timers:
+            t.remove()
+        print(f"model {model.image.name} on {spec} ({model.device.info.name}), I/O mode {mode}: "
+              f"{model.submits_per_inference} submit(s)/inference, {runs} runs, medians (us): " +
+              ", ".join(f"{k} {med_us(v):.2f}" for k, v in rows.items() if v), flush=True)
+        print(f"  p90 run {np.percentile(rows['run'], 90) * 1e6:.2f} us, min run {min(rows['run']) * 1e6:.2f} us")
+        worst = 0.0
+        for i in range(100):
+            x = {name: rng.standard_normal(shape).astype(dt)}
+            got = model.run(x, poison=i % 10 == 0)[out_name].astype(np.float64)
+            ref = run_float64(onnx_model, x)[out_name].reshape(got.shape)
+            err = float(np.abs(got - ref).max() / np.abs(ref).max()) if np.all(np.isfinite(got)) else float("inf")
+            worst = max(worst, err)
+        print(f"  correctness: 100 fresh inputs (every 10th poisoned) vs float64: max rel error {worst:.2e}")
+        from kernelos.profile import profile
+        print("  " + profile(model, x, runs=20).format().replace("\n", "\n  "), flush=True)
+
+
+def bench_sizes(spec: str, reps: int = 200):
+    dev = hal.open(spec)
+    try:
+        prog = dev.load_program(hal.compile(REUSE_KERNEL, "reuse_sum", dev.info.arch), "reuse_sum",
+                                KernelMeta(("ptr", "ptr", "u32", "u32")))
+        done, copied_in, computed = dev.signal(0), dev.signal(0), dev.signal(0)
+        cq, xq = dev.queue("compute"), dev.queue("copy")
+        t = [0]
+        print(f"sizes on {spec} ({dev.info.name}): median host round trip (us) of {reps} reps; "
+              "kernel reads N bytes `reuse` times, writes N bytes")
+        print(f"{'N bytes':>10} {'reuse':>5} {'vram':>9} {'inplace':>9} {'staged':>9} {'inplace ok':>10}")
+        for size_B in SIZES_B:
+            n = size_B // 4
+            hx, hy = dev.alloc(size_B, host_visible=True), dev.alloc(size_B, host_visible=True)
+            vx, vy = dev.alloc(size_B), dev.alloc(size_B)
+            grid = ((n + 255) // 256,)
+            for reuse in (1, 9):
+                res = {}
+                for way in ("vram", "inplace", "staged"):
+                    if way == "staged":
+                        s1 = xq.stream().copy(vx, hx, size_B).signal(copied_in, Var("t"))
+                        s2 = cq.stream().wait(copied_in, Var("t")).launch(prog, [vx, vy, n, reuse], grid, 256) \
+                            .signal(computed, Var("t"))
+                        s3 = xq.stream().wait(computed, Var("t")).copy(hy, vy, size_B).signal(done, Var("t"))
+                        streams = [s2, s1, s3]
+                    else:
+                        a, b = (vx, vy) if way == "vram" else (hx, hy)
+                        streams = [cq.stream().launch(prog, [a, b, n, reuse], grid, 256).signal(done, Var("t"))]
+                    samples = []
+                    for i in range(reps + 20):
+                        xs = np.frombuffer(hx.view(), np.float32)
+                        xs[:] = i % 7 + 1.0
+                        t[0] += 1
+                        t0 = time.perf_counter()
+                        for s in streams:
+                            s.submit(t=t[0])
+                        done.wait(t[0], 10)
+                        if i >= 20:
+                            samples.append(time.perf_counter() - t0)
+                    if way == "inplace":
+                        res["ok"] = bool(np.all(np.frombuffer(hy.view(), np.float32) == reuse * ((reps + 19) % 7 + 1.0)))
+                    res[way] = med_us(samples)
+                print(f"{size_B:10d} {reuse:5d} {res['vram']:9.1f} {res['inplace']:9.1f} {res['staged']:9.1f} "
+                      f"{str(res['ok']):>10}", flush=True)
+            for b in (hx, hy, vx, vy):
+                b.free()
+    finally:
+        dev.close()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.host_io", description=__doc__.split("\n")[0])
+    p.add_argument("what", choices=("model", "sizes"))
+    p.add_argument("--model", default="mlp", help="a model of bench/e2e/models.py")
+    p.add_argument("--image", default="/tmp/kernelos-host-io.kimg", help="built here unless it exists")
+    p.add_argument("--device", default="nv:0")
+    p.add_argument("--modes", default="default")
+    p.add_argument("--runs", type=int, default=2000)
+    args = p.parse_args(argv)
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, python {sys.version.split()[0]}")
+    if args.what == "sizes":
+        bench_sizes(args.device)
+    else:
+        onnx_model = image_for(args.model, args.image, args.device)
+        for mode in args.modes.split(","):
+            bench_model(onnx_model, args.image, args.device, mode, args.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
