@@ -1,11 +1,11 @@
 """Where the host time of one batch-1 inference goes, and how inputs and outputs should reach the
 kernels (issue 9: MLP <= 20 us around run() with a host sync).
 
-    python -m bench.host_io model [--model mlp] [--image PATH] --device nv:0 [--modes default,staged,inplace]
+    python -m bench.host_io model [--model mlp] [--image PATH] --device nv:0 [--modes default,staged]
     python -m bench.host_io sizes --device nv:0
 
 model: per I/O mode (default: what load_model picks; staged: stage_io=True, copy-queue copies in and
-out; inplace: stage_io=False, kernels use host-visible memory in place), the medians over `runs`
+out), the medians over `runs`
 run() calls of: run() itself; the submit calls and the wait (Recorded.submit_s / wait_s); the rest
 (input checks, input write, output read, bookkeeping) = run - submit - wait. On an NVIDIA device
 also the time inside NvQueue.submit (GP ring, tail payload, bookkeeping) and inside Channel.push (GP
@@ -15,9 +15,8 @@ float64 evaluation of the ONNX model) and the profiler's timeline.
 The script only uses API that exists before and after the I/O change, so the same file measures both.
 
 sizes: a kernel reading an input of N bytes `reuse` times (different blocks touching the same lines,
-as a convolution does) and writing N bytes, three ways, median host round trip: vram (input and
-output already in device memory: the kernel alone), inplace (both in host memory, one submit),
-staged (copy engine in, kernel, copy engine out: three queue hand-offs).
+as a convolution does) and writing N bytes; median host round trip of each way of moving the input
+and output (bench_sizes).
 """
 
 import argparse
@@ -84,7 +83,7 @@ def image_for(model_name: str, image: str, spec: str):
 
 def bench_model(onnx_model, image: str, spec: str, mode: str, runs: int):
     from bench.e2e.reference import run_float64
-    stage_io = {"default": None, "staged": True, "inplace": False}[mode]
+    stage_io = {"default": None, "staged": True}[mode]
     rng = np.random.default_rng(7)
     with load_model(image, spec, stage_io=stage_io) as model:
         name, (shape, dt) = next(iter(model.inputs.items()))
@@ -131,6 +130,9 @@ def bench_model(onnx_model, image: str, spec: str, mode: str, runs: int):
 
 
 def bench_sizes(spec: str, reps: int = 200):
+    """See the module doc; `ways` per size: vram, write_in (the compute stream writes x inline, y in
+    vram), out_host (kernel writes y in host memory), one_submit (both: the model's small-I/O path),
+    read_host (kernel reads x in host memory), staged (copy engine in and out)."""
     dev = hal.open(spec)
     try:
         prog = dev.load_program(hal.compile(REUSE_KERNEL, "reuse_sum", dev.info.arch), "reuse_sum",
@@ -138,42 +140,51 @@ def bench_sizes(spec: str, reps: int = 200):
         done, copied_in, computed = dev.signal(0), dev.signal(0), dev.signal(0)
         cq, xq = dev.queue("compute"), dev.queue("copy")
         t = [0]
+        ways = ("vram", "write_in", "out_host", "one_submit", "read_host", "staged")
         print(f"sizes on {spec} ({dev.info.name}): median host round trip (us) of {reps} reps; "
-              "kernel reads N bytes `reuse` times, writes N bytes")
-        print(f"{'N bytes':>10} {'reuse':>5} {'vram':>9} {'inplace':>9} {'staged':>9} {'inplace ok':>10}")
+              "kernel reads N bytes `reuse` times, writes N bytes; ok: y checked after the last rep")
+        print(f"{'N bytes':>10} {'reuse':>5} " + " ".join(f"{w:>10}" for w in ways) + "  ok")
         for size_B in SIZES_B:
             n = size_B // 4
             hx, hy = dev.alloc(size_B, host_visible=True), dev.alloc(size_B, host_visible=True)
             vx, vy = dev.alloc(size_B), dev.alloc(size_B)
-            grid = ((n + 255) // 256,)
+            xs, grid = np.frombuffer(hx.view(), np.float32), ((n + 255) // 256,)
             for reuse in (1, 9):
-                res = {}
-                for way in ("vram", "inplace", "staged"):
+                res, ok = {}, []
+                for way in ways:
+                    data = {}
                     if way == "staged":
                         s1 = xq.stream().copy(vx, hx, size_B).signal(copied_in, Var("t"))
                         s2 = cq.stream().wait(copied_in, Var("t")).launch(prog, [vx, vy, n, reuse], grid, 256) \
                             .signal(computed, Var("t"))
                         s3 = xq.stream().wait(computed, Var("t")).copy(hy, vy, size_B).signal(done, Var("t"))
-                        streams = [s2, s1, s3]
+                        streams, out = [s2, s1, s3], hy
+                    elif way in ("write_in", "one_submit") and size_B > (1 << 20):
+                        res[way] = float("nan")        # inline data past 1 MiB: not a candidate
+                        continue
                     else:
-                        a, b = (vx, vy) if way == "vram" else (hx, hy)
-                        streams = [cq.stream().launch(prog, [a, b, n, reuse], grid, 256).signal(done, Var("t"))]
+                        src = hx if way == "read_host" else vx
+                        out = hy if way in ("out_host", "one_submit", "read_host") else vy
+                        s = cq.stream()
+                        if way in ("write_in", "one_submit"):
+                            s.write(vx, size_B, "x")
+                            data = {"x": hx.view()}
+                        streams = [s.launch(prog, [src, out, n, reuse], grid, 256).signal(done, Var("t"))]
                     samples = []
                     for i in range(reps + 20):
-                        xs = np.frombuffer(hx.view(), np.float32)
                         xs[:] = i % 7 + 1.0
                         t[0] += 1
                         t0 = time.perf_counter()
-                        for s in streams:
-                            s.submit(t=t[0])
+                        for st in streams:
+                            st.submit(t=t[0], **data)
                         done.wait(t[0], 10)
                         if i >= 20:
                             samples.append(time.perf_counter() - t0)
-                    if way == "inplace":
-                        res["ok"] = bool(np.all(np.frombuffer(hy.view(), np.float32) == reuse * ((reps + 19) % 7 + 1.0)))
                     res[way] = med_us(samples)
-                print(f"{size_B:10d} {reuse:5d} {res['vram']:9.1f} {res['inplace']:9.1f} {res['staged']:9.1f} "
-                      f"{str(res['ok']):>10}", flush=True)
+                    got = np.frombuffer(out.read(), np.float32)
+                    ok.append(bool(np.all(got == reuse * ((reps + 19) % 7 + 1.0))))
+                print(f"{size_B:10d} {reuse:5d} " + " ".join(f"{res[w]:10.1f}" for w in ways) + f"  {all(ok)}",
+                      flush=True)
             for b in (hx, hy, vx, vy):
                 b.free()
     finally:
@@ -188,7 +199,17 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="nv:0")
     p.add_argument("--modes", default="default")
     p.add_argument("--runs", type=int, default=2000)
+    p.add_argument("--variant", default="", choices=("", "pb_vram", "no_intr"),
+                   help="nv driver variant: I2M pushbuffers in BAR1 VRAM; releases without the non-stall interrupt")
     args = p.parse_args(argv)
+    if args.variant == "pb_vram":
+        from drivers.nvidia import queue
+        queue.INLINE_PB_IN_HOST_MEMORY = False
+    elif args.variant == "no_intr":
+        from drivers.nvidia import pushbuf
+        pushbuf.RELEASE_NON_STALL_INTERRUPT = False
+    if args.variant:
+        print(f"variant: {args.variant}")
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, python {sys.version.split()[0]}")
     if args.what == "sizes":
         bench_sizes(args.device)

@@ -9,6 +9,9 @@ Work reaches it through a CommandStream: chainable builders that encode commands
 
 `Var(name)` (optionally `Var(name) + k`) stands for a signal value given at submit time; the
 per-submit host cost is O(number of Var slots), independent of the number of launches.
+`write(dst, size_B, name)` records a host-to-device write whose bytes are given at submit time
+(`s.submit(t=3, x=array)`): small inputs reach device memory in queue order, on any queue kind,
+with no copy-queue hand-off.
 """
 
 from dataclasses import dataclass
@@ -46,6 +49,20 @@ def resolve(value, values: dict) -> int:
     return value.resolve(values) if isinstance(value, Var) else int(value)
 
 
+def _bytes_of(data, size_B: int, name: str) -> memoryview:
+    """data (bytes, bytearray, memoryview, C-contiguous numpy array) as size_B bytes, or InvalidArgument."""
+    try:
+        mv = memoryview(data)
+        if not mv.c_contiguous:
+            raise ValueError("not C-contiguous")
+        mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"write {name!r} needs a C-contiguous bytes-like value, got {type(data).__name__} ({e})") from None
+    if mv.nbytes != size_B:
+        raise InvalidArgument(f"write {name!r} takes exactly {size_B} B, got {mv.nbytes} B")
+    return mv
+
+
 def _dims3(dims, what: str) -> tuple:
     dims = (dims,) if isinstance(dims, int) else tuple(dims)
     if not 1 <= len(dims) <= 3 or any(not isinstance(d, int) or d < 1 or d > 0x7FFFFFFF for d in dims):
@@ -60,6 +77,9 @@ class CommandStream:
     - launch() only on compute queues, copy() only on copy queues; InvalidArgument otherwise.
     - Arguments are validated when recorded (ranges, devices, arg types), never at submit.
     - Commands run in order on their queue; across queues, order only through signal/wait.
+    - write() works on every queue kind; its bytes are taken when submit() is called, so the same
+      stream can carry new input each replay (submit waits, if needed, until an earlier submit of
+      the stream no longer needs the previous bytes).
     - submit(**values) binds every Var used; a missing one raises InvalidArgument and submits
       nothing. submit returns the stream so `s.submit(t=1)` chains.
     - decode() returns one human-readable line per recorded hardware command (method or packet
@@ -68,7 +88,8 @@ class CommandStream:
 
     def __init__(self, queue: "Queue"):
         self.queue, self.device = queue, queue.device
-        self.var_names: set = set()
+        self.var_names: set = set()        # names submit() must bind: Vars and writes
+        self.writes: dict = {}             # write data name -> size_B
 
     # --- chainable builders -------------------------------------------------------------
     def launch(self, program: Program, args, grid, block=(1, 1, 1)) -> "CommandStream":
@@ -92,6 +113,21 @@ class CommandStream:
             self._copy(dst.address(dst_offset_B), src.address(src_offset_B), size_B)
         return self
 
+    def write(self, dst: Buffer, size_B: int, name: str, dst_offset_B: int = 0) -> "CommandStream":
+        """Write size_B bytes given at each submit as submit(name=bytes-like of exactly size_B bytes)
+        into dst at dst_offset_B, in this queue's order (after the commands recorded before it)."""
+        if not isinstance(dst, Buffer) or dst.device is not self.device:
+            raise InvalidArgument(f"write dst must be a Buffer of {self.device.spec}, got {dst!r}")
+        if not isinstance(size_B, int) or size_B < 1:
+            raise InvalidArgument(f"write size_B must be a positive int, got {size_B!r}")
+        dst.check_range(dst_offset_B, size_B, "write dst")
+        if not isinstance(name, str) or not name.isidentifier() or name in self.var_names:
+            raise InvalidArgument(f"write data name must be an identifier not used by another Var or write, got {name!r}")
+        self.var_names.add(name)
+        self.writes[name] = size_B
+        self._host_write(dst.address(dst_offset_B), size_B, name)
+        return self
+
     def signal(self, sig: Signal, value) -> "CommandStream":
         self._check_signal(sig, value)
         self._signal(sig, value)
@@ -110,9 +146,10 @@ class CommandStream:
     def submit(self, **values) -> "CommandStream":
         if self.device.closed:
             raise DeviceClosed(f"device {self.device.spec} is closed")
-        missing = self.var_names - set(values)
-        if missing:
-            raise InvalidArgument(f"submit() needs values for {sorted(missing)}")
+        if len(values) < len(self.var_names) or not self.var_names <= values.keys():
+            raise InvalidArgument(f"submit() needs values for {sorted(self.var_names - set(values))}")
+        for name, size_B in self.writes.items():
+            values[name] = _bytes_of(values[name], size_B, name)
         self._submit(values)
         return self
 
@@ -126,6 +163,8 @@ class CommandStream:
             raise InvalidArgument(f"expected a Signal of {self.device.spec}, got {sig!r}")
         sig._check_live()
         if isinstance(value, Var):
+            if value.name in self.writes:
+                raise InvalidArgument(f"Var {value.name!r} has the name of this stream's write data")
             self.var_names.add(value.name)
         elif not isinstance(value, int) or not 0 <= value < 1 << 64:
             raise InvalidArgument(f"signal value must be a 64-bit unsigned int or a Var, got {value!r}")
@@ -135,6 +174,11 @@ class CommandStream:
         raise NotImplementedError
 
     def _copy(self, dst_va: int, src_va: int, size_B: int):
+        raise NotImplementedError
+
+    def _host_write(self, dst_va: int, size_B: int, name: str):
+        """Record a write of size_B bytes to dst_va; _submit finds them as values[name], a
+        C-contiguous memoryview of format "B" and exactly size_B bytes."""
         raise NotImplementedError
 
     def _signal(self, sig, value):

@@ -6,9 +6,10 @@
     model.close()
 
 Loading allocates one arena (memory plan of the image for the device's target), uploads the
-weights once, loads the kernels and records the command streams (kernelos/scheduler.py). Inputs
-and outputs live in host-visible memory (the arena itself on the cpu), so an inference is: the host
-writes the inputs, one submit (per queue used), a wait, the host reads the outputs. After a
+weights once, loads the kernels and records the command streams (kernelos/scheduler.py). The host
+writes inputs and reads outputs in host-visible memory (the arena itself on the cpu); small inputs
+travel inside the compute stream and kernels write small outputs in place, so a small model's
+inference is one submit and one wait (LoadedModel._place_io). After a
 DeviceTimeout or DeviceFault the model marks itself broken and the next run() first recovers:
 it re-opens the device by its spec and repeats the load, so that run is correct again (a device
 that cannot close because a kernel never returns is abandoned; see recover()). The model
@@ -61,11 +62,10 @@ def load_model(image_or_path, device, *, stage_io: bool | None = None, timeout_s
     """Load an image (path or Image) onto a device (spec such as "cpu" or an opened Device).
 
     The image is verified before the device is touched. The target is the first of the device's
-    targets the image has kernels for (ImageError otherwise). stage_io: True stages every input and
-    output between a host-visible buffer and the arena with copy-queue copies; False stages none
-    (kernels use them in place in host-visible memory); None (default) decides per buffer by the
-    device's host_io_direct_max_B (nothing is staged where the arena is host-visible; see
-    LoadedModel._place_io). timeout_s bounds every inference's wait (DeviceTimeout past it).
+    targets the image has kernels for (ImageError otherwise). stage_io=True stages every input and
+    output between a host-visible buffer and the arena with copy-queue copies (for comparisons);
+    otherwise the device's properties decide per buffer (LoadedModel._place_io). timeout_s bounds
+    every inference's wait (DeviceTimeout past it).
     """
     image = image_or_path if isinstance(image_or_path, Image) else read_image(image_or_path)
     owns_image = image is not image_or_path
@@ -118,22 +118,23 @@ class LoadedModel:
             meta = hal.KernelMeta(tuple(k.params), **known)
             self._programs[k.name] = dev.load_program(k.binaries[self.target], k.name, meta)
         self._recorded = Recorded(dev, self.dag, plan, self.target, self._arena, self._programs, self._stage,
-                                  self._places)
+                                  self._places, self._written)
         self._profiled = None  # recorded on the first run_profiled()
 
     def _place_io(self):
         """Where inputs and outputs live, and the host's array views of them (self._host_io).
 
-        Device memory the host can see (cpu): in the arena, as planned. Otherwise in one host-visible
-        buffer: kernels read and write an input or output there in place (no copy, one submit) when it
-        is at most the device's host_io_direct_max_B; larger ones are staged between it and the arena
-        by the copy queue (the DAG's queue plan). stage_io True stages every one, False none."""
-        dev, io = self.device, list(self.inputs) + list(self.outputs)
-        self._stage, self._places, self._io_buf = {}, {}, None
+        Device memory the host can see (cpu): in the arena, as planned; the host writes and reads
+        them there. Otherwise the host's side is one host-visible buffer, and per buffer, by the
+        device's properties (hal DeviceInfo): an input of at most input_write_max_B is written into
+        the arena by the compute stream itself (CommandStream.write), an output of at most
+        output_in_place_max_B is written by its kernel in place in the host-visible buffer; larger
+        ones are staged between the buffer and the arena by the copy queue. stage_io=True stages all."""
+        dev, info, io = self.device, self.device.info, list(self.inputs) + list(self.outputs)
+        self._stage, self._places, self._written, self._io_buf = {}, {}, {}, None
         if self._arena.host_visible and not self._stage_io:
             views = {name: (self._arena, self.plan.offsets[name]) for name in io}
         else:
-            limit_B = {None: dev.info.host_io_direct_max_B, True: -1, False: 1 << 62}[self._stage_io]
             offsets, pos = {}, 0
             for name in io:
                 offsets[name] = pos
@@ -141,7 +142,13 @@ class LoadedModel:
             self._io_buf = dev.alloc(max(pos, 1), host_visible=True)
             views = {name: (self._io_buf, off) for name, off in offsets.items()}
             for name, where in views.items():
-                (self._places if self.dag.buffers[name].nbytes <= limit_B else self._stage)[name] = where
+                size_B, is_input = self.dag.buffers[name].nbytes, name in self.inputs
+                if self._stage_io or size_B > (info.input_write_max_B if is_input else info.output_in_place_max_B):
+                    self._stage[name] = where
+                elif is_input:
+                    self._written[name] = where[0].view()[where[1]:where[1] + size_B]
+                else:
+                    self._places[name] = where
         self._host_io = {}
         for name, (buf, off) in views.items():
             b = self.dag.buffers[name]
@@ -220,7 +227,7 @@ class LoadedModel:
                 self.recover()
             if profiled and self._profiled is None:
                 self._profiled = Recorded(self.device, self.dag, self.plan, self.target, self._arena,
-                                          self._programs, self._stage, self._places, profile=True)
+                                          self._programs, self._stage, self._places, self._written, profile=True)
             recorded = self._profiled if profiled else self._recorded
             t0 = time.perf_counter()
             if poison:

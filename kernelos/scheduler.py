@@ -1,10 +1,11 @@
 """Scheduler: a kernel DAG mapped onto a device's compute and copy queues, recorded once, replayed
 per inference with one submit per queue and a host cost independent of the number of kernels.
 
-Queue assignment: launches go to the compute queue; DAG copies, and the staging copies of the
-inputs and outputs that are staged (kernelos/model.py picks them: none where kernels read and write
-them in host-visible memory in place), go to the copy queue. A DAG without copies and without staged
-buffers is therefore one compute-queue submit per inference.
+Queue assignment: launches go to the compute queue, after the writes of the inputs the compute
+stream carries itself (CommandStream.write: "written" inputs); DAG copies, and the staging copies of
+the inputs and outputs that are staged, go to the copy queue. kernelos/model.py picks which inputs
+are written or staged and which outputs kernels write in place in host-visible memory (neither
+written nor staged); a DAG without copies and staged buffers is one compute submit per inference.
 Each queue advances its own progress signal: after item i of inference n it may signal
 base(n) + i + 1, where base(n) = n * stride is the submit's Var("t"). Cross-queue order:
 
@@ -35,8 +36,8 @@ from .dag import Copy, KernelDAG, Launch
 
 @dataclass
 class Item:
-    """One command group on a queue. op: launch | copy_node | copy_in | copy_out; name: the node or
-    buffer; wait: progress value (relative to the inference's base) of the other queue to wait for,
+    """One command group on a queue. op: launch | copy_node | copy_in | copy_out | write_in; name: the
+    node or buffer; wait: progress value (relative to the inference's base) of the other queue to wait for,
     0 for none; signal: whether the other queue waits on this item (so it signals its progress)."""
 
     op: str
@@ -45,13 +46,13 @@ class Item:
     signal: bool = False
 
 
-def queue_plan(dag: KernelDAG, staged=()) -> tuple:
+def queue_plan(dag: KernelDAG, staged=(), written=()) -> tuple:
     """(compute items, copy items) for one inference; staged: names of the inputs and outputs staged
-    through the copy queue. See the module doc for the rules."""
+    through the copy queue; written: inputs the compute stream writes first. See the module doc."""
     staged = set(staged)
     order = dag.topo_order()
     writer = dag.writers()
-    compute, copy = [], []
+    compute, copy = [Item("write_in", name) for name in written], []
     copy_index = {}  # copy item name -> its index in `copy`
     if staged:
         first_use = {}
@@ -92,14 +93,18 @@ class Recorded:
     arena: the device buffer planned by `plan`; programs: kernel name -> hal.Program;
     stage: {buffer name: (host-visible Buffer, offset_B)} for the inputs and outputs staged through
     the copy queue; places: {buffer name: (Buffer, offset_B)} for buffers that live outside the arena
-    (inputs and outputs kernels use in place in host-visible memory). Every other buffer lives in
-    the arena at its planned offset.
+    (outputs kernels write in place in host-visible memory); written: {input name: host memoryview}
+    for the inputs the compute stream writes from those bytes at each submit. Every other buffer
+    lives in the arena at its planned offset.
     """
 
     def __init__(self, device, dag: KernelDAG, plan, target: str, arena, programs: dict, stage: dict,
-                 places: dict, profile: bool = False):
+                 places: dict, written: dict, profile: bool = False):
         self.device, self.dag = device, dag
-        compute_items, copy_items = queue_plan(dag, stage)
+        compute_items, copy_items = queue_plan(dag, stage, written)
+        # submit() values: the progress base "t", and per written input the host bytes to write
+        data_names = {name: f"input{i}" for i, name in enumerate(written)}
+        self.values = {"t": 0, **{data_names[name]: view for name, view in written.items()}}
         self.stride = max(len(compute_items), len(copy_items)) + 1
         self.compute_progress, self.copy_progress = device.signal(0), device.signal(0)
         self.final = (len(compute_items), len(copy_items))
@@ -126,13 +131,17 @@ class Recorded:
             s = device.queue("compute").stream()
             start, rows = stamp(s), []
             for i, item in enumerate(compute_items):
-                node = by_name[item.name]
-                if item.wait:
-                    s.wait(self.copy_progress, t + item.wait)
-                args = [at(a.buffer, a.offset_B) if hasattr(a, "buffer") else a for a in node.args]
-                grid, block = node.dims[target]
-                before = stamp(s)
-                s.launch(programs[node.kernel], args, grid, block)
+                if item.op == "write_in":
+                    before, (buf, off) = stamp(s), at(item.name)
+                    s.write(buf, dag.buffers[item.name].nbytes, data_names[item.name], off)
+                else:
+                    node = by_name[item.name]
+                    if item.wait:
+                        s.wait(self.copy_progress, t + item.wait)
+                    args = [at(a.buffer, a.offset_B) if hasattr(a, "buffer") else a for a in node.args]
+                    grid, block = node.dims[target]
+                    before = stamp(s)
+                    s.launch(programs[node.kernel], args, grid, block)
                 rows.append((item, before, stamp(s)))
                 if item.signal or i == len(compute_items) - 1:
                     s.signal(self.compute_progress, t + i + 1)
@@ -173,9 +182,11 @@ class Recorded:
         """Replay for inference n (n >= 1, increasing) and wait for it; DeviceTimeout / DeviceFault
         from the device propagate unchanged."""
         base = n * self.stride
+        values = self.values
+        values["t"] = base
         t0 = time.perf_counter()
         for s in self.streams:
-            s.submit(t=base)
+            s.submit(**values)
         t1 = time.perf_counter()
         self.submit_s = t1 - t0  # host cost of the replay, for tests, benchmarks and the profiler
         if self.final[0]:

@@ -7,6 +7,7 @@ packets, so a replay costs the same whatever the number of launches in it.
 
 import signal as _signals
 import threading
+import time
 from collections import deque
 from operator import index
 
@@ -75,6 +76,16 @@ class CpuQueue(Queue):
         self._inflight.append((wptr, keepalive))  # deque.append is atomic: submits may come from several threads
         if len(self._inflight) > PRUNE_EVERY:
             self._prune()
+        return wptr
+
+    def wait_passed(self, fence: int, what: str):
+        """Block until the executor has passed fence (DeviceTimeout after SUBMIT_TIMEOUT_NS)."""
+        deadline = time.monotonic_ns() + SUBMIT_TIMEOUT_NS
+        while not self.passed(fence):
+            if time.monotonic_ns() > deadline:
+                raise DeviceTimeout(f"queue {self.kind}{self.index} did not pass {what} within "
+                                    f"{SUBMIT_TIMEOUT_NS / 1e9} s (a wait on a signal nobody sets?)")
+            time.sleep(0)
 
     def _prune(self):
         rptr = self._lib.kos_queue_rptr(self._q)
@@ -118,6 +129,8 @@ class CpuStream(CommandStream):
         self._offsets = {}         # Var name -> (min, max) offset, to range-check values at submit
         self._encoded = None       # (packets, count, vals, keepalive) once encoded
         self._programs = []
+        self._write_stage = []     # (name, staging char[] the write's copy packet reads, its memoryview)
+        self._last_wptr = 0        # ring position after this stream's latest submit
 
     # --- recording ------------------------------------------------------------------------
     def _launch(self, program, args_bytes: bytes, grid3, block3):
@@ -128,6 +141,13 @@ class CpuStream(CommandStream):
 
     def _copy(self, dst_va: int, src_va: int, size_B: int):
         self._record(("copy", dst_va, src_va, size_B))
+
+    def _host_write(self, dst_va: int, size_B: int, name: str):
+        """A copy packet from the stream's own staging bytes, filled with values[name] at submit."""
+        ffi = self.device._ffi
+        stage = ffi.new("char[]", size_B)
+        self._write_stage.append((name, stage, memoryview(ffi.buffer(stage))))
+        self._record(("copy", dst_va, int(ffi.cast("uintptr_t", stage)), size_B))
 
     def _signal(self, sig, value):
         self._record(("signal", sig, self._value(value)))
@@ -184,7 +204,7 @@ class CpuStream(CommandStream):
                 if slot is not None:
                     p.flags, p.slot = lib.KOS_FLAG_VAR, slot
         vals = ffi.new("uint64_t[]", max(len(self._slots), 1))
-        keepalive = (packets, args, tuple(self._programs))  # what the executor reads until the submit is done
+        keepalive = (packets, args, tuple(self._programs), tuple(self._write_stage))  # read until the submit is done
         self._encoded = (int(ffi.cast("uintptr_t", packets)), count, vals, keepalive)
         self._bindings = [(name, slot, *self._offsets[name]) for name, slot in self._slots.items()]
         self._programs_checked_at = -1
@@ -209,8 +229,13 @@ class CpuStream(CommandStream):
             if v + lo < 0 or v + hi > U64:
                 raise InvalidArgument(f"Var {name!r} = {v!r} makes a signal value outside 0..2**64-1")
             vals[slot] = v
+        if self._write_stage:
+            if self._last_wptr:
+                self.queue.wait_passed(self._last_wptr, "the previous submit of a stream whose write bytes change")
+            for name, _, view in self._write_stage:
+                view[:] = values[name]
         if count:
-            self.queue.push(packets_va, count, vals, len(self._bindings), keepalive)
+            self._last_wptr = self.queue.push(packets_va, count, vals, len(self._bindings), keepalive)
 
     def decode(self) -> list:
         if self._encoded is None:

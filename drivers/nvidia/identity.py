@@ -10,9 +10,11 @@ from . import rm
 from .classes import controls, objects
 from .structs import ffi
 
-# Kernels read and write pinned host memory in place over PCIe (one compute submit, no copy-engine
-# hand-off) up to this size per model input or output; bench/host_io.py `sizes` measured the choice.
-HOST_IO_DIRECT_MAX_B = 1 << 20
+# Model inputs up to INPUT_WRITE_MAX_B go inline in the compute pushbuffer (I2M), outputs up to
+# OUTPUT_IN_PLACE_MAX_B are written by the kernels straight into pinned host memory: one compute submit,
+# no copy-engine hand-off (~15 us each way on an H200). Kernels reading inputs in host memory instead
+# were far slower (every block fetches over PCIe). bench/host_io.py `sizes` measured the crossovers.
+INPUT_WRITE_MAX_B, OUTPUT_IN_PLACE_MAX_B = 64 << 10, 16 << 20
 
 
 def driver_version(rmf, client: int) -> str:
@@ -124,7 +126,8 @@ def device_info(rmf, client, device, subdevice, card, index, driver, gr, classes
              "classes": ", ".join(f"{k} {v:#06x}" for k, v in classes.items())}
     return DeviceInfo(spec=f"nv:{index}", vendor="nvidia", arch=f"sm_{sm}",
                       name=ffi.string(ffi.cast("char *", name.ascii)).decode(), memory_B=total_kb * 1024,
-                      compute_units=gr["sm_count"], extra=extra, host_io_direct_max_B=HOST_IO_DIRECT_MAX_B)
+                      compute_units=gr["sm_count"], extra=extra,
+                      input_write_max_B=INPUT_WRITE_MAX_B, output_in_place_max_B=OUTPUT_IN_PLACE_MAX_B)
 
 
 def probe_all() -> list:

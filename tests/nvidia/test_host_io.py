@@ -1,8 +1,9 @@
-"""Model inputs and outputs in host-visible memory on the GPU (kernelos/model.py `_place_io`): kernels
-read the input and write the outputs in place, so an inference is one compute-queue submit; larger
-buffers (here forced by a lowered limit) are staged by the copy queue. Every configuration must give
-the float64 result, with poisoned activations and I/O buffers, on fresh inputs each run (a stale
-cached input from the previous run would show)."""
+"""Model inputs and outputs on the GPU without the copy engine (kernelos/model.py `_place_io`): the
+compute stream writes the input itself (inline in its pushbuffer) and kernels write the outputs in
+place in host-visible memory, so an inference is one compute-queue submit; larger buffers (here
+forced by lowered limits) are staged by the copy queue. Every configuration must give the float64
+result, with poisoned activations and I/O buffers, on fresh inputs each run (a stale input from
+the previous run would show)."""
 
 import numpy as np
 import pytest
@@ -62,15 +63,17 @@ def check_runs(model, w, rng):
             assert np.all(np.isfinite(got[name])) and err <= 1e-4, (i, name, err)
 
 
-@pytest.mark.parametrize("limit_B, staged, submits", [(None, set(), 1), (512, {"x", "h"}, 2), (-1, {"x", "h", "y"}, 2)])
-def test_in_place_and_staged_io_match_float64(image, limit_B, staged, submits):
-    """limit_B None: the driver's own host_io_direct_max_B (everything in place, one submit); 512: x and
-    h staged, y in place; -1: stage_io=True, everything staged."""
+@pytest.mark.parametrize("limits, staged, submits", [
+    (None, set(), 1),                   # the driver's own limits: x written inline, h and y in place
+    ((0, 512), {"x", "h"}, 2),          # x staged (no inline writes), h over the in-place limit, y in place
+    ("stage_io", {"x", "h", "y"}, 2),   # stage_io=True: everything through the copy queue
+])
+def test_one_submit_and_staged_io_match_float64(image, limits, staged, submits):
     path, w = image
     dev = hal.open("nv:0")
-    if limit_B is not None and limit_B >= 0:
-        dev.info.host_io_direct_max_B = limit_B
-    with load_model(str(path), dev, stage_io=True if limit_B == -1 else None) as model:
+    if isinstance(limits, tuple):
+        dev.info.input_write_max_B, dev.info.output_in_place_max_B = limits
+    with load_model(str(path), dev, stage_io=limits == "stage_io") as model:
         assert set(model._stage) == staged
         assert model.submits_per_inference == submits
         check_runs(model, w, np.random.default_rng(11))
