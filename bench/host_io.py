@@ -142,7 +142,7 @@ def bench_sizes(spec: str, reps: int = 200):
         t = [0]
         ways = ("vram", "write_in", "out_host", "one_submit", "read_host", "staged")
         print(f"sizes on {spec} ({dev.info.name}): median host round trip (us) of {reps} reps; "
-              "kernel reads N bytes `reuse` times, writes N bytes; ok: y checked after the last rep")
+              "kernel reads N bytes `reuse` times, writes N bytes; ok: y of every way but vram checked after the last rep")
         print(f"{'N bytes':>10} {'reuse':>5} " + " ".join(f"{w:>10}" for w in ways) + "  ok")
         for size_B in SIZES_B:
             n = size_B // 4
@@ -181,8 +181,9 @@ def bench_sizes(spec: str, reps: int = 200):
                         if i >= 20:
                             samples.append(time.perf_counter() - t0)
                     res[way] = med_us(samples)
-                    got = np.frombuffer(out.read(), np.float32)
-                    ok.append(bool(np.all(got == reuse * ((reps + 19) % 7 + 1.0))))
+                    if way != "vram":          # the vram way never moves x: its input is whatever vx holds
+                        got = np.frombuffer(out.read(), np.float32)
+                        ok.append(bool(np.all(got == reuse * ((reps + 19) % 7 + 1.0))))
                 print(f"{size_B:10d} {reuse:5d} " + " ".join(f"{res[w]:10.1f}" for w in ways) + f"  {all(ok)}",
                       flush=True)
             for b in (hx, hy, vx, vy):

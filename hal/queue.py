@@ -51,6 +51,9 @@ def resolve(value, values: dict) -> int:
 
 def _bytes_of(data, size_B: int, name: str) -> memoryview:
     """data (bytes, bytearray, memoryview, C-contiguous numpy array) as size_B bytes, or InvalidArgument."""
+    if data.__class__ is memoryview and data.format == "B" and data.ndim == 1 and data.c_contiguous \
+            and data.nbytes == size_B:
+        return data                                  # already what the driver takes (the scheduler's case)
     try:
         mv = memoryview(data)
         if not mv.c_contiguous:

@@ -10,11 +10,12 @@ from . import rm
 from .classes import controls, objects
 from .structs import ffi
 
-# Model inputs up to INPUT_WRITE_MAX_B go inline in the compute pushbuffer (I2M), outputs up to
-# OUTPUT_IN_PLACE_MAX_B are written by the kernels straight into pinned host memory: one compute submit,
-# no copy-engine hand-off (~15 us each way on an H200). Kernels reading inputs in host memory instead
-# were far slower (every block fetches over PCIe). bench/host_io.py `sizes` measured the crossovers.
-INPUT_WRITE_MAX_B, OUTPUT_IN_PLACE_MAX_B = 64 << 10, 16 << 20
+# Model inputs up to INPUT_WRITE_MAX_B go inline in the compute pushbuffer (I2M, ~7 GB/s), outputs up
+# to OUTPUT_IN_PLACE_MAX_B are written by the kernels straight into pinned host memory (PCIe speed, as
+# a copy): one compute submit, no copy-engine hand-off (~15 us per direction). `python -m bench.host_io
+# sizes` on an H200 (BENCHMARKS.md): inline beats the copy queue up to between 64 and 256 KiB; output
+# in place never lost, up to 16 MiB tried; kernels reading inputs in host memory lose badly with reuse.
+INPUT_WRITE_MAX_B, OUTPUT_IN_PLACE_MAX_B = 128 << 10, 16 << 20
 
 
 def driver_version(rmf, client: int) -> str:
