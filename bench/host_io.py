@@ -9,7 +9,8 @@ out), the medians over `runs`
 run() calls of: run() itself; the submit calls and the wait (Recorded.submit_s / wait_s); the rest
 (input checks, input write, output read, bookkeeping) = run - submit - wait. On an NVIDIA device
 also the time inside NvQueue.submit (GP ring, tail payload, bookkeeping) and inside Channel.push (GP
-entries, GPPut, doorbell) per inference, measured by wrapping them (each wrapper adds ~0.1 us). Then
+entries, GPPut, doorbell) and inside NvQueue.wait_done (a submit waiting for the stream's previous
+submit before patching it) per inference, measured by wrapping them (each adds ~0.1 us). Then
 a correctness pass (fresh random inputs, every 10th run poisoned, against bench/e2e/reference.py's
 float64 evaluation of the ONNX model) and the profiler's timeline.
 The script only uses API that exists before and after the I/O change, so the same file measures both.
@@ -95,6 +96,7 @@ def bench_model(onnx_model, image: str, spec: str, mode: str, runs: int):
                 q = model.device.queue(kind)
                 timers.append((f"{kind}.submit", Timer(q, "submit")))
                 timers.append((f"{kind}.push", Timer(q.channel, "push")))
+                timers.append((f"{kind}.wait_done", Timer(q, "wait_done")))
         for _ in range(200):
             model.run(x)
         for _, t in timers:
@@ -116,7 +118,8 @@ def bench_model(onnx_model, image: str, spec: str, mode: str, runs: int):
         print(f"model {model.image.name} on {spec} ({model.device.info.name}), I/O mode {mode}: "
               f"{model.submits_per_inference} submit(s)/inference, {runs} runs, medians (us): " +
               ", ".join(f"{k} {med_us(v):.2f}" for k, v in rows.items() if v), flush=True)
-        print(f"  p90 run {np.percentile(rows['run'], 90) * 1e6:.2f} us, min run {min(rows['run']) * 1e6:.2f} us")
+        print(f"  p90 run {np.percentile(rows['run'], 90) * 1e6:.2f} us, min run {min(rows['run']) * 1e6:.2f} us; "
+              "means (us): " + ", ".join(f"{k} {statistics.fmean(v) * 1e6:.2f}" for k, v in rows.items() if v))
         worst = 0.0
         for i in range(100):
             x = {name: rng.standard_normal(shape).astype(dt)}

@@ -62,10 +62,11 @@ def load_model(image_or_path, device, *, stage_io: bool | None = None, timeout_s
     """Load an image (path or Image) onto a device (spec such as "cpu" or an opened Device).
 
     The image is verified before the device is touched. The target is the first of the device's
-    targets the image has kernels for (ImageError otherwise). stage_io=True stages every input and
-    output between a host-visible buffer and the arena with copy-queue copies (for comparisons);
-    otherwise the device's properties decide per buffer (LoadedModel._place_io). timeout_s bounds
-    every inference's wait (DeviceTimeout past it).
+    targets the image has kernels for (ImageError otherwise). stage_io: None (default) lets the
+    device's properties decide per input and output (LoadedModel._place_io); True stages every one
+    between a host-visible buffer and the arena with copy-queue copies; False stages none (the compute
+    stream writes the inputs, kernels write the outputs in place), also where the arena is
+    host-visible: both for tests and comparisons. timeout_s bounds every inference's wait.
     """
     image = image_or_path if isinstance(image_or_path, Image) else read_image(image_or_path)
     owns_image = image is not image_or_path
@@ -129,10 +130,11 @@ class LoadedModel:
         device's properties (hal DeviceInfo): an input of at most input_write_max_B is written into
         the arena by the compute stream itself (CommandStream.write), an output of at most
         output_in_place_max_B is written by its kernel in place in the host-visible buffer; larger
-        ones are staged between the buffer and the arena by the copy queue. stage_io=True stages all."""
+        ones are staged between the buffer and the arena by the copy queue. stage_io=True stages all,
+        stage_io=False none (every input written by the stream, every output in place)."""
         dev, info, io = self.device, self.device.info, list(self.inputs) + list(self.outputs)
         self._stage, self._places, self._written, self._io_buf = {}, {}, {}, None
-        if self._arena.host_visible and not self._stage_io:
+        if self._arena.host_visible and self._stage_io is None:
             views = {name: (self._arena, self.plan.offsets[name]) for name in io}
         else:
             offsets, pos = {}, 0
@@ -143,7 +145,8 @@ class LoadedModel:
             views = {name: (self._io_buf, off) for name, off in offsets.items()}
             for name, where in views.items():
                 size_B, is_input = self.dag.buffers[name].nbytes, name in self.inputs
-                if self._stage_io or size_B > (info.input_write_max_B if is_input else info.output_in_place_max_B):
+                limit_B = info.input_write_max_B if is_input else info.output_in_place_max_B
+                if self._stage_io or (self._stage_io is None and size_B > limit_B):
                     self._stage[name] = where
                 elif is_input:
                     self._written[name] = where[0].view()[where[1]:where[1] + size_B]

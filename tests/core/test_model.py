@@ -41,6 +41,20 @@ def test_staged_io_through_the_copy_queue(mlp_image):
             _check(model.run(x, poison=True), mlp_reference(x["x"], weights))
 
 
+def test_inputs_written_by_the_stream_and_outputs_in_place(mlp_image):
+    """stage_io=False: the compute stream writes the input (CommandStream.write) and the kernel and the
+    DAG copy write the outputs straight into the host-visible I/O buffer (the GPU's small-model path)."""
+    path, weights = mlp_image
+    rng = np.random.default_rng(98)
+    with load_model(path, "cpu", stage_io=False) as model:
+        assert not model._stage and set(model._written) == set(model.inputs)
+        assert set(model._places) == set(model.outputs)
+        assert model.submits_per_inference == 2  # the DAG's copy still runs on the copy queue
+        for i in range(1000):
+            x = mlp_inputs(4, rng)
+            _check(model.run(x, poison=i % 10 == 0), mlp_reference(x["x"], weights))
+
+
 def test_self_test_passes_and_detects_a_wrong_golden(mlp_image, tmp_path):
     path, _ = mlp_image
     with load_model(path, "cpu") as model:

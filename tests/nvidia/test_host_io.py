@@ -73,7 +73,7 @@ def test_one_submit_and_staged_io_match_float64(image, limits, staged, submits):
     dev = hal.open("nv:0")
     if isinstance(limits, tuple):
         dev.info.input_write_max_B, dev.info.output_in_place_max_B = limits
-    with load_model(str(path), dev, stage_io=limits == "stage_io") as model:
+    with load_model(str(path), dev, stage_io=True if limits == "stage_io" else None) as model:
         assert set(model._stage) == staged
         assert model.submits_per_inference == submits
         check_runs(model, w, np.random.default_rng(11))
