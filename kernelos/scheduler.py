@@ -17,7 +17,8 @@ base(n) + i + 1, where base(n) = n * stride is the submit's Var("t"). Cross-queu
 
 Copy-queue items are ordered so the compute progress they wait for never decreases, and launches
 only wait for copy items before them in topological order: neither queue can wait on the other in
-a cycle. The host waits for both queues' final progress value.
+a cycle. The host submits the copy stream first (staged inputs start moving while the compute stream
+is being submitted) and waits for both queues' final progress value.
 
 Profiling (`Recorded(..., profile=True)`, used by kernelos/profile.py): each stream also records a
 timestamp at its start and one before and one after every item (after the item's cross-queue wait),
@@ -170,7 +171,7 @@ class Recorded:
                 rows.append((item, before, stamp(s)))
                 if item.signal or i == len(copy_items) - 1:
                     s.signal(self.copy_progress, t + i + 1)
-            self.streams.append(s)
+            self.streams.insert(0, s)      # submitted first: staged inputs start moving while the compute one is submitted
             if profile:
                 self.stamps["copy"] = (start, rows)
 
