@@ -15,6 +15,7 @@ hand-off). On the copy queue the bytes go to a pinned host staging area and a co
 
 import weakref
 from dataclasses import dataclass
+from operator import index
 
 import hal
 from hal import DeviceTimeout, InvalidArgument
@@ -256,11 +257,14 @@ class NvCommandStream(hal.CommandStream):
             self._upload()
         patches = []
         for slot in self.var_ptrs:
-            ptr, var, last = slot
-            try:
-                v = int(values[var.name]) + var.offset
-            except (TypeError, ValueError):
-                raise InvalidArgument(f"{var} needs an int, got {values[var.name]!r}") from None
+            _, var, last = slot
+            v = values[var.name]
+            if v.__class__ is not int:               # numpy ints are fine; floats and strings are not
+                try:
+                    v = index(v)
+                except TypeError:
+                    raise InvalidArgument(f"{var} needs an int, got {v!r}") from None
+            v += var.offset
             if v != last:
                 if not 0 <= v < 1 << 64:
                     raise InvalidArgument(f"{var} resolved to {v}, not a 64-bit unsigned value")
