@@ -1,7 +1,7 @@
 """NvDevice: bring-up of one GPU over RM and UVM (nvidia-hopper.md 3.4), and the HAL Device.
 
-Order: client, UVM, card, device fd, device, subdevice, virtual memory object, class list,
-usermode doorbell page, VA space registered with UVM, channel group with compute and copy
+Order: client, card, device fd, device, subdevice, class list, usermode doorbell page, GPU VA
+space (gpu_va: RM-owned, or UVM-owned with KERNELOS_NV_VA=uvm), channel group with compute and copy
 channels. `close()` releases everything: CPU mappings, UVM state, the RM client, every fd.
 """
 
@@ -19,11 +19,8 @@ from .program import NvProgram
 from .queue import NvQueue
 from .signal import NvSignal, SignalPool
 from .structs import ffi, layout
-from .uvm import Uvm
+from .gpu_va import open_va_space
 
-VASPACE_FLAGS = (1 << 6) | (1 << 3)       # ENABLE_PAGE_FAULTING | IS_EXTERNALLY_OWNED
-VASPACE_BASE, VASPACE_SIZE_B = 0x1000, 0x1FFFFFB000000
-VIRTMEM_LIMIT = 0x1FFFFFFFFFFFF
 SHARED_WINDOW, LOCAL_WINDOW = 0x729400000000, 0x729300000000   # 4 GB-aligned apertures (not memory)
 
 
@@ -32,7 +29,7 @@ class NvDevice(hal.Device):
 
     def __init__(self, index: int):
         self.ffi, self.index, self.closed, self.spec = ffi, index, False, f"nv:{index}"
-        self.rm = self.uvm = self.memory = None
+        self.rm = self.va_space = self.memory = None
         self.groups: dict = {}                 # queue kind -> ChannelGroup
         self.dev_fd = -1
         self.client = 0
@@ -66,23 +63,12 @@ class NvDevice(hal.Device):
             raise DeviceNotFound(f"nv:{index}: only {len(cards)} NVIDIA GPU(s) present")
         self.card = cards[index]
         self._step("client")
-        self.uvm = Uvm()
-        self._step("uvm")
         self.dev_fd = self.open_dev_fd()
         self.device, self.subdevice = identity.open_device(self.rm, self.client, self.card)
-        self.virtmem = self.rm.alloc(self.device, objects.NV01_MEMORY_VIRTUAL,
-                                     ffi.new("NV_MEMORY_VIRTUAL_ALLOCATION_PARAMS *", {"limit": VIRTMEM_LIMIT}),
-                                     root=self.client, what="virtual memory")
         self.classes = identity.engine_classes(self.rm, self.client, self.device)
         self._step("device")
         self._map_doorbell()
-        self.vaspace = self.rm.alloc(self.device, objects.FERMI_VASPACE_A, ffi.new(
-            self.layout["NV_VASPACE_ALLOCATION_PARAMETERS"] + " *",
-            {"vaBase": VASPACE_BASE, "vaSize": VASPACE_SIZE_B, "flags": VASPACE_FLAGS}), root=self.client,
-            what="VA space")
-        self.uuid = identity.uuid(self.rm, self.client, self.subdevice)
-        self.uvm.register_gpu(self.uuid)
-        self.uvm.register_vaspace(self.uuid, self.rm.fd, self.client, self.vaspace)
+        self.va_space = open_va_space(self)
         self._step("vaspace")
         self.gr = identity.gr_info(self.rm, self.client, self.subdevice)
         self.sm = ((self.gr["sm_version"] >> 8) & 0xF) * 10 + (self.gr["sm_version"] & 0xF)
@@ -267,8 +253,8 @@ class NvDevice(hal.Device):
             for ch in group.channels:
                 rm.munmap(ch.notifier_addr, ch.notifier_B)
         self.groups = {}
-        if self.uvm is not None:
-            self.uvm.close()                         # UVM drops its mappings and channel registrations
+        if self.va_space is not None:
+            self.va_space.close()
         if self.rm is not None:
             if self.client:
                 try:
