@@ -5,7 +5,9 @@ space (gpu_va: RM-owned, or UVM-owned with KERNELOS_NV_VA=uvm), channel group wi
 channels. `close()` releases everything: CPU mappings, UVM state, the RM client, every fd.
 """
 
+import importlib
 import os
+import threading
 import time
 
 import hal
@@ -14,12 +16,21 @@ from hal import DeviceError, DeviceFault, DeviceNotFound, DeviceTimeout, Invalid
 from . import faults, identity, rm
 from .channel import ChannelGroup
 from .classes import host_c86f, objects
-from .memory import Memory
-from .program import NvProgram
-from .queue import NvQueue
-from .signal import NvSignal, SignalPool
-from .structs import ffi, layout
 from .gpu_va import open_va_space
+from .memory import Memory
+from .structs import ffi, layout
+
+# The launch-path modules (a third of the driver's import time, none needed before the queues exist)
+# are imported on a helper thread while the bring-up waits in ioctls, which release the GIL.
+LAUNCH_MODULES = (".signal", ".program", ".queue")
+
+
+def _import_launch_modules():
+    for name in LAUNCH_MODULES:
+        try:
+            importlib.import_module(name, __package__)
+        except Exception:
+            return  # the import where the module is used raises it again, with its traceback
 
 SHARED_WINDOW, LOCAL_WINDOW = 0x729400000000, 0x729300000000   # 4 GB-aligned apertures (not memory)
 
@@ -54,6 +65,14 @@ class NvDevice(hal.Device):
 
     def _bring_up(self, index: int):
         self.bringup_s, self._t = {}, time.perf_counter()
+        imports = threading.Thread(target=_import_launch_modules, name="nv-imports", daemon=True)
+        imports.start()
+        try:
+            self._bring_up_steps(index)
+        finally:
+            imports.join()
+
+    def _bring_up_steps(self, index: int):
         self.rm = rm.RmFile()
         self.client = self.rm.alloc(0, objects.NV01_ROOT_CLIENT, what="client")
         self.driver_version = identity.driver_version(self.rm, self.client)
@@ -77,10 +96,11 @@ class NvDevice(hal.Device):
         self._step("identity")
         self.copy_engine_type = self._pick_copy_engine()
         self.memory = Memory(self)
-        self.signals = SignalPool(self)
         for kind in hal.QUEUE_KINDS:
             self.groups[kind] = ChannelGroup(self, kind)
         self._step("channels")
+        from .signal import SignalPool
+        self.signals = SignalPool(self)
         for kind in hal.QUEUE_KINDS:
             self._queue(kind, 0)
         self._step("queues")
@@ -212,6 +232,7 @@ class NvDevice(hal.Device):
         return rm.host_view(va, size_B)
 
     def _signal(self, value: int):
+        from .signal import NvSignal
         return NvSignal(self, self.signals.take(), value)
 
     def _queue(self, kind: str, index: int):
@@ -219,6 +240,7 @@ class NvDevice(hal.Device):
             raise InvalidArgument(f"{self.spec} has queues compute:0 and copy:0, not {kind}:{index}")
         if kind not in self.queues:            # first use, or the old one died with its channel group
             self.pending_fault = None          # taking a fresh queue acknowledges the fault
+            from .queue import NvQueue
             q = NvQueue(self, kind)
             q.init_channel()
             self.queues[kind] = q
@@ -233,6 +255,7 @@ class NvDevice(hal.Device):
             q.retired.append((q.submitted, [allocation]))
 
     def _load_program(self, binary: bytes, name: str, meta):
+        from .program import NvProgram
         return NvProgram(self, binary, name, meta)
 
     def memory_map(self) -> list:
