@@ -105,3 +105,11 @@ def test_bring_up_returns_a_verified_image_and_an_open_device(mlp_image):
     finally:
         dev.close()
         image.close()
+
+
+def test_preload_imports_what_open_needs_and_touches_no_device():
+    """hal.preload (boot runs it while verifying the image) imports the driver's open() path; it opens
+    no device node, and a bad spec is left for hal.open to report."""
+    mods = modules_after("import hal, os; hal.preload('nv:0'); hal.preload('nope:1'); "
+                         "assert not [f for f in os.listdir('/proc/self/fd') if 'nvidia' in os.path.realpath(f'/proc/self/fd/{f}')]")
+    assert "drivers.nvidia.device" in mods and "drivers.nvidia.channel" in mods
