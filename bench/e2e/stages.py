@@ -313,8 +313,8 @@ def first_result(st: Stage):
         subprocess.run([sys.executable, "-S", "-c", "pass"], timeout=30)
         bare.append(time.perf_counter() - t0)
     st.info["bare_python_s"] = statistics.median(bare)
-    trace = subprocess.run([sys.executable, "-S", "-m", "bench.startup_trace", *tail], env=env,
-                           capture_output=True, text=True, timeout=60)
+    trace = subprocess.run([sys.executable, "-S", "-m", "bench.startup_trace", *tail], capture_output=True, text=True,
+                           env=dict(env, STARTUP_TRACE_SPAWN_NS=str(time.time_ns())), timeout=60)
     print(trace.stderr, flush=True)                            # the start-up timeline, into the stage's log
     p = subprocess.run([entries["boot"][0], "-X", "importtime", *entries["boot"][1:]], env=env, capture_output=True,
                        text=True, timeout=60)
