@@ -2,7 +2,6 @@
 inputs, staged and unstaged I/O, self-test, input checks, O(1) host cost per replay, recovery after
 an injected timeout and an injected fault, node-by-node stepping."""
 
-
 import numpy as np
 import pytest
 
