@@ -58,7 +58,14 @@ def _integer(value):
 
 
 def _dims3(dims, what: str) -> tuple:
-    ints = [_integer(d) for d in dims] if isinstance(dims, (list, tuple)) else [_integer(dims)]
+    """(x, y, z) from one integer or a sequence of 1 to 3 (missing ones are 1)."""
+    if _integer(dims) is not None:
+        ints = [_integer(dims)]
+    else:
+        try:
+            ints = [] if isinstance(dims, (str, bytes)) else [_integer(d) for d in dims]
+        except TypeError:  # neither an integer nor iterable (a float, None, a bool)
+            ints = []
     if not 1 <= len(ints) <= 3 or any(d is None or not 1 <= d <= 0x7FFFFFFF for d in ints):
         raise InvalidArgument(f"{what} must be an integer or 1 to 3 of them (int or numpy integer, not bool "
                               f"or float), each 1..2**31-1; got {dims!r}")

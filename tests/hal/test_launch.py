@@ -97,10 +97,12 @@ def test_numpy_integer_dims_run_like_ints(dev, programs):
     y, x = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     np.testing.assert_array_equal(np.frombuffer(out.read(), np.uint32).reshape(ny, nx), x + 1000 * y)
     _run(dev, lambda s: s.launch(programs["empty"], [], grid=np.uint16(5), block=np.int64(1)))
+    _run(dev, lambda s: s.launch(programs["empty"], [], grid=np.array([2, 3]), block=range(1, 2)))
     out.free()
 
 
-@pytest.mark.parametrize("dims", [True, (2, False), 2.0, (np.float32(2),), "2", (), None, np.int64(0), 2**31])
+@pytest.mark.parametrize("dims", [True, (2, False), 2.0, (np.float32(2),), "2", b"2", (), None, np.int64(0), 2**31,
+                                  (1, 1, 1, 1), {"x": 1}])
 def test_non_integer_dims_are_refused(dev, programs, dims):
     s = dev.queue("compute").stream()
     for kw in (dict(grid=dims), dict(grid=1, block=dims)):
