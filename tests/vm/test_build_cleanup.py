@@ -107,9 +107,13 @@ def test_rootfs_archive_failures_keep_the_old_archive_and_leave_no_temporary(tmp
     assert _children() == before and dest.read_bytes() == good and not os.path.exists(f"{dest}.tmp")
 
 
-def test_initrd_failure_leaves_no_temporary(tmp_path):
-    image, dest = tmp_path / "a.kimg", tmp_path / "initrd.img"
-    image.write_bytes(b"kimg")
+def test_initrd_is_the_image_then_the_archive_and_a_failure_leaves_no_temporary(tmp_path):
+    image, dest, archive = tmp_path / "a.kimg", tmp_path / "initrd.img", tmp_path / "rootfs.cpio.lz4"
+    image.write_bytes(b"kimg" + os.urandom(1000))
+    build._write_rootfs_cpio(str(_root(tmp_path)), str(archive))
+    build.write_initrd(str(archive), str(image), str(dest))
+    initrd = dest.read_bytes()
+    assert initrd.startswith(b"070701") and image.read_bytes() in initrd and initrd.endswith(archive.read_bytes())
     with pytest.raises(FileNotFoundError):
         build.write_initrd(str(tmp_path / "missing.cpio.lz4"), str(image), str(dest))
-    assert not dest.exists() and not os.path.exists(f"{dest}.tmp")
+    assert dest.read_bytes() == initrd and not os.path.exists(f"{dest}.tmp")
