@@ -3,8 +3,9 @@
 rm (the default): RM owns the VA space and builds its page tables. Memory is mapped with
   RM_MAP_MEMORY_DMA at our fixed VA through a virtual-memory object bound to the VA space, and RM
   maps each channel's context buffers itself. No UVM at all: no UVM_REGISTER_GPU, which brings up
-  UVM's whole per-GPU state (its own channels, page tables, fault buffers) in every process and
-  took ~150 ms of the 0.2 s bring-up (issue 9). Such a VA space may not enable page faulting
+  UVM's whole per-GPU state (its own channels, page tables, fault buffers) in every process: the
+  VA-space step took 175-190 ms with UVM and 5-7 ms without on an H200 (issue 9; README, "Start-up
+  on NVIDIA"). Such a VA space may not enable page faulting
   (RM refuses a fault-capable VA space that UVM does not own); a bad access is then a fatal MMU
   fault on the channel, reported through the error notifier as before.
 uvm: the VA space is externally owned by UVM, as CUDA does (nvidia-hopper.md 3.4 steps 14-16, 20.6):
