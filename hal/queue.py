@@ -14,6 +14,7 @@ per-submit host cost is O(number of Var slots), independent of the number of lau
 with no copy-queue hand-off.
 """
 
+import operator
 from dataclasses import dataclass
 
 from .buffer import Buffer
@@ -66,11 +67,29 @@ def _bytes_of(data, size_B: int, name: str) -> memoryview:
     return mv
 
 
+def _integer(value):
+    """value as a Python int if it is an integer (numpy integers too; not bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _dims3(dims, what: str) -> tuple:
-    dims = (dims,) if isinstance(dims, int) else tuple(dims)
-    if not 1 <= len(dims) <= 3 or any(not isinstance(d, int) or d < 1 or d > 0x7FFFFFFF for d in dims):
-        raise InvalidArgument(f"{what} must be 1 to 3 positive ints, got {dims!r}")
-    return dims + (1,) * (3 - len(dims))
+    """(x, y, z) from one integer or a sequence of 1 to 3 (missing ones are 1)."""
+    if _integer(dims) is not None:
+        ints = [_integer(dims)]
+    else:
+        try:
+            ints = [] if isinstance(dims, (str, bytes)) else [_integer(d) for d in dims]
+        except TypeError:  # neither an integer nor iterable (a float, None, a bool)
+            ints = []
+    if not 1 <= len(ints) <= 3 or any(d is None or not 1 <= d <= 0x7FFFFFFF for d in ints):
+        raise InvalidArgument(f"{what} must be an integer or 1 to 3 of them (int or numpy integer, not bool "
+                              f"or float), each 1..2**31-1; got {dims!r}")
+    return tuple(ints) + (1,) * (3 - len(ints))
 
 
 class CommandStream:
@@ -151,8 +170,14 @@ class CommandStream:
             raise DeviceClosed(f"device {self.device.spec} is closed")
         if len(values) < len(self.var_names) or not self.var_names <= values.keys():
             raise InvalidArgument(f"submit() needs values for {sorted(self.var_names - set(values))}")
-        for name, size_B in self.writes.items():
-            values[name] = _bytes_of(values[name], size_B, name)
+        for name in self.var_names:
+            v = values[name]
+            if name in self.writes:
+                values[name] = _bytes_of(v, self.writes[name], name)
+            elif v.__class__ is not int:     # ints (numpy ints too); a float or bool would be truncated or misread
+                if isinstance(v, bool) or not hasattr(v, "__index__"):
+                    raise InvalidArgument(f"Var {name!r} must be an int, got {v!r}")
+                values[name] = operator.index(v)
         self._submit(values)
         return self
 

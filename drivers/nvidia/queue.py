@@ -15,7 +15,6 @@ hand-off). On the copy queue the bytes go to a pinned host staging area and a co
 
 import weakref
 from dataclasses import dataclass
-from operator import index
 
 import hal
 from hal import DeviceTimeout, InvalidArgument
@@ -258,13 +257,7 @@ class NvCommandStream(hal.CommandStream):
         patches = []
         for slot in self.var_ptrs:
             _, var, last = slot
-            v = values[var.name]
-            if v.__class__ is not int:               # numpy ints are fine; floats and strings are not
-                try:
-                    v = index(v)
-                except TypeError:
-                    raise InvalidArgument(f"{var} needs an int, got {v!r}") from None
-            v += var.offset
+            v = values[var.name] + var.offset        # an int: hal's submit checked it
             if v != last:
                 if not 0 <= v < 1 << 64:
                     raise InvalidArgument(f"{var} resolved to {v}, not a 64-bit unsigned value")
@@ -355,8 +348,8 @@ class NvQueue(hal.Queue):
     def submit(self, entry: int) -> int:
         """Queue a GP entry followed by the tail that releases the next sequence number; returns it."""
         if self.dead:
-            if self.device.queues.get(self.kind, self) is not self:     # dev.queue(kind) replaced it: torn down
-                raise hal.DeviceClosed(f"{self} was torn down after a fault ({self.dead}); use dev.queue({self.kind!r})")
+            if self.device.queues.get(self.kind, self) is not self:
+                raise hal.DeviceClosed(f"{self} died ({self.dead}) and was replaced; use dev.queue({self.kind!r})")
             raise hal.DeviceFault(f"{self} is dead ({self.dead}); take a new one with dev.queue({self.kind!r})")
         seq = self.submitted + 1
         if seq - self.progress.word[0] >= MAX_IN_FLIGHT:
