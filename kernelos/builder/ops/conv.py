@@ -7,7 +7,7 @@ import numpy as np
 from hal.errors import GraphError
 
 from ..codegen import Reduction, TiledGemm, acc_ctype, literal, strides
-from . import Op, register
+from . import Op, conv_gemm, register
 
 CONV_OC_BLOCK = 8     # output channels a cpu conv tile computes together (shares input loads)
 CONV_PAD_BUFFER_MAX_B = 256 * 1024   # the largest zero-padded input copy a cpu conv block keeps on its stack
@@ -85,15 +85,30 @@ class Conv(Windowed):
         if len(node.inputs) > 2 and node.inputs[2]:
             finish = f"acc + {b.load(node.inputs[2], 'c1')}"
         term = f"({acc_ctype(dt)}){px}[{xidx}] * {pw}[{widx}]"
-        rows = None
-        if len(x) == 4:
+        rows = cpu_kernel = None
+        if len(x) == 4 and node.attr("group", 1) == 1 and dt == "float32" and g.value(node.inputs[1]).const is not None:
+            cpu_kernel = _conv2d_gemm_cpu(b, node.inputs[1], x, w, st, dil, pb, px)
+        if len(x) == 4 and cpu_kernel is None:
             rows = _conv2d_rows(x, w, b.out_shape, st, dil, pb, og, cg, px, pw, acc_ctype(dt),
                                 vector=dt == "float32")
         tiled = None
         if len(x) == 4 and node.attr("group", 1) == 1 and dt == "float32":
             tiled = _conv2d_gemm(x, w, b.out_shape, st, dil, pb, px, pw)
         b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre,
-                                            cpu_rows=rows, tiled=tiled), finish)
+                                            cpu_rows=rows, tiled=tiled, cpu_kernel=cpu_kernel), finish)
+
+
+def _conv2d_gemm_cpu(b, w_name, x, w, st, dil, pb, px):
+    """The cpu implicit-GEMM kernel (ops/conv_gemm.py) reading the weights packed once at build
+    time, or None where its buffers would not fit a block's stack."""
+    geo = conv_gemm.geometry(x, w, b.out_shape, st, dil, pb)
+    shape = conv_gemm.block_shape(geo)
+    if shape is None:
+        return None
+    packed = f"{w_name}.panels"
+    if packed not in b.ctx.graph.values:
+        packed = b.ctx.const_value(conv_gemm.pack_weights(b.ctx.graph.value(w_name).const), packed)
+    return conv_gemm.ConvGemmKernel(geo, *shape, px, b.param(packed))
 
 
 def _conv2d_gemm(x, w, out, st, dil, pb, px, pw) -> TiledGemm:

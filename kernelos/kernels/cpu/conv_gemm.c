@@ -1,0 +1,97 @@
+/* A float32 2-D convolution (one group, NCHW) as an implicit GEMM (kernelos/builder/ops/conv_gemm.py):
+ * out[oc][pixel] = sum over k = (ic, kh, kw) of w[oc][k] * x(pixel, k).
+ *
+ * A block is (image n, a group of output-channel panels, a range of output rows). It first copies
+ * the input rows those outputs read, all input channels, into xbuf: zero-padded and split into the
+ * stride's phase planes, each row $wq wide (the output row plus the window's reach), so that every
+ * tap (kh, kw) of every output pixel is one constant offset from the pixel's position on a
+ * $wq-wide grid and a run of consecutive grid positions is one straight vector load (grid columns
+ * past the output row are computed and dropped). The weights come pre-packed by the builder as
+ * panels of 6 output channels, [panel][ic][kh*kw][6], so a tile's 6 weights per tap are adjacent.
+ *
+ * A tile is 6 output channels x NR grid positions (two vectors: NR = 16 with AVX2, 32 with
+ * AVX-512): 12 vector accumulators, each tap loads two input vectors and broadcasts 6 weights. Tiles
+ * run over chunks of $kc input channels with the block's panels innermost, so a chunk's inputs stay in
+ * L1 while the panels' weights stream from L2; partial sums live in obuf between chunks. Last, each
+ * output row gets the fused epilogue and is stored (a straight loop the compiler vectorises). */
+#if KOS_VEC16
+typedef kos_v16f kos_cv;
+#define KOS_CV_LANES 16
+#else
+typedef kos_v8f kos_cv;
+#define KOS_CV_LANES 8
+#endif
+#define KOS_CV_NR (2 * KOS_CV_LANES)
+
+typedef struct {
+$fields
+} args_t;
+
+/* One tap: two input vectors at grid offset OFF times the 6 weights of tap T. */
+#define KOS_CONV_TAP(OFF, T) { \
+    kos_cv x0, x1; \
+    memcpy(&x0, xp + (OFF), sizeof x0); memcpy(&x1, xp + (OFF) + KOS_CV_LANES, sizeof x1); \
+    const float *w = wp + (T) * 6; \
+    a00 += x0 * w[0]; a01 += x1 * w[0]; a10 += x0 * w[1]; a11 += x1 * w[1]; \
+    a20 += x0 * w[2]; a21 += x1 * w[2]; a30 += x0 * w[3]; a31 += x1 * w[3]; \
+    a40 += x0 * w[4]; a41 += x1 * w[4]; a50 += x0 * w[5]; a51 += x1 * w[5]; }
+
+#define KOS_CONV_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+/* out[j * ldo + 0 .. NR) (+)= the tile's sums over `nic` input channels from xp / wp. */
+static inline __attribute__((always_inline)) void conv_tile(const float *KOS_RESTRICT xp, const float *KOS_RESTRICT wp,
+                                                            int64_t nic, float *KOS_RESTRICT out, int first) {
+    kos_cv a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
+#define KOS_CONV_LOAD(J) if (first) { a##J##0 = (kos_cv){0}; a##J##1 = (kos_cv){0}; } else { \
+    memcpy(&a##J##0, out + J * $ldo, sizeof a##J##0); memcpy(&a##J##1, out + J * $ldo + KOS_CV_LANES, sizeof a##J##1); }
+    KOS_CONV_ROWS(KOS_CONV_LOAD)
+    for (int64_t ic = 0; ic < nic; ic++, xp += $plane, wp += $taps * 6) {
+$taps_code
+    }
+#define KOS_CONV_STORE(J) memcpy(out + J * $ldo, &a##J##0, sizeof a##J##0); \
+    memcpy(out + J * $ldo + KOS_CV_LANES, &a##J##1, sizeof a##J##1);
+    KOS_CONV_ROWS(KOS_CONV_STORE)
+}
+
+KOS_KERNEL($name) {
+    const args_t *a = (const args_t *)args;
+    (void)L;
+$unpack
+    float xbuf[$xbuf_len] __attribute__((aligned(64)));
+    float obuf[$obuf_len] __attribute__((aligned(64)));
+    for (uint64_t blk = block_begin; blk < block_end; blk++) {
+        const int64_t n = blk / ($groups * $row_blocks), g = blk / $row_blocks % $groups;
+        const int64_t oh0 = blk % $row_blocks * $rows_per_block;
+        const int64_t rows = oh0 + $rows_per_block <= $oh ? $rows_per_block : $oh - oh0;
+        const int64_t pan0 = g * $group_panels;
+        const int64_t npan = pan0 + $group_panels <= $panels ? $group_panels : $panels - pan0;
+        /* the input rows of this block, padded and phase-split; the tail the last tiles overrun is zero */
+        for (int64_t ic = 0; ic < $c; ic++) {
+            const float *xc = $px + (n * $c + ic) * $h * $w;
+            float *d0 = xbuf + ic * $plane;
+$copy_code
+        }
+        memset(xbuf + $c * $plane, 0, sizeof(float) * ($xbuf_len - $c * $plane));
+        const int64_t ntiles = (rows * $wq + KOS_CV_NR - 1) / KOS_CV_NR;
+        for (int64_t t = 0; t < ntiles; t++)
+            for (int64_t kc = 0; kc < $c; kc += $kc) {
+                const int64_t nic = kc + $kc <= $c ? $kc : $c - kc;
+                for (int64_t j = 0; j < npan; j++)
+                    conv_tile(xbuf + kc * $plane + t * KOS_CV_NR, $pw + ((pan0 + j) * $c + kc) * $taps * 6, nic,
+                              obuf + j * 6 * $ldo + t * KOS_CV_NR, kc == 0);
+            }
+        for (int64_t j = 0; j < npan * 6 && pan0 * 6 + j < $oc; j++) {
+            const int64_t c0 = n, c1 = pan0 * 6 + j; (void)c0; (void)c1;
+            for (int64_t r = 0; r < rows; r++) {
+                const int64_t c2 = oh0 + r; (void)c2;
+                const float *src = obuf + j * $ldo + r * $wq;
+                const int64_t base = ((c0 * $oc + c1) * $oh + c2) * $ow;
+                for (int64_t c3 = 0; c3 < $ow; c3++) {
+                    const int64_t i = base + c3;
+                    const float acc = src[c3];
+$body
+                }
+            }
+        }
+    }
+}
