@@ -6,7 +6,7 @@ import numpy as np
 
 from hal.errors import GraphError
 
-from ..codegen import Reduction, TiledGemm, acc_ctype, literal, strides
+from ..codegen import NAME_PLACEHOLDER, Reduction, TiledGemm, _template, acc_ctype, literal, strides
 from . import Op, conv_gemm, register
 
 CONV_OC_BLOCK = 8     # output channels a cpu conv tile computes together (shares input loads)
@@ -402,34 +402,22 @@ class MaxPool(Pool):
         loops, pre, xidx, cond = _loops_and_index(node, b, x, k_sp, st, dil, pb, "c1")
         px = b.param(node.inputs[0])
         lowest = literal(-np.inf, dt) if dt in ("float32", "float64") else literal(np.iinfo(dt).min, dt)
-        rows = _maxpool2d_rows(x, b.out_shape, k_sp, st, dil, pb, px, acc_ctype(dt)) if len(x) == 4 else None
+        cpu = _maxpool2d_cpu(x, b.out_shape, k_sp, st, dil, pb, px, acc_ctype(dt), lowest) if len(x) == 4 else None
         b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "max", acc_ctype(dt), lowest, cond, pre=pre,
-                                            cpu_rows=rows))
+                                            cpu_kernel=cpu))
 
 
-def _maxpool2d_rows(x, out, k_sp, st, dil, pb, px, acc_t):
-    """cpu rows of a 2-D max pool: a block is one output row (n, c, oh); for each window position
-    (kh, kw) the outputs whose input lies inside the row take the max in one straight loop (NaN wins,
-    as in the reduction)."""
-    (_, _, h, wd), (_, _, oh, ow) = x, out
-    code = f"""\
-        const int64_t nc = row / {oh}, oh = row % {oh};
-        for (int64_t kh = 0; kh < {k_sp[0]}; kh++) {{
-            const int64_t ih = oh * {st[0]} - {pb[0]} + kh * {dil[0]};
-            if (ih < 0 || ih >= {h}) continue;
-            const __typeof__(*{px}) *xr = {px} + (nc * {h} + ih) * {wd};
-            for (int64_t kw = 0; kw < {k_sp[1]}; kw++) {{
-                const int64_t off = kw * {dil[1]} - {pb[1]};
-                const int64_t lo = off < 0 ? (-off + {st[1] - 1}) / {st[1]} : 0;
-                int64_t hi = {wd} - off <= 0 ? 0 : ({wd} - off + {st[1] - 1}) / {st[1]};
-                if (hi > {ow}) hi = {ow};
-                for (int64_t o = lo; o < hi; o++) {{
-                    const {acc_t} v = xr[o * {st[1]} + off];
-                    if (v > accrow[0][o] || v != v) accrow[0][o] = v;
-                }}
-            }}
-        }}"""
-    return 1, ow, code, f"row * {ow} + o"
+def _maxpool2d_cpu(x, out, k_sp, st, dil, pb, px, acc_t, init):
+    """The cpu kernel of a 2-D max pool (kernels/cpu/maxpool2d.c): a block per output row."""
+    (_, ch, h, wd), (_, _, oh, ow) = x, out
+
+    def render(fields, unpack, body):
+        src = _template("cpu/maxpool2d.c").substitute(
+            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, acc_t=acc_t, init=init, px=px, ch=ch, h=h, w=wd,
+            oh=oh, ow=ow, kh=k_sp[0], kw=k_sp[1], sh=st[0], sw=st[1], dh=dil[0], dw=dil[1], ph=pb[0], pw=pb[1],
+            body="\n".join(" " * 12 + ln for ln in body.splitlines()))
+        return src, int(np.prod(out[:3]))
+    return render
 
 
 @register("AveragePool")
