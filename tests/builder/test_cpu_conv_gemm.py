@@ -100,3 +100,11 @@ def test_conv_gemm_is_chosen_and_weights_packed():
     for oc, ic, kh, kw in [(0, 0, 0, 0), (12, 3, 2, 1), (7, 1, 1, 0)]:
         assert packed[oc // 6, ic, kh * 2 + kw, oc % 6] == w[oc, ic, kh, kw]
     assert not packed[2, :, :, 1:].any()
+
+
+@pytest.mark.parametrize("rows,group", [(3, 2), (4, 3)])
+def test_conv_gemm_partial_blocks(tmp_path, monkeypatch, rows, group):
+    """Block shapes whose last row block and last channel group are partial (10 rows, 5 panels),
+    with 200 input channels in several chunks."""
+    monkeypatch.setattr(conv_gemm, "block_shape", lambda g: (rows, group))
+    test_conv_gemm_matches_float64(tmp_path, 1, 200, 29, 10, 11, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1))

@@ -18,7 +18,9 @@ L1_CHUNK_B = 24 * 1024     # input bytes one channel chunk of a tile may touch (
 NOMINAL_THREADS = 16   # threads the block split is planned for (the device host's cores); more blocks
                        # than threads costs little, so smaller machines are served as well
 STRAGGLER = 0.5        # blocks' worth of time the last thread is expected to lag (uneven thread speeds)
-COPY_MAC = 16          # cost of copying one input element, in multiply-adds (cost-model units)
+COPY_MAC = (24, 128)   # cost of copying one input element into xbuf, in multiply-adds (cost-model units),
+                       # row by row (stride 1) and gathered (other strides): rough single-core figures
+                       # from the AVX2 dev VM, scaled up for AVX-512's doubled multiply-add rate
 EPILOGUE_MAC = 4       # cost of one output's epilogue and store
 BLOCK_MAC = 4000       # fixed cost of a block (claiming it, zeroing tails, loop set-up)
 
@@ -100,7 +102,7 @@ def block_shape(g: ConvGeometry):
         if g.stack_B(rows, 1) > STACK_MAX_B:
             break
         tiles = -(-rows * g.wq // NR_MAX)
-        copy = g.c * g.plane(rows) * COPY_MAC
+        copy = g.c * g.plane(rows) * COPY_MAC[g.st[1] != 1]
         for group in range(1, g.panels + 1):
             if g.stack_B(rows, group) > STACK_MAX_B:
                 break
