@@ -73,10 +73,13 @@ def test_conv_gemm_without_bias(tmp_path):
     assert rel_error(out, ref) <= 1e-5
 
 
-@pytest.mark.parametrize("flags", [("-DKOS_VEC16=1",), ("-DKOS_VEC16=0", "-march=x86-64-v3")])
+@pytest.mark.parametrize("flags,nr", [(("-DKOS_VEC16=1",), 32), (("-DKOS_VEC16=1",), 64),
+                                      (("-DKOS_VEC16=0", "-march=x86-64-v3"), 32)])
 @pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[2], SHAPES[8]])
-def test_conv_gemm_vector_variants(tmp_path, monkeypatch, flags, shape):
-    """Both vector widths (and the system image's -march) on this host, whichever it targets."""
+def test_conv_gemm_vector_variants(tmp_path, monkeypatch, flags, nr, shape):
+    """Both vector widths, the 4-vector AVX-512 tile (KOS_CPU_CONV_NR=64) and the system image's
+    -march, on this host whichever it targets."""
+    monkeypatch.setattr(conv_gemm, "NR_MAX", nr)
     real = builder_compile.hal.compile
     monkeypatch.setattr(builder_compile.hal, "compile", lambda src, name, target, options=():
                         real(src, name, target, tuple(options) + flags))

@@ -5,14 +5,21 @@ last channel), the grid geometry (every tap a constant offset), and the block sh
 channel panels per block, picked by a small cost model so a layer splits into enough blocks for the
 worker threads without copying the input once per handful of channels."""
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from hal.errors import GraphError
+
 from ..codegen import NAME_PLACEHOLDER, _template
 
 PANEL = 6              # output channels per weight panel (a tile's broadcast rows)
-NR_MAX = 32            # grid positions per tile with AVX-512 (16 with AVX2): sizes buffers for both
+# Build-time knob: grid positions per tile where the compiler targets AVX-512 (KOS_CPU_CONV_NR=32: 2
+# vectors, the default, measured on the device host; 64: 4 vectors, half the weight broadcasts per
+# multiply-add but coarser tiles, not yet measured there). AVX2 tiles are 16 (2 vectors) either way;
+# the plan (tile counts, buffer sizes) is made for this figure, which 16 divides.
+NR_MAX = int(os.environ.get("KOS_CPU_CONV_NR", "32"))
 STACK_MAX_B = 448 * 1024   # xbuf + obuf on the block's stack (worker threads have 8 MiB stacks)
 L1_CHUNK_B = 24 * 1024     # input bytes one channel chunk of a tile may touch (half an L1 data cache)
 NOMINAL_THREADS = 16   # threads the block split is planned for (the device host's cores); more blocks
@@ -161,8 +168,10 @@ class ConvGemmKernel:
         kc = max(1, min(g.c, L1_CHUNK_B // per_ic))
         row_blocks, groups = -(-g.oh // rows), -(-g.panels // self.group)
         taps = "\n".join(f"        KOS_CONV_TAP({off}, {t})" for t, off in enumerate(g.tap_offsets(rows)))
+        if NR_MAX not in (32, 64):
+            raise GraphError(f"KOS_CPU_CONV_NR must be 32 or 64, got {NR_MAX}")
         src = _template("cpu/conv_gemm.c").substitute(
-            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, px=self.px, pw=self.pw, c=g.c, h=g.h, w=g.w,
+            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, nrv16=NR_MAX // 16, px=self.px, pw=self.pw, c=g.c, h=g.h, w=g.w,
             oc=g.oc, oh=g.oh, ow=g.ow, wq=g.wq, plane=plane, taps=g.kh * g.kw, taps_code=taps, kc=kc,
             ldo=g.ldo(rows), xbuf_len=g.c * plane + g.ldo(rows), obuf_len=self.group * PANEL * g.ldo(rows),
             groups=groups, row_blocks=row_blocks, rows_per_block=rows, group_panels=self.group, panels=g.panels,

@@ -9,48 +9,56 @@
  * past the output row are computed and dropped). The weights come pre-packed by the builder as
  * panels of 6 output channels, [panel][ic][kh*kw][6], so a tile's 6 weights per tap are adjacent.
  *
- * A tile is 6 output channels x NR grid positions (two vectors: NR = 16 with AVX2, 32 with
- * AVX-512): 12 vector accumulators, each tap loads two input vectors and broadcasts 6 weights. Tiles
+ * A tile is 6 output channels x NR grid positions (NRV vectors: 2 x 8 with AVX2, $nrv16 x 16 with
+ * AVX-512): 6 x NRV vector accumulators, each tap loads NRV input vectors and broadcasts 6 weights. Tiles
  * run over chunks of $kc input channels with the block's panels innermost, so a chunk's inputs stay in
  * L1 while the panels' weights stream from L2; partial sums live in obuf between chunks. Last, each
  * output row gets the fused epilogue and is stored (a straight loop the compiler vectorises). */
 #if KOS_VEC16
 typedef kos_v16f kos_cv;
 #define KOS_CV_LANES 16
+#define KOS_CV_NRV $nrv16
 #else
 typedef kos_v8f kos_cv;
 #define KOS_CV_LANES 8
+#define KOS_CV_NRV 2
 #endif
-#define KOS_CV_NR (2 * KOS_CV_LANES)
+#define KOS_CV_NR (KOS_CV_NRV * KOS_CV_LANES)
 
 typedef struct {
 $fields
 } args_t;
 
-/* One tap: two input vectors at grid offset OFF times the 6 weights of tap T. */
-#define KOS_CONV_TAP(OFF, T) { \
-    kos_cv x0, x1; \
-    memcpy(&x0, xp + (OFF), sizeof x0); memcpy(&x1, xp + (OFF) + KOS_CV_LANES, sizeof x1); \
-    const float *w = wp + (T) * 6; \
-    a00 += x0 * w[0]; a01 += x1 * w[0]; a10 += x0 * w[1]; a11 += x1 * w[1]; \
-    a20 += x0 * w[2]; a21 += x1 * w[2]; a30 += x0 * w[3]; a31 += x1 * w[3]; \
-    a40 += x0 * w[4]; a41 += x1 * w[4]; a50 += x0 * w[5]; a51 += x1 * w[5]; }
+/* X(J, V) for the tile's accumulator rows J (output channels) and vectors V (grid positions) */
+#if KOS_CV_NRV == 4
+#define KOS_CV_COLS(X, J) X(J, 0) X(J, 1) X(J, 2) X(J, 3)
+#else
+#define KOS_CV_COLS(X, J) X(J, 0) X(J, 1)
+#endif
+#define KOS_CV_ALL(X) KOS_CV_COLS(X, 0) KOS_CV_COLS(X, 1) KOS_CV_COLS(X, 2) KOS_CV_COLS(X, 3) \
+    KOS_CV_COLS(X, 4) KOS_CV_COLS(X, 5)
+#define KOS_CV_DECL(J, V) kos_cv a##J##V;
+#define KOS_CV_ZERO(J, V) a##J##V = (kos_cv){0};
+#define KOS_CV_LOAD(J, V) memcpy(&a##J##V, out + J * $ldo + V * KOS_CV_LANES, sizeof a##J##V);
+#define KOS_CV_STORE(J, V) memcpy(out + J * $ldo + V * KOS_CV_LANES, &a##J##V, sizeof a##J##V);
+#define KOS_CV_X(J, V) memcpy(&x##V, xp + off + V * KOS_CV_LANES, sizeof x##V);
+#define KOS_CV_FMA(J, V) a##J##V += x##V * w[J];
 
-#define KOS_CONV_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+/* One tap: the input vectors at grid offset OFF times the 6 weights of tap T. */
+#define KOS_CONV_TAP(OFF, T) { \
+    const int64_t off = (OFF); const float *w = wp + (T) * 6; \
+    kos_cv x0, x1, x2, x3; (void)x2; (void)x3; \
+    KOS_CV_COLS(KOS_CV_X, 0) KOS_CV_ALL(KOS_CV_FMA) }
 
 /* out[j * ldo + 0 .. NR) (+)= the tile's sums over `nic` input channels from xp / wp. */
 static inline __attribute__((always_inline)) void conv_tile(const float *KOS_RESTRICT xp, const float *KOS_RESTRICT wp,
                                                             int64_t nic, float *KOS_RESTRICT out, int first) {
-    kos_cv a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
-#define KOS_CONV_LOAD(J) if (first) { a##J##0 = (kos_cv){0}; a##J##1 = (kos_cv){0}; } else { \
-    memcpy(&a##J##0, out + J * $ldo, sizeof a##J##0); memcpy(&a##J##1, out + J * $ldo + KOS_CV_LANES, sizeof a##J##1); }
-    KOS_CONV_ROWS(KOS_CONV_LOAD)
+    KOS_CV_ALL(KOS_CV_DECL)
+    if (first) { KOS_CV_ALL(KOS_CV_ZERO) } else { KOS_CV_ALL(KOS_CV_LOAD) }
     for (int64_t ic = 0; ic < nic; ic++, xp += $plane, wp += $taps * 6) {
 $taps_code
     }
-#define KOS_CONV_STORE(J) memcpy(out + J * $ldo, &a##J##0, sizeof a##J##0); \
-    memcpy(out + J * $ldo + KOS_CV_LANES, &a##J##1, sizeof a##J##1);
-    KOS_CONV_ROWS(KOS_CONV_STORE)
+    KOS_CV_ALL(KOS_CV_STORE)
 }
 
 KOS_KERNEL($name) {
