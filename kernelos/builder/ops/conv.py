@@ -100,15 +100,16 @@ class Conv(Windowed):
 
 def _conv2d_gemm_cpu(b, w_name, x, w, st, dil, pb, px):
     """The cpu implicit-GEMM kernel (ops/conv_gemm.py) reading the weights packed once at build
-    time, or None where its buffers would not fit a block's stack."""
+    time for its tile kind, or None where its buffers would not fit a block's stack."""
     geo = conv_gemm.geometry(x, w, b.out_shape, st, dil, pb)
-    shape = conv_gemm.block_shape(geo)
+    tiles = conv_gemm.tiles_for(geo)
+    shape = conv_gemm.block_shape(geo, tiles)
     if shape is None:
         return None
-    packed = f"{w_name}.panels"
+    packed = f"{w_name}.panels{tiles.panel}"
     if packed not in b.ctx.graph.values:
-        packed = b.ctx.const_value(conv_gemm.pack_weights(b.ctx.graph.value(w_name).const), packed)
-    return conv_gemm.ConvGemmKernel(geo, *shape, px, b.param(packed))
+        packed = b.ctx.const_value(conv_gemm.pack_weights(b.ctx.graph.value(w_name).const, tiles.panel), packed)
+    return conv_gemm.ConvGemmKernel(geo, tiles, *shape, px, b.param(packed))
 
 
 def _conv2d_gemm(x, w, out, st, dil, pb, px, pw) -> TiledGemm:

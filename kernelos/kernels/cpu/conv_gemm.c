@@ -5,62 +5,15 @@
  * the input rows those outputs read, all input channels, into xbuf: zero-padded and split into the
  * stride's phase planes, each row $wq wide (the output row plus the window's reach), so that every
  * tap (kh, kw) of every output pixel is one constant offset from the pixel's position on a
- * $wq-wide grid and a run of consecutive grid positions is one straight vector load (grid columns
- * past the output row are computed and dropped). The weights come pre-packed by the builder as
- * panels of 6 output channels, [panel][ic][kh*kw][6], so a tile's 6 weights per tap are adjacent.
- *
- * A tile is 6 output channels x NR grid positions (NRV vectors: 2 x 8 with AVX2, $nrv16 x 16 with
- * AVX-512): 6 x NRV vector accumulators, each tap loads NRV input vectors and broadcasts 6 weights. Tiles
- * run over chunks of $kc input channels with the block's panels innermost, so a chunk's inputs stay in
- * L1 while the panels' weights stream from L2; partial sums live in obuf between chunks. Last, each
- * output row gets the fused epilogue and is stored (a straight loop the compiler vectorises). */
-#if KOS_VEC16
-typedef kos_v16f kos_cv;
-#define KOS_CV_LANES 16
-#define KOS_CV_NRV $nrv16
-#else
-typedef kos_v8f kos_cv;
-#define KOS_CV_LANES 8
-#define KOS_CV_NRV 2
-#endif
-#define KOS_CV_NR (KOS_CV_NRV * KOS_CV_LANES)
-
+ * $wq-wide grid. The weights come pre-packed by the builder as panels of $panel output channels,
+ * [panel][ic][kh*kw][$panel]. conv_compute (one of two tile kinds, conv_tiles_*.c, included below)
+ * fills obuf[channel][grid position]; last, each output row gets the fused epilogue and is stored
+ * (a straight loop the compiler vectorises). */
 typedef struct {
 $fields
 } args_t;
 
-/* X(J, V) for the tile's accumulator rows J (output channels) and vectors V (grid positions) */
-#if KOS_CV_NRV == 4
-#define KOS_CV_COLS(X, J) X(J, 0) X(J, 1) X(J, 2) X(J, 3)
-#else
-#define KOS_CV_COLS(X, J) X(J, 0) X(J, 1)
-#endif
-#define KOS_CV_ALL(X) KOS_CV_COLS(X, 0) KOS_CV_COLS(X, 1) KOS_CV_COLS(X, 2) KOS_CV_COLS(X, 3) \
-    KOS_CV_COLS(X, 4) KOS_CV_COLS(X, 5)
-#define KOS_CV_DECL(J, V) kos_cv a##J##V;
-#define KOS_CV_ZERO(J, V) a##J##V = (kos_cv){0};
-#define KOS_CV_LOAD(J, V) memcpy(&a##J##V, out + J * $ldo + V * KOS_CV_LANES, sizeof a##J##V);
-#define KOS_CV_STORE(J, V) memcpy(out + J * $ldo + V * KOS_CV_LANES, &a##J##V, sizeof a##J##V);
-#define KOS_CV_X(J, V) memcpy(&x##V, xp + off + V * KOS_CV_LANES, sizeof x##V);
-#define KOS_CV_FMA(J, V) a##J##V += x##V * w[J];
-
-/* One tap: the input vectors at grid offset OFF times the 6 weights of tap T. */
-#define KOS_CONV_TAP(OFF, T) { \
-    const int64_t off = (OFF); const float *w = wp + (T) * 6; \
-    kos_cv x0, x1, x2, x3; (void)x2; (void)x3; \
-    KOS_CV_COLS(KOS_CV_X, 0) KOS_CV_ALL(KOS_CV_FMA) }
-
-/* out[j * ldo + 0 .. NR) (+)= the tile's sums over `nic` input channels from xp / wp. */
-static inline __attribute__((always_inline)) void conv_tile(const float *KOS_RESTRICT xp, const float *KOS_RESTRICT wp,
-                                                            int64_t nic, float *KOS_RESTRICT out, int first) {
-    KOS_CV_ALL(KOS_CV_DECL)
-    if (first) { KOS_CV_ALL(KOS_CV_ZERO) } else { KOS_CV_ALL(KOS_CV_LOAD) }
-    for (int64_t ic = 0; ic < nic; ic++, xp += $plane, wp += $taps * 6) {
-$taps_code
-    }
-    KOS_CV_ALL(KOS_CV_STORE)
-}
-
+$tiles
 KOS_KERNEL($name) {
     const args_t *a = (const args_t *)args;
     (void)L;
@@ -73,23 +26,16 @@ $unpack
         const int64_t rows = oh0 + $rows_per_block <= $oh ? $rows_per_block : $oh - oh0;
         const int64_t pan0 = g * $group_panels;
         const int64_t npan = pan0 + $group_panels <= $panels ? $group_panels : $panels - pan0;
-        /* the input rows of this block, padded and phase-split; the tail the last tiles overrun is zero */
+        /* the input rows of this block, padded and phase-split; the tail that tiles overrun is zero */
         for (int64_t ic = 0; ic < $c; ic++) {
             const float *xc = $px + (n * $c + ic) * $h * $w;
             float *d0 = xbuf + ic * $plane;
 $copy_code
         }
         memset(xbuf + $c * $plane, 0, sizeof(float) * ($xbuf_len - $c * $plane));
-        const int64_t ntiles = (rows * $wq + KOS_CV_NR - 1) / KOS_CV_NR;
-        for (int64_t t = 0; t < ntiles; t++)
-            for (int64_t kc = 0; kc < $c; kc += $kc) {
-                const int64_t nic = kc + $kc <= $c ? $kc : $c - kc;
-                for (int64_t j = 0; j < npan; j++)
-                    conv_tile(xbuf + kc * $plane + t * KOS_CV_NR, $pw + ((pan0 + j) * $c + kc) * $taps * 6, nic,
-                              obuf + j * 6 * $ldo + t * KOS_CV_NR, kc == 0);
-            }
-        for (int64_t j = 0; j < npan * 6 && pan0 * 6 + j < $oc; j++) {
-            const int64_t c0 = n, c1 = pan0 * 6 + j; (void)c0; (void)c1;
+        conv_compute(xbuf, $pw, pan0, npan, rows, obuf);
+        for (int64_t j = 0; j < npan * $panel && pan0 * $panel + j < $oc; j++) {
+            const int64_t c0 = n, c1 = pan0 * $panel + j; (void)c0; (void)c1;
             for (int64_t r = 0; r < rows; r++) {
                 const int64_t c2 = oh0 + r; (void)c2;
                 const float *src = obuf + j * $ldo + r * $wq;
