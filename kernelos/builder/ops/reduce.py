@@ -80,8 +80,8 @@ def _stats_shape(shape, axes):
 
 @register("Softmax")
 class Softmax(Op):
-    """One row kernel: max, then the sum of exp(x - max) (in the accumulation type), then each
-    element exp(x - max) / sum."""
+    """One row kernel: max, then the sum of exp(x - max) (in the accumulation type, each term
+    kept), then each element exp(x - max) / sum."""
     kind = "row"
 
     def infer(self, node, ins):
@@ -97,8 +97,8 @@ class Softmax(Op):
         exp = math_fn("exp", dt)
         b.row_input(node.inputs[0])
         mx = b.row_pass("max", "kos_x", acc_ctype(dt), literal(-np.inf, dt))
-        sm = b.row_pass("sum", f"{exp}(kos_x - {mx})", acc_ctype(dt), literal(0, dt))
-        b.define(node.outputs[0], f"(({ctype(dt)})({exp}(kos_x - {mx}) / {sm}))")
+        sm = b.row_pass("sum", f"{exp}(kos_x - {mx})", acc_ctype(dt), literal(0, dt), keep=True)
+        b.define(node.outputs[0], f"(({ctype(dt)})({b.row_term(sm)} / {sm}))")
 
 
 @register("LayerNormalization")
