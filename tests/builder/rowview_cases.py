@@ -10,11 +10,11 @@ from kernelos.builder.build import build_image
 from kernelos.model import load_model
 
 
-def make_model(nodes, inputs: dict, outputs, inits: dict):
-    """inputs: name -> shape (float32); outputs: names; inits: name -> array."""
-    g = helper.make_graph(nodes, "case", [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s))
-                                          for n, s in inputs.items()],
-                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+def make_model(nodes, inputs: dict, outputs, inits: dict, dtype=np.float32):
+    """inputs: name -> shape (of dtype); outputs: names; inits: name -> array."""
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    g = helper.make_graph(nodes, "case", [helper.make_tensor_value_info(n, elem, list(s)) for n, s in inputs.items()],
+                          [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs],
                           [numpy_helper.from_array(a, n) for n, a in inits.items()])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -50,9 +50,9 @@ LAYERNORM_CASES = [((37, 1), -1), ((6, 33), -1), ((2, 3, 5, 7), 1), ((3, 5000), 
                    ((4, 3, 37), 2)]
 
 
-def softmax_case(shape, axis, scale, seed=0):
-    x = (scale * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
-    model = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=axis)], {"x": shape}, ["y"], {})
+def softmax_case(shape, axis, scale, seed=0, dtype=np.float32):
+    x = (scale * np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
+    model = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=axis)], {"x": shape}, ["y"], {}, dtype)
     return model, {"x": x}, {"y": softmax64(x, axis)}
 
 

@@ -36,6 +36,14 @@ def test_row_op_is_one_kernel_matching_float64_on_cpu(tmp_path, make, args):
     _check(run_model(model, feeds, tmp_path), refs)
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float16, 2e-3)])
+def test_softmax_in_other_float_dtypes_on_cpu(tmp_path, dtype, tol):
+    """float64 accumulates in double, float16 in float (stored rounded)."""
+    model, feeds, refs = softmax_case((9, 70), -1, 3.0, dtype=dtype)
+    out = run_model(model, feeds, tmp_path)["y"]
+    assert out.dtype == dtype and rel_error(out, refs["y"]) <= tol
+
+
 def test_cuda_row_layout_by_row_length():
     """A warp per row up to CUDA_ROW_WARP_MAX elements (8 rows a block), else a block per row; the
     row's elements in registers up to CUDA_ROW_CACHE per thread, else re-read."""
@@ -73,7 +81,12 @@ def test_row_kernels_compile_with_nvrtc_without_spilling(nvrtc, target):
             if target == "sm_90":
                 assert Cubin(binary).kernel(k).local_B == 0, k
             compiled += 1
-    assert compiled == len(CASES)
+    for dtype in (np.float64, np.float16):
+        low = lower_model(softmax_case((9, 70), -1, 3.0, dtype=dtype)[0], [target])
+        for k, spec in low.specs.items():
+            assert len(hal.compile(spec.source("cuda", k), k, target)) > 0
+            compiled += 1
+    assert compiled == len(CASES) + 2
 
 
 @pytest.mark.nvidia
