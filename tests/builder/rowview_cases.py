@@ -109,5 +109,5 @@ def attention_case(seq, heads, dh, seed=0):
 
 
 # (seq, heads, dh): odd sizes (rows off 4 and 16: no float4, per-output dots), aligned ones (the
-# cpu's 16-output dot blocks and float4 loads), big enough for the tiled CUDA GEMMs
-ATTENTION_CASES = [(13, 3, 5), (32, 2, 16), (40, 4, 24)]
+# cpu's 16-output dot blocks, 4 or 3 A rows a block, float4 loads), big enough for the tiled CUDA GEMMs
+ATTENTION_CASES = [(13, 3, 5), (32, 2, 16), (40, 4, 24), (48, 2, 8)]

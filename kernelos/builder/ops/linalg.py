@@ -37,11 +37,12 @@ def tiled_gemm(b, dt, z, m, n, k, a_load, b_load, b_k_fastest):
 
 
 def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, finish="acc", n_last=False,
-             m_rows=1, outer_m=0, tiled=None, a_ld=None, b_ld=None, aligned=True):
+             m_rows=1, outer_m=0, tiled=None, a_ld=None, b_ld=None, aligned=True, m_group=0):
     """out = finish(sum_k A[a_base + k*a_stride] * B[b_base + k*b_stride]). n_last: the last output
     coordinate is B's row index n, so consecutive outputs read B rows b_ld (default k) apart.
-    m_rows: the output is [m_rows, N] row after row, A's rows k apart (then a cpu block is a
-    register tile of mr x 16). outer_m: B is [.., K, N] with n contiguous, its rows b_ld (default
+    m_rows: the output is [m_rows, N] row after row, A's rows a_ld (default k) apart within each
+    group of m_group rows (default all; a batch's M where B differs per batch), so a cpu block is
+    a register tile of mr x 16 inside one group. outer_m: B is [.., K, N] with n contiguous, its rows b_ld (default
     b_stride = N) apart, A's rows (M = outer_m of them per batch) a_ld (default k) apart: a cpu
     block then accumulates whole output rows as sums of scaled B rows. aligned: every A and B row
     start is a multiple of 4 elements (false for some strided views). tiled: the GEMM form for the
@@ -57,7 +58,7 @@ def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, fini
         cpu = f"acc = kos_dot_f32({pa} + ab, {pb} + bb, {k});"
         if k % 4 == 0 and aligned:  # row starts are multiples of 4, buffers 256-byte aligned: float4 loads
             vec4 = (f"{pa} + ab", f"{pb} + bb", k)
-        mr = next((r for r in DOT_M_ROWS if m_rows % r == 0), 1) if n_last else 1
+        mr = next((r for r in DOT_M_ROWS if m_rows % r == 0 and (m_group or m_rows) % r == 0), 1) if n_last else 1
         ldb = b_ld or k
         if mr > 1 and b.out_shape[-1] % DOT_ROWS == 0:
             # a cpu block is mr A rows x DOT_ROWS B rows (B is [N, K]); blocks run m fastest so
@@ -66,7 +67,7 @@ def emit_dot(b, out, a_name, a_base, a_stride, b_name, b_base, b_stride, k, fini
             first = " ".join([b.coords_code(), *b.pre])
             rows = (mr * DOT_ROWS, 1,
                     f"        {{ const int64_t i = row % {m_blocks} * {mr * n_len} + row / {m_blocks} * {DOT_ROWS}; {first} "
-                    f"for (int64_t g = 0; g < {DOT_ROWS}; g += 4) kos_dot_mx4_f32({pa} + ab, {k}, {pb} + bb + g * {ldb}, "
+                    f"for (int64_t g = 0; g < {DOT_ROWS}; g += 4) kos_dot_mx4_f32({pa} + ab, {a_ld or k}, {pb} + bb + g * {ldb}, "
                     f"{ldb}, {k}, {mr}, &accrow[g][0], {DOT_ROWS}); }}",
                     f"(row % {m_blocks} * {mr} + j / {DOT_ROWS}) * {n_len} + row / {m_blocks} * {DOT_ROWS} + j % {DOT_ROWS}")
         elif n_last and b.out_shape[-1] % DOT_ROWS == 0:
@@ -172,7 +173,8 @@ class MatMul(Op):
         b_row = strided_index(c2, sc, vb.offset, batch + ["0", n])
         if b_k_fastest:     # dot products of A rows with B columns (contiguous along k), B columns sc[-1] apart
             emit_dot(b, node.outputs[0], va.base, a_base, 1, vb.base, b_row, 1, k, n_last=True, tiled=tiled or None,
-                     b_ld=sc[-1], aligned=a_aligned and _starts_aligned(c2, sc, vb.offset, len(c2) - 2))
+                     b_ld=sc[-1], aligned=a_aligned and _starts_aligned(c2, sc, vb.offset, len(c2) - 2),
+                     m_rows=z * a2[-2] if two_d else 1, m_group=a2[-2], a_ld=sa[-2])
         else:               # B's rows contiguous along n: the output rows as sums of scaled B rows
             outer_m = a2[-2] if two_d and (c2[-1] == 1 or sc[-1] == 1) else 0
             emit_dot(b, node.outputs[0], va.base, a_base, 1, vb.base, b_row, sc[-2] if c2[-2] != 1 else c2[-1], k,
