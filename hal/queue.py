@@ -11,6 +11,7 @@ Work reaches it through a CommandStream: chainable builders that encode commands
 per-submit host cost is O(number of Var slots), independent of the number of launches.
 """
 
+import operator
 from dataclasses import dataclass
 
 from .buffer import Buffer
@@ -46,11 +47,29 @@ def resolve(value, values: dict) -> int:
     return value.resolve(values) if isinstance(value, Var) else int(value)
 
 
+def _integer(value):
+    """value as a Python int if it is an integer (numpy integers too; not bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _dims3(dims, what: str) -> tuple:
-    dims = (dims,) if isinstance(dims, int) else tuple(dims)
-    if not 1 <= len(dims) <= 3 or any(not isinstance(d, int) or d < 1 or d > 0x7FFFFFFF for d in dims):
-        raise InvalidArgument(f"{what} must be 1 to 3 positive ints, got {dims!r}")
-    return dims + (1,) * (3 - len(dims))
+    """(x, y, z) from one integer or a sequence of 1 to 3 (missing ones are 1)."""
+    if _integer(dims) is not None:
+        ints = [_integer(dims)]
+    else:
+        try:
+            ints = [] if isinstance(dims, (str, bytes)) else [_integer(d) for d in dims]
+        except TypeError:  # neither an integer nor iterable (a float, None, a bool)
+            ints = []
+    if not 1 <= len(ints) <= 3 or any(d is None or not 1 <= d <= 0x7FFFFFFF for d in ints):
+        raise InvalidArgument(f"{what} must be an integer or 1 to 3 of them (int or numpy integer, not bool "
+                              f"or float), each 1..2**31-1; got {dims!r}")
+    return tuple(ints) + (1,) * (3 - len(ints))
 
 
 class CommandStream:

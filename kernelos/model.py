@@ -11,6 +11,11 @@ DeviceTimeout or DeviceFault the model marks itself broken and the next run() fi
 it re-opens the device by its spec and repeats the load, so that run is correct again (a device
 that cannot close because a kernel never returns is abandoned; see recover()). The model
 therefore owns its device from load on and closes it in close().
+
+`owns_device=False` is for a device shared with other users (the shell): close() then frees only
+what the model allocated (arena, staging, kernels, signals) and leaves the device open, and
+recovery frees and loads again on the same device, whose driver replaces a dead queue when it
+is asked for one (a kernel that never returns keeps its queue busy there).
 """
 
 import sys
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import hal
-from hal.errors import DeviceFault, DeviceTimeout, InvalidArgument, OutOfDeviceMemory
+from hal.errors import DeviceClosed, DeviceFault, DeviceTimeout, InvalidArgument, OutOfDeviceMemory
 
 from .image import Image, read_image
 from .planner import align_up
@@ -55,16 +60,19 @@ class NodeStep:
     writes: dict
 
 
-def load_model(image_or_path, device, *, stage_io: bool | None = None, timeout_s: float = hal.DEFAULT_TIMEOUT_S):
+def load_model(image_or_path, device, *, stage_io: bool | None = None, timeout_s: float = hal.DEFAULT_TIMEOUT_S,
+               owns_device: bool = True):
     """Load an image (path or Image) onto a device (spec such as "cpu" or an opened Device).
 
     The image is verified before the device is touched. The target is the first of the device's
     targets the image has kernels for (ImageError otherwise). stage_io: stage inputs and outputs
     through host-visible buffers and copy-queue copies (default: only when the arena is not
-    host-visible). timeout_s bounds every inference's wait (DeviceTimeout past it).
+    host-visible). timeout_s bounds every inference's wait (DeviceTimeout past it). owns_device:
+    see the module doc (a device opened here from a spec is always owned).
     """
     image = image_or_path if isinstance(image_or_path, Image) else read_image(image_or_path)
     owns_image = image is not image_or_path
+    owns_device = owns_device or isinstance(device, str)
     try:
         dev = hal.open(device) if isinstance(device, str) else device
     except BaseException:
@@ -72,9 +80,10 @@ def load_model(image_or_path, device, *, stage_io: bool | None = None, timeout_s
             image.close()
         raise
     try:
-        return LoadedModel(image, dev, owns_image, stage_io, timeout_s)
+        return LoadedModel(image, dev, owns_image, stage_io, timeout_s, owns_device)
     except BaseException:
-        dev.close()
+        if owns_device:
+            dev.close()
         if owns_image:
             image.close()
         raise
@@ -83,8 +92,8 @@ def load_model(image_or_path, device, *, stage_io: bool | None = None, timeout_s
 class LoadedModel:
     """See the module doc. inputs / outputs: name -> (shape, dtype) as the image declares them."""
 
-    def __init__(self, image: Image, device, owns_image: bool, stage_io, timeout_s: float):
-        self.image, self.device, self._owns_image = image, device, owns_image
+    def __init__(self, image: Image, device, owns_image: bool, stage_io, timeout_s: float, owns_device: bool = True):
+        self.image, self.device, self._owns_image, self.owns_device = image, device, owns_image, owns_device
         self.target = image.pick_target(device.targets)
         self.plan = image.plan(self.target)
         self.dag = image.dag
@@ -94,8 +103,15 @@ class LoadedModel:
         self.count, self.recoveries, self.abandoned_devices, self.last_latency_s = 0, 0, 0, 0.0
         self.close_timeout_s = CLOSE_TIMEOUT_S
         self._lock = threading.Lock()
-        self._broken = False
-        self._setup()
+        self._broken = self.closed = False
+        self._arena = self._stage_buf = self._recorded = self._profiled = None
+        self._programs, self._slots = {}, {}
+        try:
+            self._setup()
+        except BaseException:
+            if not owns_device:  # an owned device is closed by load_model, with all of this
+                self._free()
+            raise
 
     # --- load and tear down ------------------------------------------------------------------
     def _setup(self):
@@ -129,12 +145,33 @@ class LoadedModel:
             buf, off = self._stage[name] if self._stage else (self._arena, plan.offsets[name])
             self._slots[name] = buf.view()[off:off + self.dag.buffers[name].nbytes]
 
+    def _free(self):
+        """Free what _setup allocated on the device (for a model that does not own it)."""
+        self._slots = {}  # host views into the buffers freed below
+        for recorded in (self._recorded, self._profiled):
+            if recorded is not None:
+                recorded.close()
+        for program in self._programs.values():
+            program.close()
+        for buf in (self._arena, self._stage_buf):
+            if buf is not None:
+                buf.free()
+        self._arena = self._stage_buf = self._recorded = self._profiled = None
+        self._programs = {}
+
     def recover(self):
         """Re-open the device by its spec and load again (after a timeout or fault).
 
         The old device is closed on a helper thread; if that does not finish within
         close_timeout_s (a kernel that never returns keeps its queue busy), the old device is
-        abandoned, with its memory and threads, and the model continues on a fresh one."""
+        abandoned, with its memory and threads, and the model continues on a fresh one.
+        A model that does not own its device frees its part and loads again on the same device."""
+        if not self.owns_device:
+            self._free()
+            self._setup()
+            self._broken = False
+            self.recoveries += 1
+            return
         old = self.device
         closer = threading.Thread(target=old.close, name=f"kernelos-close-{old.spec}", daemon=True)
         closer.start()
@@ -149,10 +186,20 @@ class LoadedModel:
         self.recoveries += 1
 
     def close(self):
+        if self.closed:
+            return
+        self.closed = True
         if not self.device.closed:
-            self.device.close()  # frees arena, staging, programs, signals and queues with it
+            if self.owns_device:
+                self.device.close()  # frees arena, staging, programs, signals and queues with it
+            else:
+                self._free()
         if self._owns_image:
             self.image.close()
+
+    def _check_open(self):
+        if self.closed:
+            raise DeviceClosed(f"model {self.image.name!r} was closed")
 
     def __enter__(self):
         return self
@@ -192,6 +239,7 @@ class LoadedModel:
         return self._run(inputs, False, profiled=True), self._profiled
 
     def _run(self, inputs: dict, poison: bool, profiled: bool) -> dict:
+        self._check_open()
         inputs = self.check_inputs(inputs)
         with self._lock:
             if self._broken:
@@ -246,6 +294,7 @@ class LoadedModel:
         """Run the DAG one node at a time (unrecorded, for inspection), yielding a NodeStep per node
         with the arrays it read and wrote. The generator holds the model's lock from its first step
         until it ends or is closed: a run() from the same thread meanwhile would wait forever."""
+        self._check_open()
         inputs = self.check_inputs(inputs)
         with self._lock:
             if self._broken:

@@ -37,12 +37,18 @@ class CpuQueue(Queue):
 
     def state(self) -> dict:
         s = self._raw_state()
-        fn = self.device._program_names.get(s[6], hex(s[6])) if s[3] else ""
         out = {"kind": self.kind, "index": self.index, "wptr": s[0], "rptr": s[1], "pending": s[0] - s[1],
                "capacity": s[2], "dead": bool(s[3]), "executor_sleeping": bool(s[7])}
-        if s[3]:
-            out["fault"] = f"{_signal_name(s[4])} at {s[5]:#x} in kernel {fn}"
+        if s[3] and s[4]:
+            out["fault"] = f"{_signal_name(s[4])} at {s[5]:#x} in kernel {self.device._program_names.get(s[6], hex(s[6]))}"
+        elif s[3]:  # died in a WAIT on a signal that a dead queue (s[6]) would have set
+            owner = next((f"queue {q.kind}{q.index}" for q in self.device._queues.values() if q._address() == s[6]),
+                         "a dead queue")
+            out["fault"] = f"waited on signal {s[5]:#x}, which {owner} would have set before it died"
         return out
+
+    def _address(self) -> int:
+        return int(self._ffi.cast("uintptr_t", self._q)) if self._q is not None else 0
 
     def _raw_state(self):
         if self._q is None:

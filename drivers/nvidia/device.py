@@ -42,8 +42,11 @@ class NvDevice(hal.Device):
         self.opened_at_s = faults.now_s()
         try:
             self._bring_up(index)
-        except BaseException:
-            self._release()
+        except BaseException as e:
+            try:
+                self._release()
+            except BaseException as release_error:  # the bring-up error stays the one raised
+                e.add_note(f"releasing what was brought up also failed: {release_error!r}")
             raise
         super().__init__(self.info)
         self.targets = (self.info.arch,)
@@ -100,18 +103,10 @@ class NvDevice(hal.Device):
         self._step("queues")
 
     def _pick_copy_engine(self) -> int:
-        """The copy queue's engine: KERNELOS_NV_COPY_ENGINE=n picks COPYn, else the last copy engine listed."""
         present = identity.copy_engines(self.rm, self.client, self.subdevice)
         if not present:
             raise DeviceError(f"{self.spec} lists no copy engine")
-        want = os.environ.get("KERNELOS_NV_COPY_ENGINE")
-        if want is not None:
-            engine = objects.ENGINE_TYPE_COPY0 + int(want)
-            if engine not in present:
-                raise DeviceError(f"KERNELOS_NV_COPY_ENGINE={want}: COPY{want} is not present; present: "
-                                  f"{[e - objects.ENGINE_TYPE_COPY0 for e in present]}")
-            return engine
-        return present[-1]
+        return pick_copy_engine(present, os.environ.get("KERNELOS_NV_COPY_ENGINE"))
 
     def open_dev_fd(self) -> int:
         """A fresh /dev/nvidiaN fd registered with our control fd (one mmap context per file)."""
@@ -257,25 +252,53 @@ class NvDevice(hal.Device):
         self._release()
 
     def _release(self):
-        """Release in dependency order; each step runs even if an earlier one failed."""
-        if self.memory is not None:
-            self.memory.close()                      # every GPU-VA CPU mapping at once
-        if getattr(self, "usermode_addr", 0):
-            rm.munmap(self.usermode_addr, host_c86f.USERMODE_SIZE_B)
-            self.usermode_addr = 0
-        for group in self.groups.values():
+        """Release in dependency order, best effort: every step runs even if an earlier one failed, and
+        the first error is raised once all have run. What a step released is forgotten either way."""
+        errors = []
+
+        def attempt(step, *args):
+            try:
+                step(*args)
+            except BaseException as e:  # noqa: BLE001 - re-raised below, after the other steps
+                errors.append(e)
+
+        memory, self.memory = self.memory, None
+        if memory is not None:
+            attempt(memory.close)                    # every GPU-VA CPU mapping at once
+        usermode_addr, self.usermode_addr = getattr(self, "usermode_addr", 0), 0
+        if usermode_addr:
+            attempt(rm.munmap, usermode_addr, host_c86f.USERMODE_SIZE_B)
+        groups, self.groups = self.groups, {}
+        for group in groups.values():
             for ch in group.channels:
-                rm.munmap(ch.notifier_addr, ch.notifier_B)
-        self.groups = {}
-        if self.uvm is not None:
-            self.uvm.close()                         # UVM drops its mappings and channel registrations
-        if self.rm is not None:
-            if self.client:
-                try:
-                    self.rm.free_client(self.client)
-                except DeviceError:
-                    pass
-            self.rm.close()
-        if self.dev_fd >= 0:
-            os.close(self.dev_fd)
-            self.dev_fd = -1
+                attempt(rm.munmap, ch.notifier_addr, ch.notifier_B)
+        uvm, self.uvm = self.uvm, None
+        if uvm is not None:
+            attempt(uvm.close)                       # UVM drops its mappings and channel registrations
+        rm_file, self.rm = self.rm, None
+        if rm_file is not None:
+            client, self.client = self.client, 0
+            if client:
+                attempt(rm_file.free_client, client)  # frees every RM object under the client
+            attempt(rm_file.close)
+        dev_fd, self.dev_fd = self.dev_fd, -1
+        if dev_fd >= 0:
+            attempt(os.close, dev_fd)
+        if errors:
+            raise errors[0]
+
+
+def pick_copy_engine(present: list, setting) -> int:
+    """The copy queue's engine among the present ones (ENGINE_TYPE_COPYn values): setting (the value
+    of KERNELOS_NV_COPY_ENGINE, or None) = "n" picks COPYn, None picks the last one listed."""
+    if setting is None:
+        return present[-1]
+    numbers = [e - objects.ENGINE_TYPE_COPY0 for e in present]
+    try:
+        engine = objects.ENGINE_TYPE_COPY0 + int(setting)
+    except ValueError:
+        engine = None
+    if engine not in present:
+        raise InvalidArgument(f"KERNELOS_NV_COPY_ENGINE={setting!r}: must be the number of a copy engine this GPU has, "
+                              f"one of {numbers} (or unset for COPY{numbers[-1]})")
+    return engine
