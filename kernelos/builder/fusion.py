@@ -59,6 +59,7 @@ def _transposed_stores(graph, groups, consumers) -> list:
         if (t.op == "Transpose" and not g.epilogue and src is not None and src.store is None
                 and len(consumers[t.inputs[0]]) == 1):
             src.store = (t.outputs[0], ops.get("Transpose").perm_of(t, len(graph.value(t.inputs[0]).shape)))
+            by_out.pop(g.out)       # folded away: a Transpose after it has no group to fold into
             continue
         kept.append(g)
     return kept

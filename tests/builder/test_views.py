@@ -123,6 +123,21 @@ def test_transpose_after_a_kernel_folds_into_its_store_and_a_non_view_reshape_st
     assert rel_error(outs["z"], x64.transpose(0, 2, 1).reshape(2, 54) @ w.astype(np.float64)) <= 1e-5
 
 
+def test_transpose_of_a_transposed_store_keeps_its_kernel(tmp_path):
+    """relu(x @ x^T) -> Transpose -> Transpose -> output: the first folds into the MatMul's store,
+    the second (whose input no group stores any more) stays a kernel."""
+    n = helper.make_node
+    nodes = [n("MatMul", ["x", "w"], ["s"]), n("Relu", ["s"], ["r"]), n("Transpose", ["r"], ["t1"], perm=[1, 0, 2]),
+             n("Transpose", ["t1"], ["y"], perm=[0, 2, 1])]
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((3, 5, 7)).astype(np.float32), rng.standard_normal((7, 4)).astype(np.float32)
+    model = make_model(nodes, {"x": x.shape}, ["y"], {"w": w})
+    low = lower_model(model, ["cpu-x86_64"])
+    assert _ops(low) == ["MatMul", "Transpose"] and _launches(low)[0].writes == ("t1",)
+    ref = np.maximum(x.astype(np.float64) @ w.astype(np.float64), 0).transpose(1, 0, 2).transpose(0, 2, 1)
+    assert rel_error(run_model(model, {"x": x}, tmp_path)["y"], ref) <= 1e-6
+
+
 def test_reshape_strides_agree_with_numpy():
     """Where numpy reshapes a strided view without a copy we give its strides; where it needs a
     copy we give None."""
