@@ -101,7 +101,7 @@ class RowBuilder(PointwiseBuilder):
                       f"  for (int64_t j = 0; j < {self.row_len}; j++) {{",
                       f"    const {self.x_ctype} kos_x = {self.x_param}[kos_base + j * {self.inner}];",
                       f"    {self._step(p, f'{p.kept}[j]' if p.keep and keep else None)}",
-                      f"  }}",
+                      "  }",
                       f"  {p.var} = {p.finish}; }}"]
         stats += [f"{out}[row] = {var};" for out, var in self.row_stores]
         src = _template("cpu/rownorm.c").substitute(
@@ -152,11 +152,10 @@ class RowBuilder(PointwiseBuilder):
             lines.append("if (lane == 0) { " + " ".join(f"{out}[row] = {var};" for out, var in self.row_stores) + " }")
         lines += each(["    const int64_t i = kos_base + j * " + str(self.inner) + ";",
                        self._element_body(4, lambda p: f"{p.kept}[kk]" if cached else None)], load)
-        threads = CUDA_ROW_THREADS if lanes == 32 else lanes
+        threads = CUDA_ROW_THREADS       # a warp's rows 8 to a block, or one row a block
         src = _template("cuda/rownorm.cu").substitute(
             name=NAME_PLACEHOLDER, params=params, lanes=lanes, threads=threads, rows=self.rows, inner=self.inner,
-            row_len=self.row_len,
-            row_span=self.row_len * self.inner, body="\n".join("    " + ln for ln in lines))
+            row_len=self.row_len, row_span=self.row_len * self.inner, body="\n".join("    " + ln for ln in lines))
         blocks = -(-self.rows // (threads // lanes))
         shared_B = sum(max(1, lanes // 32) * (8 if p.acc_ctype in ("double", "int64_t") else 4) for p in self.passes)
         return _prelude("cuda") + src, ((blocks, 1, 1), (threads, 1, 1)), threads, shared_B
