@@ -132,6 +132,12 @@ class CommandStream:
         missing = self.var_names - set(values)
         if missing:
             raise InvalidArgument(f"submit() needs values for {sorted(missing)}")
+        for name in self.var_names:          # ints (numpy ints too); a float or bool would be truncated or misread
+            v = values[name]
+            if v.__class__ is not int:
+                if isinstance(v, bool) or not hasattr(v, "__index__"):
+                    raise InvalidArgument(f"Var {name!r} must be an int, got {v!r}")
+                values[name] = operator.index(v)
         self._submit(values)
         return self
 

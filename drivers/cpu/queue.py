@@ -8,7 +8,6 @@ packets, so a replay costs the same whatever the number of launches in it.
 import signal as _signals
 import threading
 from collections import deque
-from operator import index
 
 from hal.errors import DeviceClosed, DeviceFault, DeviceTimeout, InvalidArgument
 from hal.queue import CommandStream, Queue, Var
@@ -206,12 +205,7 @@ class CpuStream(CommandStream):
                     raise DeviceClosed(f"stream launches program {program.name!r}, which was closed")
             self._programs_checked_at = self.device.programs_closed
         for name, slot, lo, hi in self._bindings:
-            v = values[name]
-            if v.__class__ is not int:  # numpy ints are fine, floats and strings are not
-                try:
-                    v = index(v)
-                except TypeError:
-                    raise InvalidArgument(f"Var {name!r} must be an int, got {v!r}") from None
+            v = values[name]           # an int: CommandStream.submit converted and checked it
             if v + lo < 0 or v + hi > U64:
                 raise InvalidArgument(f"Var {name!r} = {v!r} makes a signal value outside 0..2**64-1")
             vals[slot] = v

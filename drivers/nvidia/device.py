@@ -1,11 +1,13 @@
 """NvDevice: bring-up of one GPU over RM and UVM (nvidia-hopper.md 3.4), and the HAL Device.
 
-Order: client, UVM, card, device fd, device, subdevice, virtual memory object, class list,
-usermode doorbell page, VA space registered with UVM, channel group with compute and copy
+Order: client, card, device fd, device, subdevice, class list, usermode doorbell page, GPU VA
+space (gpu_va: RM-owned, or UVM-owned with KERNELOS_NV_VA=uvm), channel group with compute and copy
 channels. `close()` releases everything: CPU mappings, UVM state, the RM client, every fd.
 """
 
+import importlib
 import os
+import threading
 import time
 
 import hal
@@ -14,16 +16,22 @@ from hal import DeviceError, DeviceFault, DeviceNotFound, DeviceTimeout, Invalid
 from . import faults, identity, rm
 from .channel import ChannelGroup
 from .classes import host_c86f, objects
+from .gpu_va import open_va_space
 from .memory import Memory
-from .program import NvProgram
-from .queue import NvQueue
-from .signal import NvSignal, SignalPool
 from .structs import ffi, layout
-from .uvm import Uvm
 
-VASPACE_FLAGS = (1 << 6) | (1 << 3)       # ENABLE_PAGE_FAULTING | IS_EXTERNALLY_OWNED
-VASPACE_BASE, VASPACE_SIZE_B = 0x1000, 0x1FFFFFB000000
-VIRTMEM_LIMIT = 0x1FFFFFFFFFFFF
+# The launch-path modules (a third of the driver's import time, none needed before the queues exist)
+# are imported on a helper thread while the bring-up waits in ioctls, which release the GIL.
+LAUNCH_MODULES = (".signal", ".program", ".queue")
+
+
+def _import_launch_modules():
+    for name in LAUNCH_MODULES:
+        try:
+            importlib.import_module(name, __package__)
+        except Exception:
+            return  # the import where the module is used raises it again, with its traceback
+
 SHARED_WINDOW, LOCAL_WINDOW = 0x729400000000, 0x729300000000   # 4 GB-aligned apertures (not memory)
 
 
@@ -32,7 +40,7 @@ class NvDevice(hal.Device):
 
     def __init__(self, index: int):
         self.ffi, self.index, self.closed, self.spec = ffi, index, False, f"nv:{index}"
-        self.rm = self.uvm = self.memory = None
+        self.rm = self.va_space = self.memory = None
         self.groups: dict = {}                 # queue kind -> ChannelGroup
         self.dev_fd = -1
         self.client = 0
@@ -60,6 +68,14 @@ class NvDevice(hal.Device):
 
     def _bring_up(self, index: int):
         self.bringup_s, self._t = {}, time.perf_counter()
+        imports = threading.Thread(target=_import_launch_modules, name="nv-imports", daemon=True)
+        imports.start()
+        try:
+            self._bring_up_steps(index)
+        finally:
+            imports.join()
+
+    def _bring_up_steps(self, index: int):
         self.rm = rm.RmFile()
         self.client = self.rm.alloc(0, objects.NV01_ROOT_CLIENT, what="client")
         self.driver_version = identity.driver_version(self.rm, self.client)
@@ -69,23 +85,12 @@ class NvDevice(hal.Device):
             raise DeviceNotFound(f"nv:{index}: only {len(cards)} NVIDIA GPU(s) present")
         self.card = cards[index]
         self._step("client")
-        self.uvm = Uvm()
-        self._step("uvm")
         self.dev_fd = self.open_dev_fd()
         self.device, self.subdevice = identity.open_device(self.rm, self.client, self.card)
-        self.virtmem = self.rm.alloc(self.device, objects.NV01_MEMORY_VIRTUAL,
-                                     ffi.new("NV_MEMORY_VIRTUAL_ALLOCATION_PARAMS *", {"limit": VIRTMEM_LIMIT}),
-                                     root=self.client, what="virtual memory")
         self.classes = identity.engine_classes(self.rm, self.client, self.device)
         self._step("device")
         self._map_doorbell()
-        self.vaspace = self.rm.alloc(self.device, objects.FERMI_VASPACE_A, ffi.new(
-            self.layout["NV_VASPACE_ALLOCATION_PARAMETERS"] + " *",
-            {"vaBase": VASPACE_BASE, "vaSize": VASPACE_SIZE_B, "flags": VASPACE_FLAGS}), root=self.client,
-            what="VA space")
-        self.uuid = identity.uuid(self.rm, self.client, self.subdevice)
-        self.uvm.register_gpu(self.uuid)
-        self.uvm.register_vaspace(self.uuid, self.rm.fd, self.client, self.vaspace)
+        self.va_space = open_va_space(self)
         self._step("vaspace")
         self.gr = identity.gr_info(self.rm, self.client, self.subdevice)
         self.sm = ((self.gr["sm_version"] >> 8) & 0xF) * 10 + (self.gr["sm_version"] & 0xF)
@@ -94,10 +99,11 @@ class NvDevice(hal.Device):
         self._step("identity")
         self.copy_engine_type = self._pick_copy_engine()
         self.memory = Memory(self)
-        self.signals = SignalPool(self)
         for kind in hal.QUEUE_KINDS:
             self.groups[kind] = ChannelGroup(self, kind)
         self._step("channels")
+        from .signal import SignalPool
+        self.signals = SignalPool(self)
         for kind in hal.QUEUE_KINDS:
             self._queue(kind, 0)
         self._step("queues")
@@ -221,6 +227,7 @@ class NvDevice(hal.Device):
         return rm.host_view(va, size_B)
 
     def _signal(self, value: int):
+        from .signal import NvSignal
         return NvSignal(self, self.signals.take(), value)
 
     def _queue(self, kind: str, index: int):
@@ -228,6 +235,7 @@ class NvDevice(hal.Device):
             raise InvalidArgument(f"{self.spec} has queues compute:0 and copy:0, not {kind}:{index}")
         if kind not in self.queues:            # first use, or the old one died with its channel group
             self.pending_fault = None          # taking a fresh queue acknowledges the fault
+            from .queue import NvQueue
             q = NvQueue(self, kind)
             q.init_channel()
             self.queues[kind] = q
@@ -242,6 +250,7 @@ class NvDevice(hal.Device):
             q.retired.append((q.submitted, [allocation]))
 
     def _load_program(self, binary: bytes, name: str, meta):
+        from .program import NvProgram
         return NvProgram(self, binary, name, meta)
 
     def memory_map(self) -> list:
@@ -272,9 +281,9 @@ class NvDevice(hal.Device):
         for group in groups.values():
             for ch in group.channels:
                 attempt(rm.munmap, ch.notifier_addr, ch.notifier_B)
-        uvm, self.uvm = self.uvm, None
-        if uvm is not None:
-            attempt(uvm.close)                       # UVM drops its mappings and channel registrations
+        va_space, self.va_space = self.va_space, None
+        if va_space is not None:
+            attempt(va_space.close)                  # UVM (if it owns the VA space) drops its mappings
         rm_file, self.rm = self.rm, None
         if rm_file is not None:
             client, self.client = self.client, 0

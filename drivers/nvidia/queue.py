@@ -299,6 +299,8 @@ class NvQueue(hal.Queue):
     def submit(self, entry: int) -> int:
         """Queue a GP entry followed by the tail that releases the next sequence number; returns it."""
         if self.dead:
+            if self.device.queues.get(self.kind, self) is not self:
+                raise hal.DeviceClosed(f"{self} died ({self.dead}) and was replaced; use dev.queue({self.kind!r})")
             raise hal.DeviceFault(f"{self} is dead ({self.dead}); take a new one with dev.queue({self.kind!r})")
         seq = self.submitted + 1
         if seq - self.progress.word[0] >= MAX_IN_FLIGHT:

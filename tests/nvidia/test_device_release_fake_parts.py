@@ -25,12 +25,12 @@ class FakePart:
 
 
 def _half_released_device(log, memory_fails=None, free_client_fails=None):
-    """An NvDevice with fake memory, UVM and RM file, and a real /dev fd (a pipe end)."""
+    """An NvDevice with fake memory, VA space and RM file, and a real /dev fd (a pipe end)."""
     dev = object.__new__(nv_device.NvDevice)
     dev.memory = FakePart("memory", log, ("close",) if memory_fails else (), memory_fails)
     dev.usermode_addr = 0
     dev.groups = {}
-    dev.uvm = FakePart("uvm", log)
+    dev.va_space = FakePart("va_space", log)
     dev.rm = FakePart("rm", log, ("free_client",) if free_client_fails else (), free_client_fails)
     dev.client = 0xC1
     read_fd, dev.dev_fd = os.pipe()
@@ -54,9 +54,9 @@ def test_release_runs_every_step_and_raises_the_first_error():
     with pytest.raises(DeviceError) as raised:
         dev._release()
     assert raised.value is first
-    assert log == ["memory.close", "uvm.close", "rm.free_client", "rm.close"]
+    assert log == ["memory.close", "va_space.close", "rm.free_client", "rm.close"]
     assert not _is_open(fd)
-    assert (dev.memory, dev.uvm, dev.rm, dev.client, dev.dev_fd) == (None, None, None, 0, -1)
+    assert (dev.memory, dev.va_space, dev.rm, dev.client, dev.dev_fd) == (None, None, None, 0, -1)
     dev._release()  # nothing left: a second release does nothing and raises nothing
 
 
@@ -65,7 +65,7 @@ def test_release_without_errors_closes_everything():
     dev = _half_released_device(log)
     fd = dev.dev_fd
     dev._release()
-    assert log == ["memory.close", "uvm.close", "rm.free_client", "rm.close"]
+    assert log == ["memory.close", "va_space.close", "rm.free_client", "rm.close"]
     assert not _is_open(fd)
 
 
@@ -76,10 +76,10 @@ def test_bring_up_error_is_kept_when_release_also_fails(monkeypatch):
     def failing_bring_up(self, index):
         self.rm = FakePart("rm", log, ("free_client",), release_error)
         self.client = 0xC1
-        raise DeviceError("UVM registration failed")
+        raise DeviceError("VA space allocation failed")
 
     monkeypatch.setattr(nv_device.NvDevice, "_bring_up", failing_bring_up)
-    with pytest.raises(DeviceError, match="UVM registration failed") as raised:
+    with pytest.raises(DeviceError, match="VA space allocation failed") as raised:
         nv_device.NvDevice(0)
     assert "RM_FREE failed" in " ".join(getattr(raised.value, "__notes__", []))
     assert log == ["rm.free_client", "rm.close"]
