@@ -67,7 +67,7 @@ def _bytes_of(data, size_B: int, name: str) -> memoryview:
     return mv
 
 
-def _integer(value):
+def as_int(value):
     """value as a Python int if it is an integer (numpy integers too; not bool), else None."""
     if isinstance(value, bool):
         return None
@@ -79,11 +79,11 @@ def _integer(value):
 
 def _dims3(dims, what: str) -> tuple:
     """(x, y, z) from one integer or a sequence of 1 to 3 (missing ones are 1)."""
-    if _integer(dims) is not None:
-        ints = [_integer(dims)]
+    if as_int(dims) is not None:
+        ints = [as_int(dims)]
     else:
         try:
-            ints = [] if isinstance(dims, (str, bytes)) else [_integer(d) for d in dims]
+            ints = [] if isinstance(dims, (str, bytes)) else [as_int(d) for d in dims]
         except TypeError:  # neither an integer nor iterable (a float, None, a bool)
             ints = []
     if not 1 <= len(ints) <= 3 or any(d is None or not 1 <= d <= 0x7FFFFFFF for d in ints):
@@ -175,9 +175,9 @@ class CommandStream:
             if name in self.writes:
                 values[name] = _bytes_of(v, self.writes[name], name)
             elif v.__class__ is not int:     # ints (numpy ints too); a float or bool would be truncated or misread
-                if isinstance(v, bool) or not hasattr(v, "__index__"):
+                values[name] = as_int(v)
+                if values[name] is None:
                     raise InvalidArgument(f"Var {name!r} must be an int, got {v!r}")
-                values[name] = operator.index(v)
         self._submit(values)
         return self
 
