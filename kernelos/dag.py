@@ -6,13 +6,13 @@ not matter; the scheduler orders them (`topo_order`). Everything here is plain d
 round-trips through JSON (`to_dict` / `from_dict`) for the image manifest.
 """
 
-import operator
 import struct
 import sys
 from dataclasses import dataclass, field
 
 from hal.errors import GraphError
 from hal.program import PARAM_TYPES
+from hal.queue import as_int
 
 ROLES = ("input", "output", "weight", "scratch")
 # Roles whose contents come from the host; nodes may read them but never write them.
@@ -60,16 +60,6 @@ def _names(values, what: str) -> tuple:
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
         raise GraphError(f"{what} must be a list of buffer names, got {values!r}")
     return tuple(_name(v, what) for v in values)
-
-
-def as_int(value):
-    """value as a Python int if it is an integer (numpy integers too, not bool), else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
 
 
 def _dims3(dims, what: str) -> tuple:
