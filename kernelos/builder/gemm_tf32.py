@@ -25,11 +25,11 @@ STAGES = (4, 3, 2)      # cp.async ring depths, most first: the deepest whose pa
 # ResNet-18 and GPT-2 GEMM fastest with the biggest tile giving >= 64 blocks (bigger tiles copy less
 # per output; 132, one per SM, chose smaller tiles that were 10-40% slower)
 FILL_BLOCKS = 64
-MAX_GROUPS = 4 * 132    # k groups (of 4 warps) in the whole grid: about 16 warps per SM
+MAX_GROUPS = 4 * 132    # k groups (of 4 or 8 warps) in the whole grid: 16 to 32 warps per SM
 MIN_PANELS = 4          # panels each k group multiplies at least
 K_GROUPS = (4, 2)       # in-block split-K candidates, most first
 SMEM_MAX_B = 48 * 1024  # static shared memory per block
-# Build-time override for tile sweeps (bench/tf32_tiles.py): "BMxBN" or "BMxBN/KS"; "" = the heuristic
+# Build-time override for tile sweeps (bench/tf32_tiles.py): "BMxBN[wWARPS][/KS][kBK]"; "" = the heuristic
 FORCE = os.environ.get("KOS_TF32_TILE", "")
 
 
@@ -108,9 +108,9 @@ def _fits(tl: MmaLaunch, b_k_fastest: bool) -> bool:
 
 
 def mma_launch(t) -> MmaLaunch:
-    """The biggest tile that still gives every SM a block (the smallest where none does); then as
-    many k groups as keep MIN_PANELS panels each, MAX_GROUPS in the grid, and the shared memory in
-    bounds. KOS_TF32_TILE (FORCE) fixes the tile (and the k groups, clamped to what fits)."""
+    """The biggest tile (TILES order) that still gives FILL_BLOCKS blocks (the smallest where none
+    does); then as many k groups as keep MIN_PANELS panels each, MAX_GROUPS in the grid, and the
+    shared memory in bounds. KOS_TF32_TILE (FORCE) fixes the tile (the k groups clamped to what fits)."""
     if FORCE:
         return _forced(t, FORCE)
     for shape in TILES:
