@@ -53,19 +53,28 @@ def test_tf32_image_records_precision_per_target_and_cpu_stays_fp32(tmp_path, nv
         assert max(rel_error(out[k], r) for k, r in ref.items()) <= 1e-4     # fp32 on the cpu
 
 
+def test_tf32_build_for_the_cpu_alone_keeps_fp32_math_and_tolerance(tmp_path):
+    result = build_image(MODELS["mlp"](), tmp_path / "m.kimg", ["cpu"], precision="tf32", verify=True)
+    assert result.precision == {CPU_TARGET: "fp32"}
+    with read_image(result.path) as im:
+        assert (im.golden_atol, im.golden_rtol) == (mf.DEFAULT_ATOL, mf.DEFAULT_RTOL)
+
+
 def test_boot_log_states_the_precision(tmp_path, capsys):
     build_image(MODELS["mlp"](), tmp_path / "m.kimg", ["cpu"])
     assert kernelos(["boot", str(tmp_path / "m.kimg"), "--device", "cpu", "--count", "0"]) == 0
     assert f"for {CPU_TARGET} (math fp32)" in capsys.readouterr().out
 
 
-def test_image_without_precision_reads_as_fp32(tmp_path, monkeypatch):
+def test_image_without_precision_reads_as_fp32(tmp_path, monkeypatch, capsys):
     """An image written before the field existed (the manifest without "precision")."""
     encode = mf.encode
     monkeypatch.setattr(writer.mf, "encode", lambda doc: encode({k: v for k, v in doc.items() if k != "precision"}))
     build_image(MODELS["mlp"](), tmp_path / "old.kimg", ["cpu"])
     with read_image(tmp_path / "old.kimg") as im:
         assert "precision" not in im.manifest and im.precision == {CPU_TARGET: "fp32"}
+    assert kernelos(["inspect", str(tmp_path / "old.kimg")]) == 0
+    assert f"math   {CPU_TARGET} fp32 (no precision field: an older image, fp32)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bad", [{"cpu-x86_64": "fp16"}, {"cpu-x86_64": 32}, ["tf32"], {}, {"sm_90": "tf32"}])
