@@ -216,7 +216,8 @@ def b_indexing(b_k_fastest: bool, tl: MmaLaunch) -> dict:
 
 def tf32_gemm_spec(b, cpu: str, cpu_grid: int, cparams: str) -> KernelSpec:
     """The KernelSpec of PointwiseBuilder `b` (whose reduction is a tiled GEMM) with the CUDA side as
-    the TF32 tensor-core template; the cpu side (`cpu`, `cpu_grid`) is the fp32 one, unchanged."""
+    the TF32 tensor-core template (cuda_variant "tf32", spec.tiled = (TiledGemm, MmaLaunch)); the cpu
+    side (`cpu`, `cpu_grid`) is the fp32 one, unchanged."""
     t = b._tiled()
     tl = mma_launch(t)
     bx = b_indexing(t.b_k_fastest, tl)
