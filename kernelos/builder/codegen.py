@@ -12,6 +12,7 @@ thread block per output tile that runs the same epilogue per output (cuda/gemm_t
 identical sources compile once (compile.py).
 """
 
+import functools
 import hashlib
 import math
 import os
@@ -35,10 +36,19 @@ CUDA_GEMV_BLOCK_MAX_OUTPUTS = 512  # ...but a float4 dot product needs a block o
                                    # outputs; more get a warp each, its loads unrolled (in flight together)
 CUDA_TILED_MIN_MN = 16      # fp32 GEMMs (matmul, conv as implicit GEMM) at least this big in M and N
                             # run the tiled template; smaller ones (batch-1 GEMV) a warp per output
-CUDA_TILE_SHAPES = ((64, 64), (64, 32), (32, 64), (32, 32), (32, 16), (16, 32), (16, 16))  # (bm, bn), big first
-CUDA_TILE_K = 32        # k depth of the staged panels (a multiple of 16: whole float loads per thread)
-CUDA_FILL_BLOCKS = 132      # tiles enough to give every SM of an H100 a block
-CUDA_K_GROUPS = (4, 2)      # in-block split-K candidates, most first
+CUDA_THREAD_TILES = ((8, 8), (8, 4), (4, 8), (4, 4))   # (tm, tn) outputs per thread of the tiled template
+CUDA_THREAD_TILE_EFF = {(8, 8): 0.92, (8, 4): 0.85, (4, 8): 0.85, (4, 4): 0.7}  # FFMA share of its issue slots
+CUDA_TILE_MAX = 128         # bm, bn at most this
+CUDA_TILE_KS = (16, 8, 4)   # panel depths bk, deepest first (as deep as registers and shared memory allow)
+CUDA_TILE_MAX_THREADS = 512  # per block: 128 registers per thread still leave one block per SM
+CUDA_TILE_MAX_GROUPS = 16   # k groups per block (in-block split-K)
+CUDA_TILE_SMEM_B = 48 * 1024  # static shared memory per block
+CUDA_FILL_BLOCKS = 132      # SMs of an H100 (the cost model spreads the grid over these)
+CUDA_SM_FMA_PER_CLK = 128   # fp32 FFMA lanes per SM
+CUDA_STEP_SYNC_CLK = 60     # a panel step's two block barriers and shared stores, not hidden
+CUDA_LOAD_LATENCY_CLK = 500  # a step at least covers the next panels' loads (issued one step ahead)
+CUDA_L2_B_PER_CLK = 32      # L2 -> SM bandwidth per SM (about 7 TB/s over 132 SMs at 1.7 GHz)
+CUDA_COMBINE_PASS_CLK = 150  # one pass of the k groups' reduction through shared memory
 # Build-time knob: KOS_CUDA_TILED=2 (default) renders GEMMs (matmul, conv) with the tiled template in
 # all its forms, 1 with 256-thread blocks only (no k groups), 0 with the reduction templates (a warp or
 # block per output). Level 2 passed `pytest -m nvidia tests/builder` and bench/e2e on an H200
@@ -128,63 +138,145 @@ class TiledGemm:
     b_valid: tuple = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class TileLaunch:
-    """How the tiled template covers a TiledGemm: (bm x bn) tiles, 16x16 threads of (tm x tn) outputs."""
+    """How the tiled template covers a TiledGemm: (bm x bn) tiles, each computed by ks k groups of
+    tg = (bm / tm) * (bn / tn) threads, a thread owning tm x tn outputs (tm, tn in 4, 8)."""
     bm: int
     bn: int
     bk: int
+    tm: int
+    tn: int
     tiles_m: int
     tiles_n: int
     grid: int
-    ks: int = 1             # k groups of 256 threads per block (in-block split-K)
+    ks: int = 1             # k groups per block (in-block split-K)
     k_tiles: int = 0        # bk-deep panels along K
     min_blocks: int = 1     # blocks per SM the register budget is set for (__launch_bounds__)
 
     @property
-    def tm(self) -> int:
-        return self.bm // 16
+    def lanes_m(self) -> int:
+        return self.bm // self.tm
 
     @property
-    def tn(self) -> int:
-        return self.bn // 16
+    def lanes_n(self) -> int:
+        return self.bn // self.tn
+
+    @property
+    def tg(self) -> int:
+        """Threads of one k group."""
+        return self.lanes_m * self.lanes_n
 
     @property
     def threads(self) -> int:
-        return 256 * self.ks
+        return self.tg * self.ks
 
     @property
     def steps(self) -> int:
         """Panels each group multiplies (the last ones may lie past K, all zero)."""
         return -(-self.k_tiles // self.ks)
 
+    @property
+    def pa(self) -> int:
+        """A elements each thread loads per panel (element e = tid + tg j, those past bm * bk none)."""
+        return -(-self.bm * self.bk // self.tg)
+
+    @property
+    def pb(self) -> int:
+        return -(-self.bn * self.bk // self.tg)
+
+    @property
+    def sa(self) -> int:
+        """Row length of an A panel in shared memory (padded; a multiple of 4 for float4 reads)."""
+        return self.bm + 4
+
+    @property
+    def sb(self) -> int:
+        return self.bn + 4
+
+    @property
+    def slab(self) -> int:
+        """Accumulators per thread each pass of the groups' reduction moves through shared memory:
+        the most (a multiple of 4 dividing tm * tn) that fit the panels' space or the budget."""
+        cap = max(self.panel_floats, CUDA_TILE_SMEM_B // 4) // (self.ks * self.tg)
+        return max(s for s in range(4, self.tm * self.tn + 1, 4) if (self.tm * self.tn) % s == 0 and s <= max(cap, 4))
+
+    @property
+    def panel_floats(self) -> int:
+        return self.ks * self.bk * (self.sa + self.sb)
+
+    @property
+    def smem_floats(self) -> int:
+        return max(self.panel_floats, self.ks * self.slab * self.tg if self.ks > 1 else 0)
+
 
 def _regs_needed(outs: int) -> int:
-    """Register budget per thread the tiled kernel fits in without spilling, by outputs per thread:
-    left free, NVRTC for sm_90 takes about 55-71 for 1-2 outputs, 78 for 4, 89-96 for 8-16; held to
-    64 (1-4) or 128 it still keeps everything in registers (tests/builder/test_cuda_gemm_model.py
-    checks that no tiled kernel uses local memory)."""
-    return 64 if outs <= 4 else 128
+    """Register budget per thread the tiled kernel fits in without spilling (16 to 64 outputs plus
+    their operands and the next panels' elements; tests/builder/test_cuda_gemm_model.py checks that
+    no tiled kernel uses local memory)."""
+    return 128
+
+
+def _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks) -> tuple:
+    """(estimated clocks of the busiest SM, TileLaunch) for one candidate, or None where it does not
+    fit: panels as deep as the registers for the next panels (16 per thread with 64 outputs, else
+    24) and shared memory allow; the grid spread over CUDA_FILL_BLOCKS SMs, as many blocks at once
+    as registers allow; a step's time the most of its FFMAs (the rate by thread tile and warps in
+    flight), its panel loads from L2 and the loads' latency."""
+    bm, bn, tg = lm * tm, ln * tn, lm * ln
+    threads = tg * ks
+    for bk in CUDA_TILE_KS:
+        k_tiles = -(-k // bk)
+        if ks > k_tiles:
+            continue
+        tl = TileLaunch(bm, bn, bk, tm, tn, -(-m // bm), -(-n // bn), z * -(-m // bm) * -(-n // bn), ks, k_tiles)
+        if tl.pa + tl.pb <= (16 if tm * tn == 64 else 24) and 4 * tl.smem_floats <= CUDA_TILE_SMEM_B:
+            break
+    else:
+        return None
+    regs = _regs_needed(tm * tn)
+    per_sm = max(1, min(65536 // (threads * regs), 2048 // threads, 228 * 1024 // (4 * tl.smem_floats + 1024)))
+    tl = TileLaunch(bm, bn, tl.bk, tm, tn, tl.tiles_m, tl.tiles_n, tl.grid, ks, tl.k_tiles, per_sm)
+    blocks = -(-tl.grid // CUDA_FILL_BLOCKS)          # on the busiest SM
+    together = min(blocks, per_sm)
+    waves = -(-blocks // together)
+    warps = together * threads / 32
+    rate = CUDA_SM_FMA_PER_CLK * CUDA_THREAD_TILE_EFF[(tm, tn)] * min(1.0, 0.55 + warps / 32)
+    step = together * threads * tm * tn * tl.bk / rate
+    load = together * ks * (bm + bn) * tl.bk * 4 / CUDA_L2_B_PER_CLK
+    step = max(step, load, CUDA_LOAD_LATENCY_CLK) + CUDA_STEP_SYNC_CLK
+    combine = (tm * tn // tl.slab) * CUDA_COMBINE_PASS_CLK if ks > 1 else 0
+    return waves * (tl.steps * step + combine + 300), tl
+
+
+@functools.lru_cache(maxsize=None)
+def _choose_tile(z, m, n, k, level) -> TileLaunch:
+    best = None
+    for tm, tn in CUDA_THREAD_TILES:
+        for lm in (1, 2, 4, 8, 16, 32):
+            if lm * tm > CUDA_TILE_MAX or (lm > 1 and lm * tm >= 2 * m):
+                continue
+            for ln in range(1, CUDA_TILE_MAX // tn + 1):
+                if ln > 1 and ln * tn >= n + tn:
+                    break
+                for ks in range(1, (CUDA_TILE_MAX_GROUPS if level >= 2 else 1) + 1):
+                    threads = lm * ln * ks
+                    if threads > CUDA_TILE_MAX_THREADS:
+                        break
+                    if threads % 32:
+                        continue
+                    got = _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks)
+                    if got is not None:
+                        key = (got[0], threads, -tm * tn)
+                        if best is None or key < best[0]:
+                            best = (key, got[1])
+    return best[1]
 
 
 def tile_launch(t: TiledGemm) -> TileLaunch:
-    """The biggest tile that still gives every SM a block (the smallest where none does); then
-    k groups for a long K (each group 8 panels or more), as many as keep the whole grid resident
-    at once with the registers the tile needs; min_blocks (blocks per SM for one wave) goes to
-    __launch_bounds__ so the compiler keeps to that register budget."""
-    for bm, bn in CUDA_TILE_SHAPES:
-        tiles_m, tiles_n = -(-t.m // bm), -(-t.n // bn)
-        if t.z * tiles_m * tiles_n >= CUDA_FILL_BLOCKS or (bm, bn) == CUDA_TILE_SHAPES[-1]:
-            break
-    grid, k_tiles, outs = t.z * tiles_m * tiles_n, -(-t.k // CUDA_TILE_K), bm * bn // 256
-    per_sm = -(-grid // CUDA_FILL_BLOCKS)
-    for ks in (CUDA_K_GROUPS if CUDA_TILED_LEVEL >= 2 else ()) + (1,):
-        threads = 256 * ks
-        fits = per_sm * threads <= 2048 and 65536 // (per_sm * threads) >= _regs_needed(outs)
-        if ks == 1 or (outs * ks <= 8 and k_tiles >= 8 * ks and fits):
-            break
-    min_blocks = per_sm if fits else 1
-    return TileLaunch(bm, bn, CUDA_TILE_K, tiles_m, tiles_n, grid, ks, k_tiles, min_blocks)
+    """The tile, thread tile, k groups and panel depth of least estimated time (_tile_cost_clk) among
+    all that fit; KOS_CUDA_TILED=1 keeps to one k group."""
+    return _choose_tile(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL)
 
 
 @dataclass
@@ -454,15 +546,18 @@ class PointwiseBuilder:
         """The CUDA side as the tiled GEMM template; the epilogue runs per output as elsewhere."""
         t = self._tiled()
         tl = tile_launch(t)
+        ix = "int" if self._tiled_index_fits_32() else "int64_t"
         b_kk, b_nn = ("e % {0}", "e / {0}") if t.b_k_fastest else ("e / {1}", "e % {1}")
-        combine = _template("cuda/gemm_tiled_combine.cu").substitute(ks=tl.ks, tm=tl.tm, tn=tl.tn) if tl.ks > 1 else ""
+        shape = dict(M=t.m, N=t.n, K=t.k, bm=tl.bm, bn=tl.bn, bk=tl.bk, tm=tl.tm, tn=tl.tn, ks=tl.ks, tg=tl.tg,
+                     lanes_m=tl.lanes_m, lanes_n=tl.lanes_n, threads=tl.threads, ix=ix)
+        body = "\n".join(" " * 16 + ln for ln in [self.coords_code()] + self.pre + self.post)
+        epilogue = (_template("cuda/gemm_tiled_combine.cu").substitute(shape, slab=tl.slab, body=body) if tl.ks > 1
+                    else _template("cuda/gemm_tiled_store.cu").substitute(shape, body=body))
         cuda = _prelude("cuda") + _template("cuda/gemm_tiled.cu").substitute(
-            name=NAME_PLACEHOLDER, params=cparams, M=t.m, N=t.n, K=t.k, bm=tl.bm, bn=tl.bn, bk=tl.bk, tm=tl.tm,
-            tn=tl.tn, ks=tl.ks, threads=tl.threads, min_blocks=tl.min_blocks, steps=tl.steps, combine_groups=combine, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, a_load=t.a_load, b_load=t.b_load,
-            b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1",
-            ix="int" if self._tiled_index_fits_32() else "int64_t", b_kk=b_kk.format(tl.bk, tl.bn), b_nn=b_nn.format(tl.bk, tl.bn),
-            body="\n".join(" " * 16 + ln for ln in [self.coords_code()] + self.pre + self.post))
-        shared_B = 4 * (tl.ks * tl.bk * (tl.bm + 1 + tl.bn + 1) + (tl.ks - 1) * tl.tm * tl.tn * 256)
+            shape, name=NAME_PLACEHOLDER, params=cparams, min_blocks=tl.min_blocks, steps=tl.steps, pa=tl.pa,
+            pb=tl.pb, sa=tl.sa, sb=tl.sb, smem_floats=tl.smem_floats, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n,
+            a_load=t.a_load, b_load=t.b_load, b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1",
+            b_kk=b_kk.format(tl.bk, tl.bn), b_nn=b_nn.format(tl.bk, tl.bn), epilogue=epilogue)
         dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (tl.threads, 1, 1))}
         return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": tl.threads},
-                          {"cpu": 0, "cuda": shared_B}, "tiled", (t, tl))
+                          {"cpu": 0, "cuda": 4 * tl.smem_floats}, "tiled", (t, tl))

@@ -17,9 +17,6 @@ from kernelos.dag import Launch
 
 from .models import MODELS as TEST_MODELS
 
-THREADS = 256
-
-
 @pytest.fixture(autouse=True)
 def all_tiled_forms(monkeypatch):
     """These tests model all tiled forms (KOS_CUDA_TILED=2, the default), whatever the environment sets."""
@@ -33,13 +30,15 @@ def _eval(expr: str, env: dict):
 
 def _panel(t, tl, env, gz, k0, base, extent, load, conds, k_fastest):
     """One operand's panels as one k group of a block stages them, for its panel starts k0:
-    [len(k0) * bk, extent_tile], element e = tid + 256 j of each panel at (kk, row) as the template's
-    loops place it (every slot written once)."""
+    [len(k0) * bk, extent_tile], element e = tid + tg j (j < pa or pb, e below the panel's size)
+    of each panel at (kk, row) as the template's loops place it (every slot written once)."""
     rows = tl.bm if extent == "m" else tl.bn
     size = t.m if extent == "m" else t.n
-    e = np.arange(rows * tl.bk)
+    per_thread = tl.pa if extent == "m" else tl.pb
+    e = (np.arange(tl.tg)[:, None] + tl.tg * np.arange(per_thread)[None, :]).reshape(-1)
+    e = e[e < rows * tl.bk]
     kk, rr = (e % tl.bk, e // tl.bk) if k_fastest else (e // rows, e % rows)
-    assert len(set(zip(kk.tolist(), rr.tolist()))) == len(e) and kk.max() < tl.bk and rr.max() < rows
+    assert len(set(zip(kk.tolist(), rr.tolist()))) == len(e) == rows * tl.bk and kk.max() < tl.bk and rr.max() < rows
     k_tiles = len(k0)
     k0 = np.asarray(k0)[:, None]
     g_k, g_r = (k0 + kk).reshape(-1), np.broadcast_to(base + rr, (k_tiles, len(e))).reshape(-1)
@@ -58,23 +57,58 @@ def _panel(t, tl, env, gz, k0, base, extent, load, conds, k_fastest):
     return panel
 
 
+def _thread_outputs(tl, t, j):
+    """(row, column) in the tile of accumulator j = ta * tn + tb of group thread t."""
+    ta, tb, ty, tx = j // tl.tn, j % tl.tn, t // tl.lanes_n, t % tl.lanes_n
+    return (4 * tl.lanes_m * (ta // 4) + 4 * ty + ta % 4, 4 * tl.lanes_n * (tb // 4) + 4 * tx + tb % 4)
+
+
+def _stores(tl):
+    """[(pass, thread of the block, group thread t, accumulator j)] in the order the epilogue stores:
+    one group: each thread its own accumulators; k groups: pass p, element q = threadIdx.x + threads
+    r of the slab, t = q / 4 % tg, jj = q / (4 tg) * 4 + q % 4 (gemm_tiled_combine.cu)."""
+    if tl.ks == 1:
+        return [(0, t, t, j) for t in range(tl.tg) for j in range(tl.tm * tl.tn)]
+    out = []
+    for p in range(tl.tm * tl.tn // tl.slab):
+        for q in range(tl.slab * tl.tg):
+            out.append((p, q % tl.threads, q // 4 % tl.tg, p * tl.slab + q // (4 * tl.tg) * 4 + q % 4))
+    return out
+
+
+def check_launch_shape(tl):
+    """The launch's own arithmetic: thread tiles cover the tile once, float4 reads stay aligned, the
+    panels and the reduction slabs fit the shared memory the kernel declares."""
+    assert tl.tm in (4, 8) and tl.tn in (4, 8) and tl.bm == tl.lanes_m * tl.tm and tl.bn == tl.lanes_n * tl.tn
+    assert tl.threads == tl.tg * tl.ks <= 1024 and tl.threads % 32 == 0
+    j = np.arange(tl.tm * tl.tn)
+    cells = {_thread_outputs(tl, t, jj) for t in range(tl.tg) for jj in j.tolist()}
+    assert cells == {(r, c) for r in range(tl.bm) for c in range(tl.bn)}
+    assert tl.sa % 4 == 0 and tl.sb % 4 == 0 and (tl.ks * tl.bk * tl.sa) % 4 == 0
+    assert tl.ks * tl.bk * (tl.sa + tl.sb) <= tl.smem_floats and 4 * tl.smem_floats <= 48 * 1024
+    if tl.ks > 1:
+        assert tl.slab % 4 == 0 and (tl.tm * tl.tn) % tl.slab == 0 and tl.ks * tl.slab * tl.tg <= tl.smem_floats
+    stored = [(t, jj) for _, _, t, jj in _stores(tl)]
+    assert sorted(stored) == [(t, jj) for t in range(tl.tg) for jj in range(tl.tm * tl.tn)]
+
+
 def simulate_tiled(t, tl, arrays: dict, sample: int | None = None) -> np.ndarray:
     """acc for every output element as the tiled kernel computes it (float64), NaN where unwritten;
     asserts that each output element is stored by exactly one thread of one block. sample: compute
     the values of only this many blocks (evenly spread, first and last included)."""
     out = np.full(t.z * t.m * t.n, np.nan)
     stores = np.zeros(t.z * t.m * t.n, np.int64)
-    tid = np.arange(THREADS)
-    tx, ty = tid & 15, tid >> 4
-    assert tl.grid == t.z * tl.tiles_m * tl.tiles_n and tl.tm * 16 == tl.bm and tl.tn * 16 == tl.bn
-    assert tl.threads == 256 * tl.ks and tl.k_tiles == -(-t.k // tl.bk) and tl.steps * tl.ks >= tl.k_tiles
+    check_launch_shape(tl)
+    assert tl.grid == t.z * tl.tiles_m * tl.tiles_n
+    assert tl.k_tiles == -(-t.k // tl.bk) and tl.steps * tl.ks >= tl.k_tiles
     # group g multiplies panels (s * ks + g) * bk for s < steps; together: every panel of K exactly once
     group_k0 = [[(st * tl.ks + g) * tl.bk for st in range(tl.steps)] for g in range(tl.ks)]
     inside = sorted(k for ks in group_k0 for k in ks if k < t.k)
     assert inside == list(range(0, t.k, tl.bk))
-    rows = ty[:, None, None] + 16 * np.arange(tl.tm)[None, :, None]
-    cols = tx[:, None, None] + 16 * np.arange(tl.tn)[None, None, :]
-    rows, cols = np.broadcast_arrays(rows, cols)
+    order = _stores(tl)
+    th = np.array([o[2] for o in order])
+    jj = np.array([o[3] for o in order])
+    rows, cols = _thread_outputs(tl, th, jj)
     chosen = set(range(tl.grid)) if sample is None else set(np.linspace(0, tl.grid - 1, sample).astype(int).tolist())
     for blk in range(tl.grid):
         gz = blk // (tl.tiles_m * tl.tiles_n)
@@ -84,12 +118,14 @@ def simulate_tiled(t, tl, arrays: dict, sample: int | None = None) -> np.ndarray
         i = (gz * t.m + gm[keep]) * t.n + gn[keep]
         np.add.at(stores, i, 1)
         if blk in chosen:
-            tile = 0
-            for k0 in group_k0:         # each group's partial tile; group 0 adds the others'
+            # each group's partial tile, as its threads' accumulators; the stored value adds them
+            # over the groups in order (one group: the thread's own accumulator)
+            acc = 0
+            for k0 in group_k0:
                 a = _panel(t, tl, arrays, gz, k0, m0, "m", t.a_load, (), True)
                 b = _panel(t, tl, arrays, gz, k0, n0, "n", t.b_load, t.b_valid, t.b_k_fastest)
-                tile = tile + a.T @ b   # sum over k of As[k][row] * Bs[k][col]
-            out[i] = tile[rows[keep], cols[keep]]
+                acc = acc + (a.T @ b)[rows, cols]  # sum over k of As[k][row] * Bs[k][col]
+            out[i] = acc[keep]
     assert (stores == 1).all(), "an output element is stored never or twice"
     return out
 
@@ -160,7 +196,8 @@ def check_model(model, rng, sample=None):
         assert f"kos_blk / ({tl.tiles_m} * {tl.tiles_n})" in src and t.a_load in src and t.b_load in src
         assert spec.dims["cuda"] == ((tl.grid, 1, 1), (tl.threads, 1, 1)) and spec.max_threads["cuda"] == tl.threads
         assert f"__launch_bounds__({tl.threads}, {tl.min_blocks})" in src and f"kos_s < {tl.steps};" in src
-        assert ("kos_part[" in src) == (tl.ks > 1)
+        assert f"kos_sm[{tl.smem_floats}]" in src and spec.shared_B["cuda"] == 4 * tl.smem_floats
+        assert ("k groups: their partial tiles" in src) == (tl.ks > 1)
         env = {p.cname: buffer_array(p.buffer).reshape(-1) for p in spec.params if not p.out}
         got = simulate_tiled(t, tl, env, sample)
         ref = _reference(nodes[launch.name], g, value_array).reshape(-1)
@@ -212,8 +249,8 @@ def test_model_of_tiled_gemm_on_odd_edges():
                         "conv_s2_d2": "tiled", "conv_1x1_s2": "tiled", "mm_split_k": "tiled", "conv_split_k": "tiled"}
     low = lower_model(_odd_model(), ["sm_90"])
     split = {n.name: low.specs[n.kernel].tiled[1] for n in low.dag.nodes if n.name.endswith("split_k")}
-    assert {n: (tl.ks, tl.k_tiles % tl.ks != 0) for n, tl in split.items()} == \
-        {"mm_split_k": (4, True), "conv_split_k": (4, True)}
+    assert {n: (tl.ks > 1, tl.k_tiles % tl.ks != 0) for n, tl in split.items()} == \
+        {"mm_split_k": (True, True), "conv_split_k": (True, True)}
 
 
 @pytest.mark.parametrize("name", ["mlp", "resnet18", "gpt2"])
@@ -243,7 +280,8 @@ def test_tiled_level_knob(monkeypatch):
         monkeypatch.setattr(codegen, "CUDA_TILED_LEVEL", level)
         low = lower_model(_odd_model(), ["sm_90"])
         seen[level] = sorted({(s.cuda_variant, s.tiled[1].ks if s.tiled else 0) for s in low.specs.values()})
-    assert {v for v, _ in seen[0]} <= {"warp", "block"} and seen[1] == [("tiled", 1)] and ("tiled", 4) in seen[2]
+    assert {v for v, _ in seen[0]} <= {"warp", "block"} and seen[1] == [("tiled", 1)]
+    assert any(v == "tiled" and ks > 1 for v, ks in seen[2])
 
 
 def test_model_of_unrolled_gemv_lanes_covers_each_float4_once():
