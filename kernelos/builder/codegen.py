@@ -250,8 +250,10 @@ def _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks) -> tuple:
 
 
 @functools.lru_cache(maxsize=None)
-def _choose_tile(z, m, n, k, level) -> TileLaunch:
-    best = None
+def tile_candidates(z, m, n, k, level) -> list:
+    """[(estimated clocks, TileLaunch)] of every tiling that fits, best first (ties: fewer threads,
+    then bigger thread tiles)."""
+    found = []
     for tm, tn in CUDA_THREAD_TILES:
         for lm in (1, 2, 4, 8, 16, 32):
             if lm * tm > CUDA_TILE_MAX or (lm > 1 and lm * tm >= 2 * m):
@@ -263,20 +265,22 @@ def _choose_tile(z, m, n, k, level) -> TileLaunch:
                     threads = lm * ln * ks
                     if threads > CUDA_TILE_MAX_THREADS:
                         break
-                    if threads % 32:
-                        continue
-                    got = _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks)
+                    got = _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks) if threads % 32 == 0 else None
                     if got is not None:
-                        key = (got[0], threads, -tm * tn)
-                        if best is None or key < best[0]:
-                            best = (key, got[1])
-    return best[1]
+                        found.append(((got[0], threads, -tm * tn), got[1]))
+    found.sort(key=lambda c: c[0])
+    return [(key[0], tl) for key, tl in found]
+
+
+def tile_cost_clk(z, m, n, k, tl: TileLaunch) -> float:
+    """The cost model's estimate for a chosen tiling (clocks of the busiest SM)."""
+    return _tile_cost_clk(z, m, n, k, tl.tm, tl.tn, tl.lanes_m, tl.lanes_n, tl.ks)[0]
 
 
 def tile_launch(t: TiledGemm) -> TileLaunch:
     """The tile, thread tile, k groups and panel depth of least estimated time (_tile_cost_clk) among
     all that fit; KOS_CUDA_TILED=1 keeps to one k group."""
-    return _choose_tile(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL)
+    return tile_candidates(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL)[0][1]
 
 
 @dataclass
