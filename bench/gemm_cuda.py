@@ -5,8 +5,10 @@ Each shape is a one-node ONNX model (MatMul + bias with a constant weight, a bat
 inputs, or Conv + bias) that kernelos.builder lowers for the card's arch. Its generated CUDA kernel is
 compiled by NVRTC (hal.compile: the cubin a device image carries) and launched through libcuda
 (ctypes) on PyTorch's stream, so CUDA events time the kernel alone, as they time the baseline:
-torch.addmm / torch.matmul / F.conv2d with TF32 off (cuBLAS / cuDNN fp32). Median of RUNS launches,
-each timed by its own event pair and a host sync, after WARMUP. Outputs (ours into a NaN-poisoned
+torch.addmm / torch.matmul / F.conv2d with TF32 off (cuBLAS / cuDNN fp32). A batch of BATCH launches
+is queued behind a GPU sleep (torch.cuda._sleep), so the host's launch cost is hidden and they run
+back to back as in a CUDA graph or a kernelos command stream; events around the batch, a host sync
+after it; the figure is the median over RUNS batches of the time per launch, after WARMUP launches. Outputs (ours into a NaN-poisoned
 buffer) are checked against float64 numpy: max |out - ref| / max |ref| <= 1e-4.
 
     python -m bench gemm_cuda                     # every shape, the builder's own tile choice
@@ -24,8 +26,10 @@ import sys
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-RUNS = 100
+RUNS = 15           # timed batches
+BATCH = 20          # launches per batch, queued behind a GPU sleep so they run back to back
 WARMUP = 10
+SLEEP_CYCLES = 2_000_000   # about 1 ms: longer than the host takes to queue a batch
 TOLERANCE = 1e-4
 # name -> ("linear", M, K, N) | ("bmm", Z, M, K, N) | ("conv", C, H, W, OC, kernel, stride, pad)
 SHAPES = {
@@ -141,11 +145,13 @@ def median_us(torch, fn) -> float:
         fn()
     start, end, times = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True), []
     for _ in range(RUNS):
+        torch.cuda._sleep(SLEEP_CYCLES)
         start.record()
-        fn()
+        for _ in range(BATCH):
+            fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3)
+        times.append(start.elapsed_time(end) * 1e3 / BATCH)
     return float(np.median(times))
 
 
@@ -161,7 +167,7 @@ def run_ours(torch, cuda, model, inputs, ref, arch, tl_override=None):
     from kernelos.dag import Launch
     chosen = codegen.tile_launch
     if tl_override is not None:
-        codegen.tile_launch = lambda t: tl_override
+        codegen.tile_launch = lambda t: codegen.with_vector_loads(t, tl_override)
     try:
         low = lower_model(model, [arch])
     finally:
@@ -202,10 +208,12 @@ def sweep_candidates(z, m, n, k, count) -> list:
     from kernelos.builder import codegen
 
     def kind(tl):
-        return (tl.tm, tl.tn, (tl.ks > 1) + (tl.ks > 4) + (tl.ks > 8), (tl.bm * tl.bn >= 1024) + (tl.bm * tl.bn >= 4096))
+        return (tl.tm, tl.tn, (tl.ks > 1) + (tl.ks > 4) + (tl.ks > 8), (tl.bm * tl.bn >= 1024) + (tl.bm * tl.bn >= 4096),
+                tl.own_barrier, tl.bk)
     ranked = [tl for _, tl in codegen.tile_candidates(z, m, n, k, codegen.CUDA_TILED_LEVEL)]
     seen, out = {kind(ranked[0])}, []
-    for level in (lambda key: key[3], lambda key: key[:2], lambda key: key):   # best per area, thread tile, kind
+    # the best per area, barrier kind, panel depth, thread tile, then per kind
+    for level in (lambda key: key[3], lambda key: key[4], lambda key: key[5], lambda key: key[:2], lambda key: key):
         got = {level(kind(ranked[0]))}
         for tl in ranked[1:]:
             if level(kind(tl)) not in got and kind(tl) not in seen and len(out) < count:
@@ -216,7 +224,8 @@ def sweep_candidates(z, m, n, k, count) -> list:
 
 
 def describe(tl) -> str:
-    return f"{tl.bm}x{tl.bn}x{tl.bk} t{tl.tm}x{tl.tn} g{tl.ks} {tl.threads}thr grid{tl.grid}"
+    return (f"{tl.bm}x{tl.bn}x{tl.bk} t{tl.tm}x{tl.tn} g{tl.ks}{'own' if tl.own_barrier else ''} {tl.threads}thr "
+            f"grid{tl.grid}{' vA' if tl.vec_a else ''}{' vB' if tl.vec_b else ''}")
 
 
 def main(argv=None) -> int:
@@ -246,8 +255,8 @@ def main(argv=None) -> int:
     print(f"card {torch.cuda.get_device_name(0)} ({arch}), driver {driver}, torch {torch.__version__}, "
           f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
     print(f"command: python -m bench.gemm_cuda {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-    print(f"median of {RUNS} CUDA-event-timed launches after {WARMUP}; error = max|out-ref|/max|ref| vs float64; "
-          "PyTorch fp32 (TF32 off)")
+    print(f"us per launch: median of {RUNS} CUDA-event-timed batches of {BATCH} back-to-back launches; "
+          "error = max|out-ref|/max|ref| vs float64; PyTorch fp32 (TF32 off)")
     print(f"| shape | GEMM z x M x N x K | ours us | ours TFLOP/s | torch us | torch TFLOP/s | ours/torch | "
           f"err ours | err torch | tiling (tile x bk, thread tile, k groups) |")
     print("|---|---|---|---|---|---|---|---|---|---|")

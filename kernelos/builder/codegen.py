@@ -12,10 +12,12 @@ thread block per output tile that runs the same epilogue per output (cuda/gemm_t
 identical sources compile once (compile.py).
 """
 
+import dataclasses
 import functools
 import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -39,7 +41,7 @@ CUDA_TILED_MIN_MN = 16      # fp32 GEMMs (matmul, conv as implicit GEMM) at leas
 CUDA_THREAD_TILES = ((8, 8), (8, 4), (4, 8), (4, 4))   # (tm, tn) outputs per thread of the tiled template
 CUDA_THREAD_TILE_EFF = {(8, 8): 0.92, (8, 4): 0.85, (4, 8): 0.85, (4, 4): 0.7}  # FFMA share of its issue slots
 CUDA_TILE_MAX = 128         # bm, bn at most this
-CUDA_TILE_KS = (16, 8, 4)   # panel depths bk, deepest first (as deep as registers and shared memory allow)
+CUDA_TILE_KS = (16, 8, 4)   # panel depths bk
 CUDA_TILE_MAX_THREADS = 512  # per block: 128 registers per thread still leave one block per SM
 CUDA_TILE_MAX_GROUPS = 16   # k groups per block (in-block split-K)
 CUDA_TILE_SMEM_B = 48 * 1024  # static shared memory per block
@@ -153,6 +155,8 @@ class TileLaunch:
     ks: int = 1             # k groups per block (in-block split-K)
     k_tiles: int = 0        # bk-deep panels along K
     min_blocks: int = 1     # blocks per SM the register budget is set for (__launch_bounds__)
+    vec_a: bool = False     # A's panel loads as float4 along k (A runs contiguously along k)
+    vec_b: bool = False     # B's as float4 along its fast axis (k or n, as b_k_fastest)
 
     @property
     def lanes_m(self) -> int:
@@ -202,6 +206,12 @@ class TileLaunch:
         return max(s for s in range(4, self.tm * self.tn + 1, 4) if (self.tm * self.tn) % s == 0 and s <= max(cap, 4))
 
     @property
+    def own_barrier(self) -> bool:
+        """k groups of whole warps synchronise on their own barrier (bar.sync 1 + group, or a warp's
+        __syncwarp), so one group's stall leaves the SM to the others; else all on __syncthreads."""
+        return self.ks > 1 and self.tg % 32 == 0 and (self.tg == 32 or self.ks <= 15)
+
+    @property
     def panel_floats(self) -> int:
         return self.ks * self.bk * (self.sa + self.sb)
 
@@ -217,34 +227,33 @@ def _regs_needed(outs: int) -> int:
     return 128
 
 
-def _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks) -> tuple:
+def _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk) -> tuple:
     """(estimated clocks of the busiest SM, TileLaunch) for one candidate, or None where it does not
-    fit: panels as deep as the registers for the next panels (16 per thread with 64 outputs, else
-    24) and shared memory allow; the grid spread over CUDA_FILL_BLOCKS SMs, as many blocks at once
-    as registers allow; a step's time the most of its FFMAs (the rate by thread tile and warps in
-    flight), its panel loads from L2 and the loads' latency."""
+    fit: the next panels' elements in registers (16 per thread with 64 outputs, else 24), the panels
+    in shared memory; the grid spread over CUDA_FILL_BLOCKS SMs, as many blocks at once as registers
+    allow; a step's time the most of its FFMAs (the rate by thread tile and warps in flight), its
+    panel loads from L2 and the loads' latency, plus its barriers (less where groups have their own)."""
     bm, bn, tg = lm * tm, ln * tn, lm * ln
     threads = tg * ks
-    for bk in CUDA_TILE_KS:
-        k_tiles = -(-k // bk)
-        if ks > k_tiles:
-            continue
-        tl = TileLaunch(bm, bn, bk, tm, tn, -(-m // bm), -(-n // bn), z * -(-m // bm) * -(-n // bn), ks, k_tiles)
-        if tl.pa + tl.pb <= (16 if tm * tn == 64 else 24) and 4 * tl.smem_floats <= CUDA_TILE_SMEM_B:
-            break
-    else:
+    k_tiles = -(-k // bk)
+    if ks > k_tiles:
+        return None
+    tiles_m, tiles_n = -(-m // bm), -(-n // bn)
+    tl = TileLaunch(bm, bn, bk, tm, tn, tiles_m, tiles_n, z * tiles_m * tiles_n, ks, k_tiles)
+    if tl.pa + tl.pb > (16 if tm * tn == 64 else 24) or 4 * tl.smem_floats > CUDA_TILE_SMEM_B:
         return None
     regs = _regs_needed(tm * tn)
     per_sm = max(1, min(65536 // (threads * regs), 2048 // threads, 228 * 1024 // (4 * tl.smem_floats + 1024)))
-    tl = TileLaunch(bm, bn, tl.bk, tm, tn, tl.tiles_m, tl.tiles_n, tl.grid, ks, tl.k_tiles, per_sm)
+    tl = TileLaunch(bm, bn, bk, tm, tn, tiles_m, tiles_n, tl.grid, ks, k_tiles, per_sm)
     blocks = -(-tl.grid // CUDA_FILL_BLOCKS)          # on the busiest SM
     together = min(blocks, per_sm)
     waves = -(-blocks // together)
     warps = together * threads / 32
     rate = CUDA_SM_FMA_PER_CLK * CUDA_THREAD_TILE_EFF[(tm, tn)] * min(1.0, 0.55 + warps / 32)
-    step = together * threads * tm * tn * tl.bk / rate
-    load = together * ks * (bm + bn) * tl.bk * 4 / CUDA_L2_B_PER_CLK
-    step = max(step, load, CUDA_LOAD_LATENCY_CLK) + CUDA_STEP_SYNC_CLK
+    step = together * threads * tm * tn * bk / rate
+    load = together * ks * (bm + bn) * bk * 4 / CUDA_L2_B_PER_CLK
+    sync = CUDA_STEP_SYNC_CLK / (2 if tl.own_barrier else 1)
+    step = max(step, load, CUDA_LOAD_LATENCY_CLK) + sync
     combine = (tm * tn // tl.slab) * CUDA_COMBINE_PASS_CLK if ks > 1 else 0
     return waves * (tl.steps * step + combine + 300), tl
 
@@ -265,22 +274,60 @@ def tile_candidates(z, m, n, k, level) -> list:
                     threads = lm * ln * ks
                     if threads > CUDA_TILE_MAX_THREADS:
                         break
-                    got = _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks) if threads % 32 == 0 else None
-                    if got is not None:
-                        found.append(((got[0], threads, -tm * tn), got[1]))
+                    for bk in CUDA_TILE_KS if threads % 32 == 0 else ():
+                        got = _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk)
+                        if got is not None:
+                            found.append(((got[0], threads, -tm * tn, -bk), got[1]))
     found.sort(key=lambda c: c[0])
     return [(key[0], tl) for key, tl in found]
 
 
 def tile_cost_clk(z, m, n, k, tl: TileLaunch) -> float:
     """The cost model's estimate for a chosen tiling (clocks of the busiest SM)."""
-    return _tile_cost_clk(z, m, n, k, tl.tm, tl.tn, tl.lanes_m, tl.lanes_n, tl.ks)[0]
+    return _tile_cost_clk(z, m, n, k, tl.tm, tl.tn, tl.lanes_m, tl.lanes_n, tl.ks, tl.bk)[0]
 
 
 def tile_launch(t: TiledGemm) -> TileLaunch:
     """The tile, thread tile, k groups and panel depth of least estimated time (_tile_cost_clk) among
-    all that fit; KOS_CUDA_TILED=1 keeps to one k group."""
-    return tile_candidates(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL)[0][1]
+    all that fit (KOS_CUDA_TILED=1 keeps to one k group), with float4 loads where they read the same."""
+    return with_vector_loads(t, tile_candidates(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL)[0][1])
+
+
+def with_vector_loads(t: TiledGemm, tl: TileLaunch) -> TileLaunch:
+    b_axes = (("gn", t.n), ("gk", t.k)) if t.b_k_fastest else (("gk", t.k), ("gn", t.n))
+    return dataclasses.replace(tl, vec_a=runs_by_4(t.a_load, t.z, ("gm", t.m), ("gk", t.k)),
+                               vec_b=not t.b_valid and runs_by_4(t.b_load, t.z, *b_axes))
+
+
+class _Index:
+    """Stands for a pointer in a load expression: p[idx] evaluates to idx."""
+
+    def __getitem__(self, idx):
+        return idx
+
+
+VECTOR_CHECK_MAX = 1 << 22  # loads checked at most; a bigger operand stays scalar
+
+
+@functools.lru_cache(maxsize=256)
+def runs_by_4(load: str, z: int, slow: tuple, fast: tuple) -> bool:
+    """Whether load (an expression p[index] over gz and the slow and fast coordinates) reads 16-byte
+    aligned runs of 4 consecutive floats along the fast one: index(fast + c) = index(fast) + c and
+    index(fast) % 4 == 0 wherever fast % 4 == 0, checked over the whole domain (the buffers
+    themselves are 256-byte aligned)."""
+    (sv, se), (fv, fe) = slow, fast
+    if fe % 4 or z * se * fe // 4 > VECTOR_CHECK_MAX or not re.fullmatch(r"\w+\[.*\]", load):
+        return False
+    names = set(re.findall(r"[A-Za-z_]\w*", load)) - {"gz", sv, fv}
+    gz, row, col = np.meshgrid(np.arange(z), np.arange(se), np.arange(0, fe, 4), indexing="ij")
+    env = {name: _Index() for name in names}
+    try:
+        base = np.asarray(eval(load.replace("/", "//"), {"__builtins__": {}}, dict(env, gz=gz, **{sv: row, fv: col})))
+        runs = [np.asarray(eval(load.replace("/", "//"), {"__builtins__": {}}, dict(env, gz=gz, **{sv: row, fv: col + c})))
+                for c in (1, 2, 3)]
+    except Exception:       # anything but plain index arithmetic over these names
+        return False
+    return bool((base % 4 == 0).all() and all((r == base + c).all() for c, r in zip((1, 2, 3), runs)))
 
 
 @dataclass
@@ -551,17 +598,70 @@ class PointwiseBuilder:
         t = self._tiled()
         tl = tile_launch(t)
         ix = "int" if self._tiled_index_fits_32() else "int64_t"
-        b_kk, b_nn = ("e % {0}", "e / {0}") if t.b_k_fastest else ("e / {1}", "e % {1}")
         shape = dict(M=t.m, N=t.n, K=t.k, bm=tl.bm, bn=tl.bn, bk=tl.bk, tm=tl.tm, tn=tl.tn, ks=tl.ks, tg=tl.tg,
                      lanes_m=tl.lanes_m, lanes_n=tl.lanes_n, threads=tl.threads, ix=ix)
         body = "\n".join(" " * 16 + ln for ln in [self.coords_code()] + self.pre + self.post)
         epilogue = (_template("cuda/gemm_tiled_combine.cu").substitute(shape, slab=tl.slab, body=body) if tl.ks > 1
                     else _template("cuda/gemm_tiled_store.cu").substitute(shape, body=body))
+        a_decl, a_load, a_store = _panel_code("a", t, tl, ix)
+        b_decl, b_load, b_store = _panel_code("b", t, tl, ix)
+        if not tl.own_barrier:
+            sync, sync_doc = "__syncthreads()", "__syncthreads is block-wide"
+        elif tl.tg == 32:
+            sync, sync_doc = "__syncwarp()", "a group is one warp, its panels its own"
+        else:
+            sync = f'asm volatile("bar.sync %0, {tl.tg};" :: "r"(kos_grp + 1) : "memory")'
+            sync_doc = "a group's warps meet at barrier 1 + group"
         cuda = _prelude("cuda") + _template("cuda/gemm_tiled.cu").substitute(
-            shape, name=NAME_PLACEHOLDER, params=cparams, min_blocks=tl.min_blocks, steps=tl.steps, pa=tl.pa,
-            pb=tl.pb, sa=tl.sa, sb=tl.sb, smem_floats=tl.smem_floats, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n,
-            a_load=t.a_load, b_load=t.b_load, b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1",
-            b_kk=b_kk.format(tl.bk, tl.bn), b_nn=b_nn.format(tl.bk, tl.bn), epilogue=epilogue)
+            shape, name=NAME_PLACEHOLDER, params=cparams, min_blocks=tl.min_blocks, steps=tl.steps, sa=tl.sa,
+            sb=tl.sb, smem_floats=tl.smem_floats, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, ra_decl=a_decl + " " + b_decl,
+            load_a=a_load, load_b=b_load, store_a=a_store, store_b=b_store, sync=sync, sync_doc=sync_doc,
+            epilogue=epilogue)
         dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (tl.threads, 1, 1))}
         return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": tl.threads},
                           {"cpu": 0, "cuda": 4 * tl.smem_floats}, "tiled", (t, tl))
+
+
+def panel_layout(op: str, t: TiledGemm, tl: TileLaunch) -> tuple:
+    """How a group's threads load one operand's panel: (rows of the tile, elements per load (1 or a
+    float4's 4), loads per thread, k fastest): load j of group thread tid is unit e = tid + tg j
+    (units past the panel load nothing); a unit covers `width` elements along the fast axis: with k
+    fastest unit e is row e / (bk / width), k (e % (bk / width)) * width, else k e / (rows / width),
+    row (e % (rows / width)) * width."""
+    rows = tl.bm if op == "a" else tl.bn
+    width = 4 if (tl.vec_a if op == "a" else tl.vec_b) else 1
+    return rows, width, -(-rows * tl.bk // (width * tl.tg)), op == "a" or t.b_k_fastest
+
+
+def _panel_code(op: str, t: TiledGemm, tl: TileLaunch, ix: str) -> tuple:
+    """(register declaration, load statements for the KOS_LOAD_PANELS(k0) macro, shared stores) of
+    one operand's panel, as panel_layout places it."""
+    rows, width, count, k_fast = panel_layout(op, t, tl)
+    reg, smem, stride = ("kos_ra", "kos_as", tl.sa) if op == "a" else ("kos_rb", "kos_bs", tl.sb)
+    r, r0, extent, load = ("gm", "kos_m0", t.m, t.a_load) if op == "a" else ("gn", "kos_n0", t.n, t.b_load)
+    valid = "".join(f" && ({c})" for c in (t.b_valid if op == "b" else ()))
+    units = rows * tl.bk // width
+    if k_fast:
+        where = f"kk = e % {tl.bk // width} * {width}, rr = e / {tl.bk // width}"
+    else:
+        where = f"kk = e / {rows // width}, rr = e % {rows // width} * {width}"
+    head = f"_Pragma(\"unroll\") for (int j = 0; j < {count}; j++) {{ const int e = kos_tid + {tl.tg} * j, {where};"
+    cond = f"e < {units} && {r} < {extent} && gk < {t.k}{valid}"
+    if width == 1:
+        decl = f"float {reg}[{count}];"
+        fetch = f"{reg}[j] = ({cond}) ? {load} : 0.0f;"
+        put = f"{smem}[kk * {stride} + rr] = {reg}[j];"
+    else:
+        decl = f"float4 {reg}[{count}];"
+        fetch = f"{reg}[j] = ({cond}) ? *(const float4 *)&{load} : make_float4(0.0f, 0.0f, 0.0f, 0.0f);"
+        if k_fast:      # four k rows of one column
+            put = (f"float *d = &{smem}[kk * {stride} + rr]; d[0] = {reg}[j].x; d[{stride}] = {reg}[j].y; "
+                   f"d[{2 * stride}] = {reg}[j].z; d[{3 * stride}] = {reg}[j].w;")
+        else:           # four columns of one k row, 16-byte aligned
+            put = f"*(float4 *)&{smem}[kk * {stride} + rr] = {reg}[j];"
+    loads = (f"    {head} const {ix} {r} = {r0} + rr, gk = (k0) + kk; \\\n"
+             f"        {fetch} \\\n    }}")
+    store = (f"#pragma unroll\n        for (int j = 0; j < {count}; j++) {{\n"
+             f"            const int e = kos_tid + {tl.tg} * j, {where};\n"
+             f"            if (e < {units}) {{ {put} }}\n        }}")
+    return decl, loads, store

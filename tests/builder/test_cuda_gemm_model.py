@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bench.e2e import models as bench_models
 from kernelos.builder.build import lower_model
-from kernelos.builder.codegen import CUDA_TILED_MIN_MN
+from kernelos.builder.codegen import CUDA_TILED_MIN_MN, panel_layout
 from kernelos.dag import Launch
 
 from .models import MODELS as TEST_MODELS
@@ -28,32 +28,48 @@ def _eval(expr: str, env: dict):
     return eval(expr.replace("/", "//"), {"__builtins__": {}}, env)
 
 
-def _panel(t, tl, env, gz, k0, base, extent, load, conds, k_fastest):
+class _IndexOf:
+    """A pointer whose element p[i] is its index i: evaluates a load expression to the index it reads."""
+
+    def __getitem__(self, i):
+        return i
+
+
+def _panel(t, tl, env, gz, k0, base, op):
     """One operand's panels as one k group of a block stages them, for its panel starts k0:
-    [len(k0) * bk, extent_tile], element e = tid + tg j (j < pa or pb, e below the panel's size)
-    of each panel at (kk, row) as the template's loops place it (every slot written once)."""
-    rows = tl.bm if extent == "m" else tl.bn
-    size = t.m if extent == "m" else t.n
-    per_thread = tl.pa if extent == "m" else tl.pb
-    e = (np.arange(tl.tg)[:, None] + tl.tg * np.arange(per_thread)[None, :]).reshape(-1)
-    e = e[e < rows * tl.bk]
-    kk, rr = (e % tl.bk, e // tl.bk) if k_fastest else (e // rows, e % rows)
-    assert len(set(zip(kk.tolist(), rr.tolist()))) == len(e) == rows * tl.bk and kk.max() < tl.bk and rr.max() < rows
-    k_tiles = len(k0)
-    k0 = np.asarray(k0)[:, None]
-    g_k, g_r = (k0 + kk).reshape(-1), np.broadcast_to(base + rr, (k_tiles, len(e))).reshape(-1)
-    ok = (g_r < size) & (g_k < t.k)
-    vals = np.zeros(len(g_k))
-    ix = {"gk": g_k[ok], ("gm" if extent == "m" else "gn"): g_r[ok]}
-    valid = np.ones(int(ok.sum()), bool)
-    for c in conds:
-        valid &= np.asarray(_eval(c, dict(env, gz=gz, **ix)), bool)
-    idx = np.flatnonzero(ok)[valid]
-    if idx.size:
-        vals[idx] = _eval(load, dict(env, gz=gz, **{k: v[valid] for k, v in ix.items()}))
-    panel = np.zeros((k_tiles * tl.bk, rows))
-    slot = (np.arange(k_tiles)[:, None] * tl.bk + kk).reshape(-1)
-    panel[slot, np.broadcast_to(rr, (k_tiles, len(e))).reshape(-1)] = vals
+    [len(k0) * bk, extent_tile]. Unit e = tid + tg j (j below the loads per thread, e inside the
+    panel) loads `width` elements along the panel's fast axis at the place codegen.panel_layout
+    gives it, if its first element is in range (and not padding); a float4 unit must read the 4
+    elements it stands for: their indices consecutive from a multiple of 4 (checked here by
+    evaluating the load's index expression). Every slot of the panel is written once."""
+    rows, width, count, k_fast = panel_layout(op, t, tl)
+    size, rv = (t.m, "gm") if op == "a" else (t.n, "gn")
+    load, conds = (t.a_load, ()) if op == "a" else (t.b_load, t.b_valid)
+    e = (np.arange(tl.tg)[:, None] + tl.tg * np.arange(count)[None, :]).reshape(-1)
+    e = e[e < rows * tl.bk // width]
+    c = np.arange(width)
+    if k_fast:
+        kk0, rr0 = e % (tl.bk // width) * width, e // (tl.bk // width)
+        kk, rr = kk0[:, None] + c, np.broadcast_to(rr0[:, None], (len(e), width))
+    else:
+        kk0, rr0 = e // (rows // width), e % (rows // width) * width
+        kk, rr = np.broadcast_to(kk0[:, None], (len(e), width)), rr0[:, None] + c
+    assert len(set(zip(kk.reshape(-1).tolist(), rr.reshape(-1).tolist()))) == kk.size == rows * tl.bk
+    assert kk.max() < tl.bk and rr.max() < rows
+    panel = np.zeros((len(k0) * tl.bk, rows))
+    for s_, k_start in enumerate(k0):
+        g_k0, g_r0 = k_start + kk0, base + rr0
+        ok = (g_r0 < size) & (g_k0 < t.k)
+        for cond in conds:
+            ok[ok] &= np.asarray(_eval(cond, dict(env, gz=gz, gk=g_k0[ok], **{rv: g_r0[ok]})), bool)
+        if not ok.any():
+            continue
+        g_k, g_r = k_start + kk[ok], base + rr[ok]
+        vals = _eval(load, dict(env, gz=gz, gk=g_k, **{rv: g_r}))
+        if width > 1:
+            index = np.asarray(_eval(load, {**{p: _IndexOf() for p in env}, "gz": gz, "gk": g_k, rv: g_r}))
+            assert (index[:, 0] % 4 == 0).all() and (index == index[:, :1] + c).all(), "a float4 load reads other elements"
+        panel[s_ * tl.bk + kk[ok], rr[ok]] = vals
     return panel
 
 
@@ -122,8 +138,8 @@ def simulate_tiled(t, tl, arrays: dict, sample: int | None = None) -> np.ndarray
             # over the groups in order (one group: the thread's own accumulator)
             acc = 0
             for k0 in group_k0:
-                a = _panel(t, tl, arrays, gz, k0, m0, "m", t.a_load, (), True)
-                b = _panel(t, tl, arrays, gz, k0, n0, "n", t.b_load, t.b_valid, t.b_k_fastest)
+                a = _panel(t, tl, arrays, gz, k0, m0, "a")
+                b = _panel(t, tl, arrays, gz, k0, n0, "b")
                 acc = acc + (a.T @ b)[rows, cols]  # sum over k of As[k][row] * Bs[k][col]
             out[i] = acc[keep]
     assert (stores == 1).all(), "an output element is stored never or twice"
@@ -198,6 +214,7 @@ def check_model(model, rng, sample=None):
         assert f"__launch_bounds__({tl.threads}, {tl.min_blocks})" in src and f"kos_s < {tl.steps};" in src
         assert f"kos_sm[{tl.smem_floats}]" in src and spec.shared_B["cuda"] == 4 * tl.smem_floats
         assert ("k groups: their partial tiles" in src) == (tl.ks > 1)
+        assert ("bar.sync" in src or "__syncwarp()" in src) == tl.own_barrier
         env = {p.cname: buffer_array(p.buffer).reshape(-1) for p in spec.params if not p.out}
         got = simulate_tiled(t, tl, env, sample)
         ref = _reference(nodes[launch.name], g, value_array).reshape(-1)
@@ -231,12 +248,15 @@ def _odd_model():
     nodes.append(helper.make_node("MatMul", ["a_long", const("w_long", (1100, 19))], ["o7"], name="mm_split_k"))
     nodes.append(helper.make_node("Conv", ["x_long", const("cw_long", (20, 130, 3, 3))], ["o8"], name="conv_split_k",
                                   pads=[1, 0, 1, 0]))
+    # both operands float4-able: A along k, B (an input, n fastest) along n
+    nodes.append(helper.make_node("MatMul", ["a4", "b4n"], ["o9"], name="mm_vec4"))
     f = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info(n, f, s) for n, s in
               (("a", [3, 37, 70]), ("b4", [2, 1, 19, 66]), ("c3", [3, 66, 17]), ("g", [67, 45]),
                ("g2", [23, 65]), ("gb", [65, 31]), ("x", [2, 8, 27, 22]),
-               ("x2", [2, 80, 13, 17]), ("a_long", [20, 1100]), ("x_long", [1, 130, 9, 11]))]
-    outputs = [helper.make_tensor_value_info(f"o{i}", f, None) for i in range(1, 9)]
+               ("x2", [2, 80, 13, 17]), ("a_long", [20, 1100]), ("x_long", [1, 130, 9, 11]),
+               ("a4", [2, 36, 72]), ("b4n", [2, 72, 52]))]
+    outputs = [helper.make_tensor_value_info(f"o{i}", f, None) for i in range(1, 10)]
     m = helper.make_model(helper.make_graph(nodes, "odd", inputs, outputs, inits),
                           opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -246,11 +266,44 @@ def _odd_model():
 def test_model_of_tiled_gemm_on_odd_edges():
     variants = check_model(_odd_model(), np.random.default_rng(1))
     assert variants == {"mm_const": "tiled", "mm_bcast": "tiled", "gemm_tt": "tiled", "gemm_act": "tiled",
-                        "conv_s2_d2": "tiled", "conv_1x1_s2": "tiled", "mm_split_k": "tiled", "conv_split_k": "tiled"}
+                        "conv_s2_d2": "tiled", "conv_1x1_s2": "tiled", "mm_split_k": "tiled", "conv_split_k": "tiled",
+                        "mm_vec4": "tiled"}
     low = lower_model(_odd_model(), ["sm_90"])
     split = {n.name: low.specs[n.kernel].tiled[1] for n in low.dag.nodes if n.name.endswith("split_k")}
     assert {n: (tl.ks > 1, tl.k_tiles % tl.ks != 0) for n, tl in split.items()} == \
         {"mm_split_k": (True, True), "conv_split_k": (True, True)}
+
+
+# kinds of tiling the template has, each forced on every GEMM of the odd-edge model
+FORMS = {
+    "one group": lambda tl: tl.ks == 1,
+    "k groups on __syncthreads": lambda tl: tl.ks > 1 and not tl.own_barrier,
+    "k groups of one warp": lambda tl: tl.own_barrier and tl.tg == 32,
+    "k groups on their own barriers": lambda tl: tl.own_barrier and tl.tg > 32,
+    "8x8 thread tiles": lambda tl: tl.tm * tl.tn == 64,
+    "16-deep panels": lambda tl: tl.bk == 16,
+}
+
+
+def force_form(monkeypatch, form):
+    """Make the builder take, for every GEMM, the cost model's best tiling of the given kind (its
+    overall best where none of that kind fits)."""
+    import kernelos.builder.codegen as codegen
+
+    def launch(t):
+        ranked = [tl for _, tl in codegen.tile_candidates(t.z, t.m, t.n, t.k, codegen.CUDA_TILED_LEVEL)]
+        return codegen.with_vector_loads(t, next((tl for tl in ranked if FORMS[form](tl)), ranked[0]))
+    monkeypatch.setattr(codegen, "tile_launch", launch)
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_model_of_each_tiling_form_on_odd_edges(monkeypatch, form):
+    force_form(monkeypatch, form)
+    low = lower_model(_odd_model(), ["sm_90"])
+    launches = [low.specs[n.kernel].tiled[1] for n in low.dag.nodes if low.specs[n.kernel].tiled]
+    assert sum(FORMS[form](tl) for tl in launches) >= 4
+    assert any(tl.vec_a for tl in launches) and any(tl.vec_b for tl in launches)
+    assert set(check_model(_odd_model(), np.random.default_rng(7)).values()) == {"tiled"}
 
 
 @pytest.mark.parametrize("name", ["mlp", "resnet18", "gpt2"])
@@ -333,3 +386,14 @@ def test_tiled_and_gemv_kernels_compile_with_nvrtc(nvrtc, target):
         assert len(binary) > 0
         if target == "sm_90":   # the register budget of __launch_bounds__ holds: nothing spills
             assert Cubin(binary).kernel(k).local_B == 0, k
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_each_tiling_form_compiles_with_nvrtc_without_spilling(nvrtc, monkeypatch, form):
+    import hal
+    from drivers.nvidia.cubin import Cubin
+    force_form(monkeypatch, form)
+    low = lower_model(_odd_model(), ["sm_90"])
+    for k, spec in low.specs.items():
+        if spec.cuda_variant == "tiled":
+            assert Cubin(hal.compile(spec.source("cuda", k), k, "sm_90")).kernel(k).local_B == 0, k

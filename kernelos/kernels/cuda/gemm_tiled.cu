@@ -1,8 +1,10 @@
 /* Tiled GEMM template (fp32, FFMA): out(z, m, n) = epilogue(sum_k A(z, m, k) * B(z, k, n)), the output
  * element at linear index i = (z * $M + m) * $N + n. A block computes a $bm x $bn tile with $ks
  * k group(s) of $tg threads; group g multiplies the $bk-deep k panels g, g + $ks, ... (split-K inside the
- * block, so a GEMM with few tiles still fills the SMs), staged in its own part of shared memory; the
- * next panels are loaded into registers while the current ones are multiplied. A thread of a group
+ * block, so a GEMM with few tiles still fills the SMs), staged in its own part of shared memory (a
+ * group of whole warps synchronises on its own barrier, so groups overlap each other's stalls); the
+ * next panels are loaded into registers (as float4 where the operand runs contiguously along the
+ * panel's fast axis) while the current ones are multiplied. A thread of a group
  * (tx, ty) owns $tm x $tn outputs: rows ty * 4 + r + 4 * $lanes_m * (a / 4) and columns
  * tx * 4 + c + 4 * $lanes_n * (b / 4), so its operands are float4 reads of shared memory that the lanes of
  * a warp spread over the banks. Then the epilogue stores (gemm_tiled_store.cu, one group) or the groups'
@@ -25,32 +27,16 @@ extern "C" __global__ void __launch_bounds__($threads, $min_blocks) $name($param
     for (int ta = 0; ta < $tm; ta++)
 #pragma unroll
         for (int tb = 0; tb < $tn; tb++) kos_acc[ta][tb] = 0.0f;
-    float kos_ra[$pa], kos_rb[$pb];   // the next panels, loaded ahead: element e = tid + $tg j
-#define KOS_LOAD_PANELS(k0)                                                                        \
-    _Pragma("unroll") for (int j = 0; j < $pa; j++) {                                              \
-        const int e = kos_tid + $tg * j, kk = e % $bk, mm = e / $bk;                               \
-        const $ix gm = kos_m0 + mm, gk = (k0) + kk;                                                \
-        kos_ra[j] = (e < $bm * $bk && gm < $M && gk < $K) ? $a_load : 0.0f;                        \
-    }                                                                                              \
-    _Pragma("unroll") for (int j = 0; j < $pb; j++) {                                              \
-        const int e = kos_tid + $tg * j, kk = $b_kk, nn = $b_nn;                                   \
-        const $ix gn = kos_n0 + nn, gk = (k0) + kk;                                                \
-        kos_rb[j] = (e < $bn * $bk && gn < $N && gk < $K && $b_valid) ? $b_load : 0.0f;            \
-    }
+    $ra_decl   // the next panels, loaded ahead (codegen._panel_code)
+#define KOS_LOAD_PANELS(k0) \
+$load_a \
+$load_b
     KOS_LOAD_PANELS(kos_grp * $bk)
-    /* every group runs the same $steps steps (panels past K load as zero): __syncthreads is block-wide */
+    /* every group runs the same $steps steps (panels past K load as zero); $sync_doc */
     for (int kos_s = 0; kos_s < $steps; kos_s++) {
-#pragma unroll
-        for (int j = 0; j < $pa; j++) {
-            const int e = kos_tid + $tg * j;
-            if (e < $bm * $bk) kos_as[e % $bk * $sa + e / $bk] = kos_ra[j];
-        }
-#pragma unroll
-        for (int j = 0; j < $pb; j++) {
-            const int e = kos_tid + $tg * j, kk = $b_kk, nn = $b_nn;
-            if (e < $bn * $bk) kos_bs[kk * $sb + nn] = kos_rb[j];
-        }
-        __syncthreads();
+$store_a
+$store_b
+        $sync;
         if (kos_s + 1 < $steps) { KOS_LOAD_PANELS(((kos_s + 1) * $ks + kos_grp) * $bk) }   // in flight during the FMAs
 #pragma unroll
         for (int kk = 0; kk < $bk; kk++) {
@@ -70,7 +56,7 @@ extern "C" __global__ void __launch_bounds__($threads, $min_blocks) $name($param
 #pragma unroll
                 for (int tb = 0; tb < $tn; tb++) kos_acc[ta][tb] += kos_a[ta] * kos_b[tb];
         }
-        __syncthreads();
+        $sync;
     }
 #undef KOS_LOAD_PANELS
 $epilogue

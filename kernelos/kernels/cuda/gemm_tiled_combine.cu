@@ -3,6 +3,7 @@
      * t of group g. Then every thread of the block adds up some of these outputs over the groups in
      * order 0, 1, ... and stores them, element q = (jh * $tg + t) * 4 + c being accumulator
      * jj = 4 jh + c of thread t: consecutive threads store consecutive columns. */
+    __syncthreads();   // every group is done with its panels
 #pragma unroll
     for (int p = 0; p < $tm * $tn / $slab; p++) {
 #pragma unroll
