@@ -39,18 +39,25 @@ CUDA_GEMV_BLOCK_MAX_OUTPUTS = 512  # ...but a float4 dot product needs a block o
 CUDA_TILED_MIN_MN = 16      # fp32 GEMMs (matmul, conv as implicit GEMM) at least this big in M and N
                             # run the tiled template; smaller ones (batch-1 GEMV) a warp per output
 CUDA_THREAD_TILES = ((8, 8), (8, 4), (4, 8), (4, 4))   # (tm, tn) outputs per thread of the tiled template
-CUDA_THREAD_TILE_EFF = {(8, 8): 0.92, (8, 4): 0.85, (4, 8): 0.85, (4, 4): 0.7}  # FFMA share of its issue slots
 CUDA_TILE_MAX = 128         # bm, bn at most this
 CUDA_TILE_KS = (16, 8, 4)   # panel depths bk
 CUDA_TILE_MAX_THREADS = 512  # per block: 128 registers per thread still leave one block per SM
 CUDA_TILE_MAX_GROUPS = 16   # k groups per block (in-block split-K)
 CUDA_TILE_SMEM_B = 48 * 1024  # static shared memory per block
-CUDA_FILL_BLOCKS = 132      # SMs of an H100 (the cost model spreads the grid over these)
-CUDA_SM_FMA_PER_CLK = 128   # fp32 FFMA lanes per SM
-CUDA_STEP_SYNC_CLK = 60     # a panel step's two block barriers and shared stores, not hidden
-CUDA_LOAD_LATENCY_CLK = 500  # a step at least covers the next panels' loads (issued one step ahead)
-CUDA_L2_B_PER_CLK = 32      # L2 -> SM bandwidth per SM (about 7 TB/s over 132 SMs at 1.7 GHz)
-CUDA_COMBINE_PASS_CLK = 150  # one pass of the k groups' reduction through shared memory
+CUDA_FILL_BLOCKS = 132      # SMs of an H100 / H200 (the cost model spreads the grid over these)
+# The cost model (_tile_cost_clk), in clocks of the busiest SM, fitted to 168 tilings of the GPT-2 and
+# ResNet-18 GEMM shapes timed by bench/gemm_cuda.py on an H200 (2026-11-26, driver 580.159.04; median
+# error 9%, its picks within 3% of the best measured in all): a panel step costs a fixed part
+# (barriers, load latency not hidden) plus the floats the SM loads into its panels (float4 loads,
+# scalar loads, a convolution's gathered window elements) plus its issue slots (FFMA and float4
+# shared reads per scheduler); the k groups' reduction a part per pass and warp; a launch a constant.
+CUDA_STEP_CLK = 433.0
+CUDA_VEC_CLK_PER_FLOAT = 0.22
+CUDA_SCALAR_CLK_PER_FLOAT = 0.99
+CUDA_GATHER_CLK_PER_FLOAT = 0.56
+CUDA_ISSUE_CLK = 0.90
+CUDA_COMBINE_CLK = 100.0     # per reduction pass and warp
+CUDA_LAUNCH_CLK = 3813.0
 # Build-time knob: KOS_CUDA_TILED=2 (default) renders GEMMs (matmul, conv) with the tiled template in
 # all its forms, 1 with 256-thread blocks only (no k groups), 0 with the reduction templates (a warp or
 # block per output). Level 2 passed `pytest -m nvidia tests/builder` and bench/e2e on an H200
@@ -221,18 +228,18 @@ class TileLaunch:
 
 
 def _regs_needed(outs: int) -> int:
-    """Register budget per thread the tiled kernel fits in without spilling (16 to 64 outputs plus
-    their operands and the next panels' elements; tests/builder/test_cuda_gemm_model.py checks that
-    no tiled kernel uses local memory)."""
-    return 128
+    """Register budget per thread the tiled kernel fits in without spilling: its outputs plus their
+    operands, the next panels' elements and the index arithmetic (scalar loads of a transposed
+    operand take the most); tests/builder/test_cuda_gemm_model.py checks that no tiled kernel of any
+    form uses local memory."""
+    return 160 if outs == 64 else 128
 
 
-def _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk) -> tuple:
+def _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk, vec_a=False, vec_b=False, gather=False) -> tuple:
     """(estimated clocks of the busiest SM, TileLaunch) for one candidate, or None where it does not
     fit: the next panels' elements in registers (16 per thread with 64 outputs, else 24), the panels
     in shared memory; the grid spread over CUDA_FILL_BLOCKS SMs, as many blocks at once as registers
-    allow; a step's time the most of its FFMAs (the rate by thread tile and warps in flight), its
-    panel loads from L2 and the loads' latency, plus its barriers (less where groups have their own)."""
+    allow; a step's time as fitted (see CUDA_STEP_CLK)."""
     bm, bn, tg = lm * tm, ln * tn, lm * ln
     threads = tg * ks
     k_tiles = -(-k // bk)
@@ -244,24 +251,26 @@ def _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk) -> tuple:
         return None
     regs = _regs_needed(tm * tn)
     per_sm = max(1, min(65536 // (threads * regs), 2048 // threads, 228 * 1024 // (4 * tl.smem_floats + 1024)))
-    tl = TileLaunch(bm, bn, bk, tm, tn, tiles_m, tiles_n, tl.grid, ks, k_tiles, per_sm)
+    tl = TileLaunch(bm, bn, bk, tm, tn, tiles_m, tiles_n, tl.grid, ks, k_tiles, per_sm, vec_a, vec_b)
     blocks = -(-tl.grid // CUDA_FILL_BLOCKS)          # on the busiest SM
     together = min(blocks, per_sm)
     waves = -(-blocks // together)
     warps = together * threads / 32
-    rate = CUDA_SM_FMA_PER_CLK * CUDA_THREAD_TILE_EFF[(tm, tn)] * min(1.0, 0.55 + warps / 32)
-    step = together * threads * tm * tn * bk / rate
-    load = together * ks * (bm + bn) * bk * 4 / CUDA_L2_B_PER_CLK
-    sync = CUDA_STEP_SYNC_CLK / (2 if tl.own_barrier else 1)
-    step = max(step, load, CUDA_LOAD_LATENCY_CLK) + sync
-    combine = (tm * tn // tl.slab) * CUDA_COMBINE_PASS_CLK if ks > 1 else 0
-    return waves * (tl.steps * step + combine + 300), tl
+    fa, fb = together * ks * bm * bk, together * ks * bn * bk
+    vec = fa * vec_a + fb * vec_b
+    gathered = fb if gather else 0
+    issue = warps * bk * (tm * tn + tm / 4 + tn / 4) / 4
+    step = (CUDA_STEP_CLK + CUDA_VEC_CLK_PER_FLOAT * vec + CUDA_SCALAR_CLK_PER_FLOAT * (fa + fb - vec - gathered)
+            + CUDA_GATHER_CLK_PER_FLOAT * gathered + CUDA_ISSUE_CLK * issue)
+    combine = (tm * tn // tl.slab) * warps * CUDA_COMBINE_CLK if ks > 1 else 0
+    return waves * (tl.steps * step + combine) + CUDA_LAUNCH_CLK, tl
 
 
 @functools.lru_cache(maxsize=None)
-def tile_candidates(z, m, n, k, level) -> list:
+def tile_candidates(z, m, n, k, level, vec_a=False, vec_b=False, gather=False) -> list:
     """[(estimated clocks, TileLaunch)] of every tiling that fits, best first (ties: fewer threads,
-    then bigger thread tiles)."""
+    then bigger thread tiles); vec_a, vec_b: which operands load as float4, gather: B is a
+    convolution's window (see with_vector_loads)."""
     found = []
     for tm, tn in CUDA_THREAD_TILES:
         for lm in (1, 2, 4, 8, 16, 32):
@@ -275,25 +284,33 @@ def tile_candidates(z, m, n, k, level) -> list:
                     if threads > CUDA_TILE_MAX_THREADS:
                         break
                     for bk in CUDA_TILE_KS if threads % 32 == 0 else ():
-                        got = _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk)
+                        got = _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk, vec_a, vec_b, gather)
                         if got is not None:
                             found.append(((got[0], threads, -tm * tn, -bk), got[1]))
     found.sort(key=lambda c: c[0])
     return [(key[0], tl) for key, tl in found]
 
 
-def tile_cost_clk(z, m, n, k, tl: TileLaunch) -> float:
+def tile_cost_clk(t: TiledGemm, tl: TileLaunch) -> float:
     """The cost model's estimate for a chosen tiling (clocks of the busiest SM)."""
-    return _tile_cost_clk(z, m, n, k, tl.tm, tl.tn, tl.lanes_m, tl.lanes_n, tl.ks, tl.bk)[0]
+    return _tile_cost_clk(t.z, t.m, t.n, t.k, tl.tm, tl.tn, tl.lanes_m, tl.lanes_n, tl.ks, tl.bk, tl.vec_a, tl.vec_b,
+                          bool(t.b_valid))[0]
 
 
 def tile_launch(t: TiledGemm) -> TileLaunch:
     """The tile, thread tile, k groups and panel depth of least estimated time (_tile_cost_clk) among
     all that fit (KOS_CUDA_TILED=1 keeps to one k group), with float4 loads where they read the same."""
-    return with_vector_loads(t, tile_candidates(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL)[0][1])
+    return ranked_tiles(t)[0]
+
+
+def ranked_tiles(t: TiledGemm) -> list:
+    """Every tiling of t that fits, best estimate first, with its vector loads."""
+    v = with_vector_loads(t, TileLaunch(16, 16, 16, 4, 4, 1, 1, 1))
+    return [tl for _, tl in tile_candidates(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL, v.vec_a, v.vec_b, bool(t.b_valid))]
 
 
 def with_vector_loads(t: TiledGemm, tl: TileLaunch) -> TileLaunch:
+    """tl with float4 loads for the operands that run contiguously by 4 along their panel's fast axis."""
     b_axes = (("gn", t.n), ("gk", t.k)) if t.b_k_fastest else (("gk", t.k), ("gn", t.n))
     return dataclasses.replace(tl, vec_a=runs_by_4(t.a_load, t.z, ("gm", t.m), ("gk", t.k)),
                                vec_b=not t.b_valid and runs_by_4(t.b_load, t.z, *b_axes))

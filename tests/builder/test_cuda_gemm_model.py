@@ -291,8 +291,8 @@ def force_form(monkeypatch, form):
     import kernelos.builder.codegen as codegen
 
     def launch(t):
-        ranked = [tl for _, tl in codegen.tile_candidates(t.z, t.m, t.n, t.k, codegen.CUDA_TILED_LEVEL)]
-        return codegen.with_vector_loads(t, next((tl for tl in ranked if FORMS[form](tl)), ranked[0]))
+        ranked = codegen.ranked_tiles(t)
+        return next((tl for tl in ranked if FORMS[form](tl)), ranked[0])
     monkeypatch.setattr(codegen, "tile_launch", launch)
 
 
