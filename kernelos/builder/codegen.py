@@ -6,8 +6,9 @@ loops), applies the fused elementwise epilogue and stores. How the outputs map o
 template's choice per target: on cpu, blocks are chunks of outputs (cpu/pointwise.c) or groups of
 output rows that an anchor accumulates with vectorised inner loops (cpu/rows.c: convolution, GEMV);
 on CUDA, a thread, a warp or a block per output (cuda/pointwise*.cu) by reduction length, and fp32
-reductions that are GEMMs (matmul, one-group 2-D conv as an implicit GEMM: `TiledGemm`) a 16x16
-thread block per output tile that runs the same epilogue per output (cuda/gemm_tiled.cu). Constants
+reductions that are GEMMs (matmul, one-group 2-D conv as an implicit GEMM: `TiledGemm`) a block per
+output tile, split along k over groups of threads inside the block, that runs the same epilogue per
+output (cuda/gemm_tiled.cu; the tiling from a fitted cost model, tile_launch). Constants
 (shapes, strides, scalars) are baked into the source so the compilers fold index arithmetic;
 identical sources compile once (compile.py).
 """
@@ -59,9 +60,10 @@ CUDA_ISSUE_CLK = 0.90
 CUDA_COMBINE_CLK = 100.0     # per reduction pass and warp
 CUDA_LAUNCH_CLK = 3813.0
 # Build-time knob: KOS_CUDA_TILED=2 (default) renders GEMMs (matmul, conv) with the tiled template in
-# all its forms, 1 with 256-thread blocks only (no k groups), 0 with the reduction templates (a warp or
-# block per output). Level 2 passed `pytest -m nvidia tests/builder` and bench/e2e on an H200
-# (driver 580.159.04, 2026-11-26): ResNet-18 shape 6746 -> 928 us, GPT-2 shape 8043 -> 4357 us.
+# all its forms, 1 with one k group per block only, 0 with the reduction templates (a warp or block per
+# output). The first tiled template at level 2 passed `pytest -m nvidia tests/builder` and bench/e2e on
+# an H200 (driver 580.159.04, 2026-11-26): ResNet-18 shape 6746 -> 928 us, GPT-2 shape 8043 -> 4357 us;
+# bench/gemm_cuda.py times the current one per GEMM shape against PyTorch.
 CUDA_TILED_LEVEL = int(os.environ.get("KOS_CUDA_TILED", "2"))
 
 # numpy dtype name -> C type (the same spelling for C and CUDA: the CUDA prelude typedefs them)
