@@ -1,10 +1,13 @@
 """Model-of-the-kernel tests for the CUDA GEMM paths (no GPU here): a numpy model of the tiled
-template kernels/cuda/gemm_tiled.cu (its grid decomposition, panel loads with their bounds and
-padding checks, the 16x16 thread -> output mapping and the output index) run on the TiledGemm and
-TileLaunch the builder chose for every GEMM-shaped node of the three bench models and of odd-edged
-shapes, against an independent float64 reference (np.matmul, a direct convolution) computed from
-the ONNX operands. The load expressions are the builder's own C strings, evaluated in Python (/ ->
-//: the builder only divides non-negative indices). Plus the coverage of the unrolled GEMV lanes."""
+template kernels/cuda/gemm_tiled.cu (its grid decomposition, the k groups' panels, the panel loads
+with their bounds and padding checks, scalar or float4 (whose 4 elements are checked to be the ones
+the scalar loads would read), the thread -> output mapping, the k groups' reduction order and the
+output index) run on the TiledGemm and TileLaunch the builder chose for every GEMM-shaped node of
+the three bench models and of odd-edged shapes, and on every form of tiling forced on the odd-edged
+ones, against an independent float64 reference (np.matmul, a direct convolution) computed from the
+ONNX operands. The load expressions are the builder's own C strings, evaluated in Python (/ -> //:
+the builder only divides non-negative indices). Plus NVRTC compiles of them without local memory
+(where NVRTC is installed) and the coverage of the unrolled GEMV lanes."""
 
 import numpy as np
 import pytest
