@@ -75,3 +75,9 @@ vm-boot: vm-image
 
 # The test suite boots the VM (tests/vm), so it needs the tools above.
 test: vm-tools
+
+# Host path of a batch-1 inference and the I/O size crossovers on nv:0 (bench/host_io.py).
+.PHONY: bench-host-io
+bench-host-io: $(STAMP)
+	$(PY) -m bench.host_io sizes --device nv:0
+	$(PY) -m bench.host_io model --device nv:0 --modes default,staged

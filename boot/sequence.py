@@ -69,14 +69,18 @@ def _import_runtime():
 def bring_up(image_path, spec: str | None, say) -> tuple:
     """(verified image, opened device): the image fully verified first (nothing touches a device
     before), then the device picked and brought up, while a helper thread imports numpy and the
-    model loader (joined before returning, so a wait for it shows in the next step's time)."""
+    model loader (joined before returning, so a wait for it shows in the next step's time). With a
+    device spec, a second helper imports its driver meanwhile (hal.preload: no device work)."""
     with quick_switches():
         imports = Background(_import_runtime, "kernelos-imports")
+        driver = Background(lambda: hal.preload(spec), "driver-imports") if spec else None
         image = read_image(image_path)
         try:
             say(f"image {image_path}: model {image.name!r}, {len(image.sections)} sections, "
                 f"{image.sections[-1].offset_B + image.sections[-1].size_B} B, targets {', '.join(image.targets)}; "
                 "verified (header, table, SHA-256 of every section, manifest)")
+            if driver is not None:
+                driver.result()          # hal.open would wait for the same imports
             dev = pick_device(image, spec, say)
             try:
                 say(f"device {dev.spec}: {dev.info.name} ({dev.info.arch}), {dev.info.memory_B / 2**30:.1f} GiB"

@@ -117,12 +117,16 @@ class Server:
         self.stats = Stats()
         self._servers, self._threads = [], []
         self.addresses = []
+        self._unix_file = None  # (st_dev, st_ino) of the socket file we bound, so close() removes only ours
 
     def start(self) -> "Server":
         try:
             if self.unix_path:
                 _claim_socket_path(self.unix_path)
-                self._listen(_Unix(self.unix_path, _Handler))
+                srv = _Unix(self.unix_path, _Handler)
+                st = os.lstat(self.unix_path)
+                self._unix_file = (st.st_dev, st.st_ino)
+                self._listen(srv)
                 self.addresses.append(self.unix_path)
             if self.tcp:
                 srv = _Tcp(self._tcp_address, _Handler)
@@ -183,7 +187,20 @@ class Server:
         for t in self._threads:
             t.join(timeout=5)
         self._servers, self._threads = [], []
-        if self.unix_path and os.path.exists(self.unix_path) and self.unix_path in self.addresses:
+        self._remove_socket_file()
+
+    def _remove_socket_file(self):
+        """Unlink the socket file only if it is still the one we bound: another server may have
+        replaced it meanwhile (after finding it stale), and its file is not ours to remove. The
+        check and the unlink are two calls; a replacement between them is not guarded against."""
+        ours, self._unix_file = self._unix_file, None
+        if ours is None:
+            return
+        try:
+            st = os.lstat(self.unix_path)
+        except FileNotFoundError:
+            return
+        if (st.st_dev, st.st_ino) == ours:
             os.unlink(self.unix_path)
 
     def __enter__(self):

@@ -14,12 +14,13 @@ from .errors import (CompileError, DeviceClosed, DeviceError, DeviceFault, Devic
                      ImageError, InvalidArgument, KernelosError, OutOfDeviceMemory)
 from .program import PARAM_TYPES, KernelMeta, Program
 from .queue import QUEUE_KINDS, CommandStream, Queue, Var, resolve
-from .registry import DRIVERS, compile, open, parse_spec, probe, probe_report
+from .registry import DRIVERS, compile, open, parse_spec, preload, probe, probe_report
 from .signal import Signal
 
 __all__ = [
     "Buffer", "CommandStream", "CompileError", "DEFAULT_TIMEOUT_S", "DRIVERS", "Device", "DeviceClosed",
     "DeviceError", "DeviceFault", "DeviceInfo", "DeviceNotFound", "DeviceTimeout", "GraphError", "ImageError",
     "InvalidArgument", "KernelMeta", "KernelosError", "OutOfDeviceMemory", "PARAM_TYPES", "Program",
-    "QUEUE_KINDS", "Queue", "Signal", "Var", "compile", "open", "parse_spec", "probe", "probe_report", "resolve",
+    "QUEUE_KINDS", "Queue", "Signal", "Var", "compile", "open", "parse_spec", "preload", "probe", "probe_report",
+    "resolve",
 ]

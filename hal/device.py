@@ -15,6 +15,11 @@ class DeviceInfo:
     spec: what `hal.open` takes ("cpu", "nv:0"); vendor: "cpu" | "nvidia" | "amd";
     arch: the kernel target it runs ("cpu-x86_64", "sm_90", "gfx1100"); memory_B: usable memory;
     compute_units: cores / SMs / CUs; extra: driver details (PCI bus, driver and firmware versions).
+    How a model's inputs and outputs should reach the kernels where device memory is not
+    host-visible (kernelos/model.py; 0, the default, stages them all through the copy queue):
+    input_write_max_B: inputs up to this size are written by the compute queue itself from its
+    command stream (CommandStream.write), with no copy-queue hand-off; output_in_place_max_B:
+    outputs up to this size are written by the kernels in place in host-visible memory.
     """
 
     spec: str
@@ -24,6 +29,8 @@ class DeviceInfo:
     memory_B: int
     compute_units: int
     extra: dict = field(default_factory=dict)
+    input_write_max_B: int = 0
+    output_in_place_max_B: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

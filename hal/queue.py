@@ -9,8 +9,12 @@ Work reaches it through a CommandStream: chainable builders that encode commands
 
 `Var(name)` (optionally `Var(name) + k`) stands for a signal value given at submit time; the
 per-submit host cost is O(number of Var slots), independent of the number of launches.
+`write(dst, size_B, name)` records a host-to-device write whose bytes are given at submit time
+(`s.submit(t=3, x=array)`): small inputs reach device memory in queue order, on any queue kind,
+with no copy-queue hand-off.
 """
 
+import operator
 from dataclasses import dataclass
 
 from .buffer import Buffer
@@ -46,11 +50,46 @@ def resolve(value, values: dict) -> int:
     return value.resolve(values) if isinstance(value, Var) else int(value)
 
 
+def _bytes_of(data, size_B: int, name: str) -> memoryview:
+    """data (bytes, bytearray, memoryview, C-contiguous numpy array) as size_B bytes, or InvalidArgument."""
+    if data.__class__ is memoryview and data.format == "B" and data.ndim == 1 and data.c_contiguous \
+            and data.nbytes == size_B:
+        return data                                  # already what the driver takes (the scheduler's case)
+    try:
+        mv = memoryview(data)
+        if not mv.c_contiguous:
+            raise ValueError("not C-contiguous")
+        mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"write {name!r} needs a C-contiguous bytes-like value, got {type(data).__name__} ({e})") from None
+    if mv.nbytes != size_B:
+        raise InvalidArgument(f"write {name!r} takes exactly {size_B} B, got {mv.nbytes} B")
+    return mv
+
+
+def _integer(value):
+    """value as a Python int if it is an integer (numpy integers too; not bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _dims3(dims, what: str) -> tuple:
-    dims = (dims,) if isinstance(dims, int) else tuple(dims)
-    if not 1 <= len(dims) <= 3 or any(not isinstance(d, int) or d < 1 or d > 0x7FFFFFFF for d in dims):
-        raise InvalidArgument(f"{what} must be 1 to 3 positive ints, got {dims!r}")
-    return dims + (1,) * (3 - len(dims))
+    """(x, y, z) from one integer or a sequence of 1 to 3 (missing ones are 1)."""
+    if _integer(dims) is not None:
+        ints = [_integer(dims)]
+    else:
+        try:
+            ints = [] if isinstance(dims, (str, bytes)) else [_integer(d) for d in dims]
+        except TypeError:  # neither an integer nor iterable (a float, None, a bool)
+            ints = []
+    if not 1 <= len(ints) <= 3 or any(d is None or not 1 <= d <= 0x7FFFFFFF for d in ints):
+        raise InvalidArgument(f"{what} must be an integer or 1 to 3 of them (int or numpy integer, not bool "
+                              f"or float), each 1..2**31-1; got {dims!r}")
+    return tuple(ints) + (1,) * (3 - len(ints))
 
 
 class CommandStream:
@@ -60,6 +99,9 @@ class CommandStream:
     - launch() only on compute queues, copy() only on copy queues; InvalidArgument otherwise.
     - Arguments are validated when recorded (ranges, devices, arg types), never at submit.
     - Commands run in order on their queue; across queues, order only through signal/wait.
+    - write() works on every queue kind; its bytes are taken when submit() is called, so the same
+      stream can carry new input each replay (submit waits, if needed, until an earlier submit of
+      the stream no longer needs the previous bytes).
     - submit(**values) binds every Var used; a missing one raises InvalidArgument and submits
       nothing. submit returns the stream so `s.submit(t=1)` chains.
     - decode() returns one human-readable line per recorded hardware command (method or packet
@@ -68,7 +110,8 @@ class CommandStream:
 
     def __init__(self, queue: "Queue"):
         self.queue, self.device = queue, queue.device
-        self.var_names: set = set()
+        self.var_names: set = set()        # names submit() must bind: Vars and writes
+        self.writes: dict = {}             # write data name -> size_B
 
     # --- chainable builders -------------------------------------------------------------
     def launch(self, program: Program, args, grid, block=(1, 1, 1)) -> "CommandStream":
@@ -92,6 +135,21 @@ class CommandStream:
             self._copy(dst.address(dst_offset_B), src.address(src_offset_B), size_B)
         return self
 
+    def write(self, dst: Buffer, size_B: int, name: str, dst_offset_B: int = 0) -> "CommandStream":
+        """Write size_B bytes given at each submit as submit(name=bytes-like of exactly size_B bytes)
+        into dst at dst_offset_B, in this queue's order (after the commands recorded before it)."""
+        if not isinstance(dst, Buffer) or dst.device is not self.device:
+            raise InvalidArgument(f"write dst must be a Buffer of {self.device.spec}, got {dst!r}")
+        if not isinstance(size_B, int) or size_B < 1:
+            raise InvalidArgument(f"write size_B must be a positive int, got {size_B!r}")
+        dst.check_range(dst_offset_B, size_B, "write dst")
+        if not isinstance(name, str) or not name.isidentifier() or name in self.var_names:
+            raise InvalidArgument(f"write data name must be an identifier not used by another Var or write, got {name!r}")
+        self.var_names.add(name)
+        self.writes[name] = size_B
+        self._host_write(dst.address(dst_offset_B), size_B, name)
+        return self
+
     def signal(self, sig: Signal, value) -> "CommandStream":
         self._check_signal(sig, value)
         self._signal(sig, value)
@@ -110,9 +168,16 @@ class CommandStream:
     def submit(self, **values) -> "CommandStream":
         if self.device.closed:
             raise DeviceClosed(f"device {self.device.spec} is closed")
-        missing = self.var_names - set(values)
-        if missing:
-            raise InvalidArgument(f"submit() needs values for {sorted(missing)}")
+        if len(values) < len(self.var_names) or not self.var_names <= values.keys():
+            raise InvalidArgument(f"submit() needs values for {sorted(self.var_names - set(values))}")
+        for name in self.var_names:
+            v = values[name]
+            if name in self.writes:
+                values[name] = _bytes_of(v, self.writes[name], name)
+            elif v.__class__ is not int:     # ints (numpy ints too); a float or bool would be truncated or misread
+                if isinstance(v, bool) or not hasattr(v, "__index__"):
+                    raise InvalidArgument(f"Var {name!r} must be an int, got {v!r}")
+                values[name] = operator.index(v)
         self._submit(values)
         return self
 
@@ -126,6 +191,8 @@ class CommandStream:
             raise InvalidArgument(f"expected a Signal of {self.device.spec}, got {sig!r}")
         sig._check_live()
         if isinstance(value, Var):
+            if value.name in self.writes:
+                raise InvalidArgument(f"Var {value.name!r} has the name of this stream's write data")
             self.var_names.add(value.name)
         elif not isinstance(value, int) or not 0 <= value < 1 << 64:
             raise InvalidArgument(f"signal value must be a 64-bit unsigned int or a Var, got {value!r}")
@@ -135,6 +202,11 @@ class CommandStream:
         raise NotImplementedError
 
     def _copy(self, dst_va: int, src_va: int, size_B: int):
+        raise NotImplementedError
+
+    def _host_write(self, dst_va: int, size_B: int, name: str):
+        """Record a write of size_B bytes to dst_va; _submit finds them as values[name], a
+        C-contiguous memoryview of format "B" and exactly size_B bytes."""
         raise NotImplementedError
 
     def _signal(self, sig, value):

@@ -8,6 +8,7 @@ The HAL knows drivers only by module path: a driver package exposes
     open(index: int) -> Device
     TARGET_PREFIXES: tuple           kernel targets it compiles for ("cpu-", "sm_")
     compile(source, name, target, options=()) -> bytes   (CompileError with the log on failure)
+    preload() (optional)             import what open() needs, touching no device
 
 so importing hal never imports a driver, and a missing driver costs nothing.
 """
@@ -57,6 +58,17 @@ def open(spec: str):  # noqa: A001 - the HAL's name for it, like builtins.open
     """Open the device named by spec ('cpu', 'nv:0', 'amd:0')."""
     prefix, index = parse_spec(spec)
     return _driver(prefix).open(index)
+
+
+def preload(spec: str):
+    """Import the driver of `spec` and what its open() needs (its optional preload()), touching no
+    device, so that a helper thread can do it while the caller does other work (boot: while the image
+    is verified). Any error is left for open(), which imports the same modules and raises it."""
+    try:
+        prefix, _ = parse_spec(spec)
+        getattr(_driver(prefix), "preload", lambda: None)()
+    except Exception:
+        pass
 
 
 def compile(source: str, name: str, target: str, options=()) -> bytes:  # noqa: A001

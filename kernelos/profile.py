@@ -28,8 +28,8 @@ class NodeTime:
     """One node of the timeline; times in microseconds (medians over the profiled runs)."""
 
     queue: str
-    op: str            # launch | copy_node | copy_in | copy_out
-    name: str          # the DAG node, or the staged buffer for copy_in / copy_out
+    op: str            # launch | copy_node | copy_in | copy_out | write_in
+    name: str          # the DAG node, or the input or output buffer for the others
     what: str          # the kernel with grid/block, or the copy's size
     start_us: float
     gap_us: float

@@ -185,12 +185,7 @@ def _run(args, opts) -> dict:
     if cmd == "bridge-info":
         return bridge.info(_select(args, opts, ("asm2464",)), opts)
     if cmd == "bridge-backup":
-        found = _select(args, opts, ("asm2464",))
-        spi = bridge.open_spi(found, opts)
-        data = bridge.read_backup(spi, opts)
-        spi.link.close()
-        bridge.save_backup(data, args.output)
-        return {"device": found.as_dict(), "output": args.output, "size_B": len(data)}
+        return bridge.backup(_select(args, opts, ("asm2464",)), opts, args.output)
     if cmd == "bridge-write":
         image = _read(args.image)
         bridge_image.check(image, args.image)            # the file first, before looking for a device

@@ -138,7 +138,9 @@ def markdown(data: dict, stages: list, command: str) -> str:
     if fr.get("first_result_s") is not None:
         lines += ["", f"First result: `{fr.get('command')}`, {fr.get('repeats')} fresh processes: median "
                       f"{fr['first_result_s']:.3f} s from process start (boot's own clock), {fr['process_wall_s']:.3f} s "
-                      f"wall around the process; a bare `python -c pass` takes {fr['bare_python_s']:.3f} s."]
+                      f"wall around the process; a bare `python -S -c pass` takes {fr['bare_python_s']:.3f} s."]
+        if fr.get("site_first_result_s") is not None:
+            lines.append(f"Without -S (site initialisation of this interpreter): {fr['site_first_result_s']:.3f} s.")
         if fr.get("cli_first_result_s") is not None:
             lines.append(f"Through the whole CLI (`python -m kernelos boot`): {fr['cli_first_result_s']:.3f} s.")
         elif fr.get("cli_error"):

@@ -104,26 +104,49 @@ def build_demo_image(dest: str):
         build_image(demo_mlp(), dest, list(DEMO_TARGETS), progress=Progress(quiet=True))
 
 
+@contextlib.contextmanager
+def _replaced_on_success(dest: str):
+    """Yields a temporary path next to dest; it replaces dest only if the block succeeds, and is
+    removed otherwise, so dest is either the old file or a whole new one."""
+    tmp = dest + ".tmp"
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def _write_rootfs_cpio(root: str, dest: str):
     """The root file system as a cpio archive compressed with LZ4 (the kernel's legacy LZ4 format):
     a little larger than gzip but unpacked several times faster, which is seconds under emulation."""
-    lz4 = subprocess.Popen(["lz4", "-l", "-9", "-q", "-f", "-", dest + ".tmp"], stdin=subprocess.PIPE)
-    w = CpioWriter(lz4.stdin)
-    w.add_dir("dev")
-    w.add_char_device("dev/console", 5, 1)  # the kernel opens it for /init before devtmpfs exists
-    w.add_tree(root)
-    w.close()
-    lz4.stdin.close()
-    if lz4.wait() != 0:
-        raise RuntimeError(f"lz4 failed compressing the root file system (exit {lz4.returncode})")
-    os.replace(dest + ".tmp", dest)
+    with _replaced_on_success(dest) as tmp:
+        lz4 = subprocess.Popen(["lz4", "-l", "-9", "-q", "-f", "-", tmp], stdin=subprocess.PIPE)
+        try:
+            w = CpioWriter(lz4.stdin)
+            w.add_dir("dev")
+            w.add_char_device("dev/console", 5, 1)  # the kernel opens it for /init before devtmpfs exists
+            w.add_tree(root)
+            w.close()
+            lz4.stdin.close()
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                lz4.stdin.close()  # BrokenPipeError when lz4 is gone
+            lz4.kill()
+            lz4.wait()
+            if isinstance(e, BrokenPipeError):
+                raise RuntimeError("lz4 stopped reading the root file system archive") from e
+            raise
+        if lz4.wait() != 0:
+            raise RuntimeError(f"lz4 failed compressing the root file system (exit {lz4.returncode})")
 
 
 def write_initrd(rootfs_archive: str, image: str, dest: str):
     """dest = an uncompressed cpio holding image, then the root file system archive. The kernel
     unpacks concatenated archives in order; the image goes first because a legacy-LZ4 stream has no
     end marker and runs to the end of the initramfs."""
-    with open(dest + ".tmp", "wb") as out:
+    with _replaced_on_success(dest) as tmp, open(tmp, "wb") as out:
         w = CpioWriter(out)
         with open(image, "rb") as f:
             w.add_file(IMAGE_PATH, f.read())
@@ -131,7 +154,6 @@ def write_initrd(rootfs_archive: str, image: str, dest: str):
         out.write(b"\0" * (-out.tell() % 4))  # archives in an initramfs start 4-byte aligned
         with open(rootfs_archive, "rb") as base:
             shutil.copyfileobj(base, out)
-    os.replace(dest + ".tmp", dest)
 
 
 def _demo_image(out: str) -> str:

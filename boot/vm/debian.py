@@ -8,6 +8,7 @@ machine. Packages are cached by file name in a folder, so a second build downloa
 import glob
 import os
 import re
+import shutil
 import subprocess
 
 # A small kernel for virtual machines: virtio, the 8250 serial console, ACPI power-off built in.
@@ -74,12 +75,32 @@ def download(packages, cache_dir: str) -> dict[str, str]:
 
 
 def extract(deb: str, dest: str, members=()):
-    """Unpack a .deb's files into dest (no maintainer scripts run), optionally only some members."""
+    """Unpack a .deb's files into dest (no maintainer scripts run), optionally only some members.
+    A dest this call created is removed again if unpacking fails; files unpacked into an existing
+    dest stay (rootfs.build assembles its root from scratch each time, so a failed build's root is
+    never used)."""
+    created = not os.path.exists(dest)
     os.makedirs(dest, exist_ok=True)
-    if not members:
-        subprocess.run(["dpkg-deb", "-x", deb, dest], check=True)
-        return
-    tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
-    subprocess.run(["tar", "-x", "-C", dest, "--wildcards", *members], stdin=tar.stdout, check=True)
-    if tar.wait() != 0:
-        raise RuntimeError(f"dpkg-deb --fsys-tarfile {deb} failed")
+    try:
+        if members:
+            _extract_members(deb, dest, members)
+        else:
+            subprocess.run(["dpkg-deb", "-x", deb, dest], check=True)
+    except BaseException:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _extract_members(deb: str, dest: str, members):
+    """dpkg-deb --fsys-tarfile piped into tar; both processes are waited for whatever happens."""
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE) as fsys:
+        try:
+            untar = subprocess.run(["tar", "-x", "-C", dest, "--wildcards", "--", *members], stdin=fsys.stdout)
+        finally:
+            fsys.stdout.close()  # a tar that stopped reading now makes dpkg-deb fail instead of block
+            fsys.wait()
+    if untar.returncode != 0:
+        raise RuntimeError(f"tar could not extract {list(members)} from {deb} (exit {untar.returncode})")
+    if fsys.returncode != 0:
+        raise RuntimeError(f"dpkg-deb --fsys-tarfile {deb} failed (exit {fsys.returncode})")

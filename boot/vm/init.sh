@@ -49,9 +49,10 @@ done
 set -- "$image"
 [ "$count" -gt 0 ] && set -- "$@" --count "$count"  # without --count the boot serves until power-off
 [ -n "$device" ] && set -- "$@" --device "$device"
-say "running: python3 -m boot $*"
+say "running: python3 -S -m boot $*"
 set -o pipefail
-python3 -m boot "$@" 2>&1 | report_first_result
+# -S: no site initialisation (PYTHONPATH from kernelos.env names the package folders), ~10-60 ms less start-up
+python3 -S -m boot "$@" 2>&1 | report_first_result
 status=$?
 if [ "$status" -ne 0 ]; then
     say "boot failed (exit status $status); halting"

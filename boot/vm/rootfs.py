@@ -18,8 +18,9 @@ KERNELOS_DIR = "/opt/kernelos"  # where the runtime packages live in the image (
 CACHE_SUBDIR = "cache"  # KERNELOS_DIR/cache is KERNELOS_CACHE in the image: the prebuilt cpu runtime
 # kernelos's environment in the image, written to ENV_FILE for /init: the cpu runtime is called in
 # cffi's ABI mode (a shared object, dlopen'ed), the one that needs no Python headers to build.
-RUNTIME_ENV = {"PYTHONPATH": KERNELOS_DIR, "KERNELOS_CACHE": f"{KERNELOS_DIR}/{CACHE_SUBDIR}",
-               "KERNELOS_CPU_FFI": "abi"}
+# PYTHONPATH also names Debian's dist-packages (numpy): /init runs `python3 -S`, which skips site.
+RUNTIME_ENV = {"PYTHONPATH": f"{KERNELOS_DIR}:/usr/lib/python3/dist-packages",
+               "KERNELOS_CACHE": f"{KERNELOS_DIR}/{CACHE_SUBDIR}", "KERNELOS_CPU_FFI": "abi"}
 ENV_FILE = "etc/kernelos.env"
 RUNTIME_PACKAGES = ("hal", "drivers", "kernelos", "boot", "tools")  # the repo's packages /init imports
 SKIP_IN_IMAGE = ("boot/vm",)  # the image recipe itself is build-host only

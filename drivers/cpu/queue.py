@@ -7,8 +7,8 @@ packets, so a replay costs the same whatever the number of launches in it.
 
 import signal as _signals
 import threading
+import time
 from collections import deque
-from operator import index
 
 from hal.errors import DeviceClosed, DeviceFault, DeviceTimeout, InvalidArgument
 from hal.queue import CommandStream, Queue, Var
@@ -37,12 +37,18 @@ class CpuQueue(Queue):
 
     def state(self) -> dict:
         s = self._raw_state()
-        fn = self.device._program_names.get(s[6], hex(s[6])) if s[3] else ""
         out = {"kind": self.kind, "index": self.index, "wptr": s[0], "rptr": s[1], "pending": s[0] - s[1],
                "capacity": s[2], "dead": bool(s[3]), "executor_sleeping": bool(s[7])}
-        if s[3]:
-            out["fault"] = f"{_signal_name(s[4])} at {s[5]:#x} in kernel {fn}"
+        if s[3] and s[4]:
+            out["fault"] = f"{_signal_name(s[4])} at {s[5]:#x} in kernel {self.device._program_names.get(s[6], hex(s[6]))}"
+        elif s[3]:  # died in a WAIT on a signal that a dead queue (s[6]) would have set
+            owner = next((f"queue {q.kind}{q.index}" for q in self.device._queues.values() if q._address() == s[6]),
+                         "a dead queue")
+            out["fault"] = f"waited on signal {s[5]:#x}, which {owner} would have set before it died"
         return out
+
+    def _address(self) -> int:
+        return int(self._ffi.cast("uintptr_t", self._q)) if self._q is not None else 0
 
     def _raw_state(self):
         if self._q is None:
@@ -75,6 +81,16 @@ class CpuQueue(Queue):
         self._inflight.append((wptr, keepalive))  # deque.append is atomic: submits may come from several threads
         if len(self._inflight) > PRUNE_EVERY:
             self._prune()
+        return wptr
+
+    def wait_passed(self, fence: int, what: str):
+        """Block until the executor has passed fence (DeviceTimeout after SUBMIT_TIMEOUT_NS)."""
+        deadline = time.monotonic_ns() + SUBMIT_TIMEOUT_NS
+        while not self.passed(fence):
+            if time.monotonic_ns() > deadline:
+                raise DeviceTimeout(f"queue {self.kind}{self.index} did not pass {what} within "
+                                    f"{SUBMIT_TIMEOUT_NS / 1e9} s (a wait on a signal nobody sets?)")
+            time.sleep(0)
 
     def _prune(self):
         rptr = self._lib.kos_queue_rptr(self._q)
@@ -118,6 +134,8 @@ class CpuStream(CommandStream):
         self._offsets = {}         # Var name -> (min, max) offset, to range-check values at submit
         self._encoded = None       # (packets, count, vals, keepalive) once encoded
         self._programs = []
+        self._write_stage = []     # (name, staging char[] the write's copy packet reads, its memoryview)
+        self._last_wptr = 0        # ring position after this stream's latest submit
 
     # --- recording ------------------------------------------------------------------------
     def _launch(self, program, args_bytes: bytes, grid3, block3):
@@ -128,6 +146,13 @@ class CpuStream(CommandStream):
 
     def _copy(self, dst_va: int, src_va: int, size_B: int):
         self._record(("copy", dst_va, src_va, size_B))
+
+    def _host_write(self, dst_va: int, size_B: int, name: str):
+        """A copy packet from the stream's own staging bytes, filled with values[name] at submit."""
+        ffi = self.device._ffi
+        stage = ffi.new("char[]", size_B)
+        self._write_stage.append((name, stage, memoryview(ffi.buffer(stage))))
+        self._record(("copy", dst_va, int(ffi.cast("uintptr_t", stage)), size_B))
 
     def _signal(self, sig, value):
         self._record(("signal", sig, self._value(value)))
@@ -184,7 +209,7 @@ class CpuStream(CommandStream):
                 if slot is not None:
                     p.flags, p.slot = lib.KOS_FLAG_VAR, slot
         vals = ffi.new("uint64_t[]", max(len(self._slots), 1))
-        keepalive = (packets, args, tuple(self._programs))  # what the executor reads until the submit is done
+        keepalive = (packets, args, tuple(self._programs), tuple(self._write_stage))  # read until the submit is done
         self._encoded = (int(ffi.cast("uintptr_t", packets)), count, vals, keepalive)
         self._bindings = [(name, slot, *self._offsets[name]) for name, slot in self._slots.items()]
         self._programs_checked_at = -1
@@ -200,17 +225,17 @@ class CpuStream(CommandStream):
                     raise DeviceClosed(f"stream launches program {program.name!r}, which was closed")
             self._programs_checked_at = self.device.programs_closed
         for name, slot, lo, hi in self._bindings:
-            v = values[name]
-            if v.__class__ is not int:  # numpy ints are fine, floats and strings are not
-                try:
-                    v = index(v)
-                except TypeError:
-                    raise InvalidArgument(f"Var {name!r} must be an int, got {v!r}") from None
+            v = values[name]           # an int: CommandStream.submit converted and checked it
             if v + lo < 0 or v + hi > U64:
                 raise InvalidArgument(f"Var {name!r} = {v!r} makes a signal value outside 0..2**64-1")
             vals[slot] = v
+        if self._write_stage:
+            if self._last_wptr:
+                self.queue.wait_passed(self._last_wptr, "the previous submit of a stream whose write bytes change")
+            for name, _, view in self._write_stage:
+                view[:] = values[name]
         if count:
-            self.queue.push(packets_va, count, vals, len(self._bindings), keepalive)
+            self._last_wptr = self.queue.push(packets_va, count, vals, len(self._bindings), keepalive)
 
     def decode(self) -> list:
         if self._encoded is None:

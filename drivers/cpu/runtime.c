@@ -155,10 +155,21 @@ typedef struct worker {
     launch_job *job;
 } worker;
 
+/* A signal write that a dead queue skipped: waits for at most `value` on `addr` cannot be satisfied
+ * by that queue any more (see "orphans" below). */
+typedef struct orphan {
+    uint64_t addr, value;
+    kos_queue *owner;
+} orphan;
+
 struct kos_dev {
     _Atomic uint32_t wake_seq;     /* futex word bumped after every signal write */
     _Atomic uint32_t waiters;      /* threads sleeping on wake_seq */
     _Atomic uint32_t dead_queues;  /* queues stopped by a fault, not yet torn down */
+    pthread_mutex_t orphan_lock;   /* guards the orphan table */
+    orphan *orphans;               /* skipped signal writes of dead queues, one entry per (owner, addr) */
+    size_t n_orphans, orphan_cap;
+    kos_queue *orphans_lost;       /* a dead queue whose table entry could not be allocated: every wait depends on it */
     uint64_t spin_ns;              /* how long waits spin before sleeping */
     pthread_mutex_t pool_lock;     /* one launch uses the pool at a time; others run inline */
     int nworkers;
@@ -217,9 +228,11 @@ kos_dev *kos_dev_create(int nworkers, uint64_t spin_ns) {
     if (!d) return NULL;
     d->spin_ns = spin_ns;
     pthread_mutex_init(&d->pool_lock, NULL);
+    pthread_mutex_init(&d->orphan_lock, NULL);
     d->workers = calloc(nworkers > 0 ? nworkers : 1, sizeof(worker));
     if (!d->workers) {
         pthread_mutex_destroy(&d->pool_lock);
+        pthread_mutex_destroy(&d->orphan_lock);
         free(d);
         return NULL;
     }
@@ -236,6 +249,8 @@ void kos_dev_destroy(kos_dev *d) {
     for (int i = 0; i < d->nworkers; i++) set_worker_state(&d->workers[i], WORKER_STOP);
     for (int i = 0; i < d->nworkers; i++) pthread_join(d->workers[i].thread, NULL);
     pthread_mutex_destroy(&d->pool_lock);
+    pthread_mutex_destroy(&d->orphan_lock);
+    free(d->orphans);
     free(d->workers);
     free(d);
 }
@@ -278,9 +293,59 @@ void kos_signal_set(kos_dev *d, uint64_t addr, uint64_t value) {
 
 uint64_t kos_signal_read(uint64_t addr) { return atomic_load((_Atomic uint64_t *)(uintptr_t)addr); }
 
+/* ---- orphans: what a dead queue will never write ---------------------------------------------
+ * A dead queue's executor skips the rest of its work; every SIGNAL or TIMESTAMP it skips is recorded
+ * here (the highest value per address) before waiters are woken. A wait whose value a skipped write
+ * would have reached depends on the dead queue and fails; a wait on a signal that a healthy queue or
+ * the host sets is not affected. Entries go when the dead queue is torn down (replaced). */
+static void record_orphan(kos_dev *d, kos_queue *owner, uint64_t addr, uint64_t value) {
+    pthread_mutex_lock(&d->orphan_lock);
+    size_t i = 0;
+    while (i < d->n_orphans && !(d->orphans[i].owner == owner && d->orphans[i].addr == addr)) i++;
+    if (i < d->n_orphans) {
+        if (value > d->orphans[i].value) d->orphans[i].value = value;
+    } else {
+        if (d->n_orphans == d->orphan_cap) {
+            size_t cap = d->orphan_cap ? 2 * d->orphan_cap : 16;
+            orphan *grown = realloc(d->orphans, cap * sizeof *grown);
+            if (grown) {
+                d->orphans = grown;
+                d->orphan_cap = cap;
+            }
+        }
+        if (d->n_orphans < d->orphan_cap)
+            d->orphans[d->n_orphans++] = (orphan){.addr = addr, .value = value, .owner = owner};
+        else
+            d->orphans_lost = owner;
+    }
+    pthread_mutex_unlock(&d->orphan_lock);
+}
+
+/* The dead queue that would have brought *addr to value, or NULL. */
+static kos_queue *orphaned_by(kos_dev *d, uint64_t addr, uint64_t value) {
+    pthread_mutex_lock(&d->orphan_lock);
+    kos_queue *owner = d->orphans_lost;
+    for (size_t i = 0; !owner && i < d->n_orphans; i++)
+        if (d->orphans[i].addr == addr && d->orphans[i].value >= value) owner = d->orphans[i].owner;
+    pthread_mutex_unlock(&d->orphan_lock);
+    return owner;
+}
+
+static void drop_orphans(kos_dev *d, kos_queue *owner) {
+    pthread_mutex_lock(&d->orphan_lock);
+    size_t kept = 0;
+    for (size_t i = 0; i < d->n_orphans; i++)
+        if (d->orphans[i].owner != owner) d->orphans[kept++] = d->orphans[i];
+    d->n_orphans = kept;
+    if (d->orphans_lost == owner) d->orphans_lost = NULL;
+    pthread_mutex_unlock(&d->orphan_lock);
+}
+
 /* Wait until *addr >= value. stop (may be NULL) aborts the wait when it becomes non-zero.
- * Returns KOS_OK, KOS_TIMEOUT, KOS_FAULT (a queue died and the value was not reached) or KOS_STOPPED. */
-static int wait_value(kos_dev *d, uint64_t addr, uint64_t value, int64_t timeout_ns, _Atomic int *stop, int fault_aborts) {
+ * Returns KOS_OK, KOS_TIMEOUT, KOS_STOPPED, or KOS_FAULT when the value was not reached and a dead
+ * queue skipped a write that would have reached it (that queue in *dead_owner). */
+static int wait_value(kos_dev *d, uint64_t addr, uint64_t value, int64_t timeout_ns, _Atomic int *stop,
+                      kos_queue **dead_owner) {
     _Atomic uint64_t *word = (_Atomic uint64_t *)(uintptr_t)addr;
     uint64_t start = now_ns();
     uint64_t spin_ns = timeout_ns >= 0 && (uint64_t)timeout_ns < d->spin_ns ? (uint64_t)timeout_ns : d->spin_ns;
@@ -292,7 +357,7 @@ static int wait_value(kos_dev *d, uint64_t addr, uint64_t value, int64_t timeout
         uint32_t seq = atomic_load(&d->wake_seq);
         atomic_fetch_add(&d->waiters, 1);
         int reached = atomic_load(word) >= value;
-        if (!reached && fault_aborts && atomic_load(&d->dead_queues)) {
+        if (!reached && atomic_load(&d->dead_queues) && (*dead_owner = orphaned_by(d, addr, value))) {
             atomic_fetch_sub(&d->waiters, 1);
             return KOS_FAULT;
         }
@@ -315,7 +380,8 @@ static int wait_value(kos_dev *d, uint64_t addr, uint64_t value, int64_t timeout
 }
 
 int kos_signal_wait(kos_dev *d, uint64_t addr, uint64_t value, int64_t timeout_ns) {
-    return wait_value(d, addr, value, timeout_ns, NULL, 1);
+    kos_queue *dead_owner;
+    return wait_value(d, addr, value, timeout_ns, NULL, &dead_owner);
 }
 
 /* ---- queues: a ring of packets and its executor thread ------------------------------------- */
@@ -330,14 +396,47 @@ struct kos_queue {
     pthread_mutex_t push_lock;     /* host threads submitting to one queue take turns */
     _Atomic int stop;
     _Atomic int dead;              /* a kernel faulted: packets after it are skipped */
-    int fault_signo;
-    uint64_t fault_addr, fault_fn;
+    int fault_signo;               /* 0 when it died waiting on a signal a dead queue would have set */
+    uint64_t fault_addr, fault_fn; /* faulting address and kernel, or that signal and the dead queue */
     uint64_t vals[KOS_MAX_VARS];   /* Var values bound by the last SETVALS packet */
     pthread_t thread;
 };
 
 static uint64_t packet_value(const kos_queue *q, const kos_packet *p) {
     return (p->flags & KOS_FLAG_VAR) ? q->vals[p->slot] + p->u.sig.value : p->u.sig.value;
+}
+
+static void die(kos_queue *q, int signo, uint64_t addr, uint64_t fn) {
+    q->fault_signo = signo;
+    q->fault_addr = addr;
+    q->fault_fn = fn;
+    atomic_store(&q->dead, 1);
+    atomic_fetch_add(&q->dev->dead_queues, 1);
+}
+
+/* A packet of a dead queue: record the signal writes it would have made (SETVALS still bind Vars,
+ * so Var-valued writes are recorded with their values). */
+static void skip(kos_queue *q, const kos_packet *p) {
+    switch (p->op) {
+    case KOS_OP_SIGNAL:
+        record_orphan(q->dev, q, p->u.sig.addr, packet_value(q, p));
+        break;
+    case KOS_OP_TIMESTAMP:
+        record_orphan(q->dev, q, p->u.sig.addr, UINT64_MAX);
+        break;
+    case KOS_OP_SETVALS:
+        for (uint32_t i = 0; i < p->u.setvals.count && p->u.setvals.base + i < KOS_MAX_VARS; i++)
+            q->vals[p->u.setvals.base + i] = p->u.setvals.vals[i];
+        break;
+    case KOS_OP_INDIRECT: {
+        const kos_packet *sub = (const kos_packet *)(uintptr_t)p->u.indirect.packets;
+        for (uint64_t i = 0; i < p->u.indirect.count; i++)
+            if (sub[i].op != KOS_OP_INDIRECT) skip(q, &sub[i]);
+        break;
+    }
+    default:
+        break;
+    }
 }
 
 /* Execute one packet; returns KOS_OK, or KOS_STOPPED when the queue is shutting down. */
@@ -347,14 +446,7 @@ static int execute(kos_queue *q, const kos_packet *p) {
     case KOS_OP_LAUNCH: {
         uint64_t addr = 0;
         int signo = run_launch(d, p, &addr);
-        if (signo) {
-            q->fault_signo = signo;
-            q->fault_addr = addr;
-            q->fault_fn = p->u.launch.fn;
-            atomic_store(&q->dead, 1);
-            atomic_fetch_add(&d->dead_queues, 1);
-            bump_wake(d);
-        }
+        if (signo) die(q, signo, addr, p->u.launch.fn);
         return KOS_OK;
     }
     case KOS_OP_COPY:
@@ -366,16 +458,25 @@ static int execute(kos_queue *q, const kos_packet *p) {
     case KOS_OP_TIMESTAMP:
         kos_signal_set(d, p->u.sig.addr, now_ns());
         return KOS_OK;
-    case KOS_OP_WAIT:
-        return wait_value(d, p->u.sig.addr, packet_value(q, p), -1, &q->stop, 0) == KOS_STOPPED ? KOS_STOPPED : KOS_OK;
+    case KOS_OP_WAIT: {
+        /* Waiting for a write a dead queue skipped would block forever: this queue dies too, so
+         * waits on what it would have signalled fail instead of timing out. */
+        kos_queue *dead_owner = NULL;
+        int rc = wait_value(d, p->u.sig.addr, packet_value(q, p), -1, &q->stop, &dead_owner);
+        if (rc == KOS_FAULT) die(q, 0, p->u.sig.addr, (uint64_t)(uintptr_t)dead_owner);
+        return rc == KOS_STOPPED ? KOS_STOPPED : KOS_OK;
+    }
     case KOS_OP_SETVALS:
         for (uint32_t i = 0; i < p->u.setvals.count && p->u.setvals.base + i < KOS_MAX_VARS; i++)
             q->vals[p->u.setvals.base + i] = p->u.setvals.vals[i];
         return KOS_OK;
     case KOS_OP_INDIRECT: {
         const kos_packet *sub = (const kos_packet *)(uintptr_t)p->u.indirect.packets;
-        for (uint64_t i = 0; i < p->u.indirect.count && !atomic_load(&q->dead); i++)
-            if (sub[i].op != KOS_OP_INDIRECT && execute(q, &sub[i]) == KOS_STOPPED) return KOS_STOPPED;
+        for (uint64_t i = 0; i < p->u.indirect.count; i++) {
+            if (sub[i].op == KOS_OP_INDIRECT) continue;
+            if (atomic_load(&q->dead)) skip(q, &sub[i]);
+            else if (execute(q, &sub[i]) == KOS_STOPPED) return KOS_STOPPED;
+        }
         return KOS_OK;
     }
     default:
@@ -397,9 +498,12 @@ static void run_ring(kos_queue *q) {
         }
         uint64_t w = atomic_load_explicit(&q->wptr, memory_order_acquire);
         for (; r != w; r++) {
-            if (!atomic_load(&q->dead) && execute(q, &q->ring[r & (q->capacity - 1)]) == KOS_STOPPED) return;
+            const kos_packet *p = &q->ring[r & (q->capacity - 1)];
+            if (atomic_load(&q->dead)) skip(q, p);
+            else if (execute(q, p) == KOS_STOPPED) return;
             atomic_store_explicit(&q->rptr, r + 1, memory_order_release);
         }
+        if (atomic_load(&q->dead)) bump_wake(q->dev); /* its skipped writes are recorded: waiters re-check */
     }
 }
 
@@ -431,7 +535,10 @@ void kos_queue_destroy(kos_queue *q) {
     futex_wake_all(&q->doorbell);
     bump_wake(q->dev); /* an executor blocked in a WAIT packet */
     pthread_join(q->thread, NULL);
-    if (atomic_load(&q->dead)) atomic_fetch_sub(&q->dev->dead_queues, 1);
+    if (atomic_load(&q->dead)) {
+        drop_orphans(q->dev, q);
+        atomic_fetch_sub(&q->dev->dead_queues, 1);
+    }
     pthread_mutex_destroy(&q->push_lock);
     free(q->ring);
     free(q);

@@ -21,6 +21,11 @@ def probe():
     return probe_all()
 
 
+def preload():
+    """Import what open() needs (hal.preload: boot does it while verifying the image)."""
+    from . import device  # noqa: F401
+
+
 def open(index: int):  # noqa: A001 - the HAL's name
     if not os.path.exists("/dev/nvidiactl"):
         raise DeviceNotFound("no /dev/nvidiactl: no NVIDIA GPU with the kernel module loaded on this machine")

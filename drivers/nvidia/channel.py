@@ -4,7 +4,8 @@ The compute queue's TSG runs on the graphics engine (with a subcontext); the cop
 on an asynchronous copy engine (COPYn, as UVM's CE channels do: nv_gpu_ops.c), not the graphics
 engine's own CE. Each channel has a ring of GP entries and its USERD in BAR1-mapped VRAM, an error notifier in
 system memory, its engine object bound on its subchannel, a work-submit token for the usermode
-doorbell, and a UVM-registered VA range for RM's context buffers (nvidia-hopper.md 3.4 steps 17-21).
+doorbell, and (UVM-owned VA space only) a UVM-registered VA range for RM's context buffers
+(nvidia-hopper.md 3.4 steps 17-21).
 Submitting = GP entry, GPPut, doorbell (4.1). A faulted or hung group is torn down and rebuilt
 whole (`ChannelGroup.close` then a new one): RC errors kill every channel of the TSG.
 """
@@ -16,7 +17,6 @@ from .rm import munmap
 GP_ENTRIES = 1024
 USERD_OFFSET_B = GP_ENTRIES * 8                  # right after the ring, 512-byte aligned
 CHANNEL_MEM_B = 0x10000                          # ring + USERD, per channel
-CTX_VA_B = 64 << 20                              # VA range UVM maps the channel's context buffers into
 SUBCONTEXT_ASYNC = 1
 
 
@@ -40,8 +40,7 @@ class Channel:
         token = g.rm.control(g.client, self.handle, controls.NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
                              g.ffi.new("NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN_PARAMS *"), "work submit token")
         self.token = token.workSubmitToken
-        self.ctx_va = g.memory.va.alloc(CTX_VA_B, 0x200000)
-        g.uvm.register_channel(g.uuid, g.rm.fd, g.client, self.handle, self.ctx_va, CTX_VA_B)
+        g.va_space.register_channel(self)
         self.put = 0
         self.doorbell = g.doorbell
 
@@ -62,9 +61,7 @@ class Channel:
         return notifier_error(self.notifier_addr)
 
     def close(self):
-        g = self.group.gpu
-        g.uvm.unregister_channel(g.uuid, g.client, self.handle)
-        g.memory.va.free(self.ctx_va)
+        self.group.gpu.va_space.unregister_channel(self)
 
 
 class ChannelGroup:
@@ -77,14 +74,14 @@ class ChannelGroup:
         # the graphics TSG takes its VA space from the subcontext (the HW-verified recipe); a CE TSG names it
         self.tsg = g.rm.alloc(g.device, objects.KEPLER_CHANNEL_GROUP_A, g.ffi.new(
             "NV_CHANNEL_GROUP_ALLOCATION_PARAMETERS *",
-            {"engineType": self.engine_type, "hVASpace": 0 if kind == "compute" else g.vaspace}),
+            {"engineType": self.engine_type, "hVASpace": 0 if kind == "compute" else g.va_space.handle}),
             root=g.client, what=f"{kind} TSG")
         try:
             self.ring_mem = g.memory.alloc_vram(CHANNEL_MEM_B, cpu_map=True, contiguous=True)
             if kind == "compute":
                 self.ctxshare = g.rm.alloc(self.tsg, objects.FERMI_CONTEXT_SHARE_A,
                                            g.ffi.new("NV_CTXSHARE_ALLOCATION_PARAMETERS *",
-                                                     {"hVASpace": g.vaspace, "flags": SUBCONTEXT_ASYNC}),
+                                                     {"hVASpace": g.va_space.handle, "flags": SUBCONTEXT_ASYNC}),
                                            root=g.client, what="subcontext")
                 self.channel = Channel(self, 0, g.classes["compute"], compute_cbc0.SUBCHANNEL)
             else:

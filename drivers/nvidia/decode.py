@@ -31,6 +31,8 @@ def fields(name: str, value: int) -> str:
             (copy_c8b5.SRC_MEMORY_LAYOUT_PITCH, "SRC_PITCH"), (copy_c8b5.DST_MEMORY_LAYOUT_PITCH, "DST_PITCH"),
             (1 << 2, "FLUSH"), (3 << 3, "SEMAPHORE")) if value & bit]
         return " (" + "|".join(parts) + ")"
+    if name == "compute.LAUNCH_DMA":
+        return " (" + "|".join(["PITCH" if value & 1 else "BLOCKLINEAR"] + (["NO_SYSMEMBAR"] if value & 0x40 else [])) + ")"
     if name == "compute.SEND_PCAS_A":
         return f" (QMD at {value << 8:#x})"
     return ""
@@ -51,6 +53,10 @@ def decode(words) -> list:
             raise ValueError(f"word {i}: {h:#010x} is not a method header (SEC_OP {sec_op})")
         if i + 1 + count > len(words):
             raise ValueError(f"word {i}: {SEC_OP_NAMES[sec_op]} header wants {count} words, {len(words) - i - 1} left")
+        if sec_op == SEC_OP_NON_INC and method_name(subch, method) == "compute.LOAD_INLINE_DATA":
+            lines.append(f"compute.LOAD_INLINE_DATA x {count} words [non_inc]")     # data, not methods
+            i += 1 + count
+            continue
         for k in range(count):
             step = {SEC_OP_INC: k, SEC_OP_NON_INC: 0, SEC_OP_ONE_INC: min(k, 1)}[sec_op]
             name = method_name(subch, method + 4 * step)

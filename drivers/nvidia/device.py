@@ -1,11 +1,13 @@
 """NvDevice: bring-up of one GPU over RM and UVM (nvidia-hopper.md 3.4), and the HAL Device.
 
-Order: client, UVM, card, device fd, device, subdevice, virtual memory object, class list,
-usermode doorbell page, VA space registered with UVM, channel group with compute and copy
+Order: client, card, device fd, device, subdevice, class list, usermode doorbell page, GPU VA
+space (gpu_va: RM-owned, or UVM-owned with KERNELOS_NV_VA=uvm), channel group with compute and copy
 channels. `close()` releases everything: CPU mappings, UVM state, the RM client, every fd.
 """
 
+import importlib
 import os
+import threading
 import time
 
 import hal
@@ -14,16 +16,22 @@ from hal import DeviceError, DeviceFault, DeviceNotFound, DeviceTimeout, Invalid
 from . import faults, identity, rm
 from .channel import ChannelGroup
 from .classes import host_c86f, objects
+from .gpu_va import open_va_space
 from .memory import Memory
-from .program import NvProgram
-from .queue import NvQueue
-from .signal import NvSignal, SignalPool
 from .structs import ffi, layout
-from .uvm import Uvm
 
-VASPACE_FLAGS = (1 << 6) | (1 << 3)       # ENABLE_PAGE_FAULTING | IS_EXTERNALLY_OWNED
-VASPACE_BASE, VASPACE_SIZE_B = 0x1000, 0x1FFFFFB000000
-VIRTMEM_LIMIT = 0x1FFFFFFFFFFFF
+# The launch-path modules (a third of the driver's import time, none needed before the queues exist)
+# are imported on a helper thread while the bring-up waits in ioctls, which release the GIL.
+LAUNCH_MODULES = (".signal", ".program", ".queue")
+
+
+def _import_launch_modules():
+    for name in LAUNCH_MODULES:
+        try:
+            importlib.import_module(name, __package__)
+        except Exception:
+            return  # the import where the module is used raises it again, with its traceback
+
 SHARED_WINDOW, LOCAL_WINDOW = 0x729400000000, 0x729300000000   # 4 GB-aligned apertures (not memory)
 
 
@@ -32,7 +40,7 @@ class NvDevice(hal.Device):
 
     def __init__(self, index: int):
         self.ffi, self.index, self.closed, self.spec = ffi, index, False, f"nv:{index}"
-        self.rm = self.uvm = self.memory = None
+        self.rm = self.va_space = self.memory = None
         self.groups: dict = {}                 # queue kind -> ChannelGroup
         self.dev_fd = -1
         self.client = 0
@@ -42,8 +50,11 @@ class NvDevice(hal.Device):
         self.opened_at_s = faults.now_s()
         try:
             self._bring_up(index)
-        except BaseException:
-            self._release()
+        except BaseException as e:
+            try:
+                self._release()
+            except BaseException as release_error:  # the bring-up error stays the one raised
+                e.add_note(f"releasing what was brought up also failed: {release_error!r}")
             raise
         super().__init__(self.info)
         self.targets = (self.info.arch,)
@@ -57,6 +68,14 @@ class NvDevice(hal.Device):
 
     def _bring_up(self, index: int):
         self.bringup_s, self._t = {}, time.perf_counter()
+        imports = threading.Thread(target=_import_launch_modules, name="nv-imports", daemon=True)
+        imports.start()
+        try:
+            self._bring_up_steps(index)
+        finally:
+            imports.join()
+
+    def _bring_up_steps(self, index: int):
         self.rm = rm.RmFile()
         self.client = self.rm.alloc(0, objects.NV01_ROOT_CLIENT, what="client")
         self.driver_version = identity.driver_version(self.rm, self.client)
@@ -66,23 +85,12 @@ class NvDevice(hal.Device):
             raise DeviceNotFound(f"nv:{index}: only {len(cards)} NVIDIA GPU(s) present")
         self.card = cards[index]
         self._step("client")
-        self.uvm = Uvm()
-        self._step("uvm")
         self.dev_fd = self.open_dev_fd()
         self.device, self.subdevice = identity.open_device(self.rm, self.client, self.card)
-        self.virtmem = self.rm.alloc(self.device, objects.NV01_MEMORY_VIRTUAL,
-                                     ffi.new("NV_MEMORY_VIRTUAL_ALLOCATION_PARAMS *", {"limit": VIRTMEM_LIMIT}),
-                                     root=self.client, what="virtual memory")
         self.classes = identity.engine_classes(self.rm, self.client, self.device)
         self._step("device")
         self._map_doorbell()
-        self.vaspace = self.rm.alloc(self.device, objects.FERMI_VASPACE_A, ffi.new(
-            self.layout["NV_VASPACE_ALLOCATION_PARAMETERS"] + " *",
-            {"vaBase": VASPACE_BASE, "vaSize": VASPACE_SIZE_B, "flags": VASPACE_FLAGS}), root=self.client,
-            what="VA space")
-        self.uuid = identity.uuid(self.rm, self.client, self.subdevice)
-        self.uvm.register_gpu(self.uuid)
-        self.uvm.register_vaspace(self.uuid, self.rm.fd, self.client, self.vaspace)
+        self.va_space = open_va_space(self)
         self._step("vaspace")
         self.gr = identity.gr_info(self.rm, self.client, self.subdevice)
         self.sm = ((self.gr["sm_version"] >> 8) & 0xF) * 10 + (self.gr["sm_version"] & 0xF)
@@ -91,27 +99,20 @@ class NvDevice(hal.Device):
         self._step("identity")
         self.copy_engine_type = self._pick_copy_engine()
         self.memory = Memory(self)
-        self.signals = SignalPool(self)
         for kind in hal.QUEUE_KINDS:
             self.groups[kind] = ChannelGroup(self, kind)
         self._step("channels")
+        from .signal import SignalPool
+        self.signals = SignalPool(self)
         for kind in hal.QUEUE_KINDS:
             self._queue(kind, 0)
         self._step("queues")
 
     def _pick_copy_engine(self) -> int:
-        """The copy queue's engine: KERNELOS_NV_COPY_ENGINE=n picks COPYn, else the last copy engine listed."""
         present = identity.copy_engines(self.rm, self.client, self.subdevice)
         if not present:
             raise DeviceError(f"{self.spec} lists no copy engine")
-        want = os.environ.get("KERNELOS_NV_COPY_ENGINE")
-        if want is not None:
-            engine = objects.ENGINE_TYPE_COPY0 + int(want)
-            if engine not in present:
-                raise DeviceError(f"KERNELOS_NV_COPY_ENGINE={want}: COPY{want} is not present; present: "
-                                  f"{[e - objects.ENGINE_TYPE_COPY0 for e in present]}")
-            return engine
-        return present[-1]
+        return pick_copy_engine(present, os.environ.get("KERNELOS_NV_COPY_ENGINE"))
 
     def open_dev_fd(self) -> int:
         """A fresh /dev/nvidiaN fd registered with our control fd (one mmap context per file)."""
@@ -226,6 +227,7 @@ class NvDevice(hal.Device):
         return rm.host_view(va, size_B)
 
     def _signal(self, value: int):
+        from .signal import NvSignal
         return NvSignal(self, self.signals.take(), value)
 
     def _queue(self, kind: str, index: int):
@@ -233,6 +235,7 @@ class NvDevice(hal.Device):
             raise InvalidArgument(f"{self.spec} has queues compute:0 and copy:0, not {kind}:{index}")
         if kind not in self.queues:            # first use, or the old one died with its channel group
             self.pending_fault = None          # taking a fresh queue acknowledges the fault
+            from .queue import NvQueue
             q = NvQueue(self, kind)
             q.init_channel()
             self.queues[kind] = q
@@ -247,6 +250,7 @@ class NvDevice(hal.Device):
             q.retired.append((q.submitted, [allocation]))
 
     def _load_program(self, binary: bytes, name: str, meta):
+        from .program import NvProgram
         return NvProgram(self, binary, name, meta)
 
     def memory_map(self) -> list:
@@ -257,25 +261,53 @@ class NvDevice(hal.Device):
         self._release()
 
     def _release(self):
-        """Release in dependency order; each step runs even if an earlier one failed."""
-        if self.memory is not None:
-            self.memory.close()                      # every GPU-VA CPU mapping at once
-        if getattr(self, "usermode_addr", 0):
-            rm.munmap(self.usermode_addr, host_c86f.USERMODE_SIZE_B)
-            self.usermode_addr = 0
-        for group in self.groups.values():
+        """Release in dependency order, best effort: every step runs even if an earlier one failed, and
+        the first error is raised once all have run. What a step released is forgotten either way."""
+        errors = []
+
+        def attempt(step, *args):
+            try:
+                step(*args)
+            except BaseException as e:  # noqa: BLE001 - re-raised below, after the other steps
+                errors.append(e)
+
+        memory, self.memory = self.memory, None
+        if memory is not None:
+            attempt(memory.close)                    # every GPU-VA CPU mapping at once
+        usermode_addr, self.usermode_addr = getattr(self, "usermode_addr", 0), 0
+        if usermode_addr:
+            attempt(rm.munmap, usermode_addr, host_c86f.USERMODE_SIZE_B)
+        groups, self.groups = self.groups, {}
+        for group in groups.values():
             for ch in group.channels:
-                rm.munmap(ch.notifier_addr, ch.notifier_B)
-        self.groups = {}
-        if self.uvm is not None:
-            self.uvm.close()                         # UVM drops its mappings and channel registrations
-        if self.rm is not None:
-            if self.client:
-                try:
-                    self.rm.free_client(self.client)
-                except DeviceError:
-                    pass
-            self.rm.close()
-        if self.dev_fd >= 0:
-            os.close(self.dev_fd)
-            self.dev_fd = -1
+                attempt(rm.munmap, ch.notifier_addr, ch.notifier_B)
+        va_space, self.va_space = self.va_space, None
+        if va_space is not None:
+            attempt(va_space.close)                  # UVM (if it owns the VA space) drops its mappings
+        rm_file, self.rm = self.rm, None
+        if rm_file is not None:
+            client, self.client = self.client, 0
+            if client:
+                attempt(rm_file.free_client, client)  # frees every RM object under the client
+            attempt(rm_file.close)
+        dev_fd, self.dev_fd = self.dev_fd, -1
+        if dev_fd >= 0:
+            attempt(os.close, dev_fd)
+        if errors:
+            raise errors[0]
+
+
+def pick_copy_engine(present: list, setting) -> int:
+    """The copy queue's engine among the present ones (ENGINE_TYPE_COPYn values): setting (the value
+    of KERNELOS_NV_COPY_ENGINE, or None) = "n" picks COPYn, None picks the last one listed."""
+    if setting is None:
+        return present[-1]
+    numbers = [e - objects.ENGINE_TYPE_COPY0 for e in present]
+    try:
+        engine = objects.ENGINE_TYPE_COPY0 + int(setting)
+    except ValueError:
+        engine = None
+    if engine not in present:
+        raise InvalidArgument(f"KERNELOS_NV_COPY_ENGINE={setting!r}: must be the number of a copy engine this GPU has, "
+                              f"one of {numbers} (or unset for COPY{numbers[-1]})")
+    return engine

@@ -10,6 +10,13 @@ from . import rm
 from .classes import controls, objects
 from .structs import ffi
 
+# Model inputs up to INPUT_WRITE_MAX_B go inline in the compute pushbuffer (I2M, ~7 GB/s), outputs up
+# to OUTPUT_IN_PLACE_MAX_B are written by the kernels straight into pinned host memory (PCIe speed, as
+# a copy): one compute submit, no copy-engine hand-off (~15 us per direction). `python -m bench.host_io
+# sizes` on an H200 (BENCHMARKS.md): inline beats the copy queue up to between 64 and 256 KiB; output
+# in place never lost, up to 16 MiB tried; kernels reading inputs in host memory lose badly with reuse.
+INPUT_WRITE_MAX_B, OUTPUT_IN_PLACE_MAX_B = 128 << 10, 16 << 20
+
 
 def driver_version(rmf, client: int) -> str:
     p = rmf.control(client, client, controls.NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION_V2,
@@ -120,7 +127,8 @@ def device_info(rmf, client, device, subdevice, card, index, driver, gr, classes
              "classes": ", ".join(f"{k} {v:#06x}" for k, v in classes.items())}
     return DeviceInfo(spec=f"nv:{index}", vendor="nvidia", arch=f"sm_{sm}",
                       name=ffi.string(ffi.cast("char *", name.ascii)).decode(), memory_B=total_kb * 1024,
-                      compute_units=gr["sm_count"], extra=extra)
+                      compute_units=gr["sm_count"], extra=extra,
+                      input_write_max_B=INPUT_WRITE_MAX_B, output_in_place_max_B=OUTPUT_IN_PLACE_MAX_B)
 
 
 def probe_all() -> list:

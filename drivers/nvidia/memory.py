@@ -5,8 +5,8 @@ inside it, so a buffer's CPU mapping (when it has one) sits at the same address 
 and no other CPU mapping can take those addresses (UVM owns the VA space: nvidia-hopper.md 5.4).
 All VAs stay below 2^40 (GPFIFO entries, SEND_PCAS and semaphore limits).
 
-GPU mapping (the HW-verified recipe of nvidia-hopper.md 3.4): UVM_CREATE_EXTERNAL_RANGE,
-RM_MAP_MEMORY_DMA at the fixed VA, UVM_MAP_EXTERNAL_ALLOCATION. Frees undo all of it.
+GPU mapping at the fixed VA: the device's VA space does it (gpu_va.py: RM_MAP_MEMORY_DMA, plus
+UVM's external-range calls when UVM owns the VA space). Frees undo all of it.
 """
 
 import os
@@ -38,8 +38,6 @@ HOST_HUGE_PAGES = True
 MADV_HUGEPAGE = 14
 # NVOS02 flags for host pages: PHYSICALITY_NONCONTIGUOUS | COHERENCY_CACHED | MAPPING_NO_MAP
 OS_DESCRIPTOR_FLAGS = (1 << 4) | (1 << 12) | (1 << 30)
-# NVOS46 flags: PAGE_SIZE_4KB | CACHE_SNOOP_ENABLE | DMA_OFFSET_FIXED
-MAP_DMA_FLAGS = (1 << 8) | (1 << 4) | (1 << 15)
 
 
 @dataclass
@@ -49,6 +47,7 @@ class Allocation:
     handle: int
     kind: str                 # "vram" | "host"
     cpu_mapped: bool          # a CPU mapping exists at va
+    page_B: int = PAGE_4K     # physical page size (PAGE_2M: huge-page VRAM)
 
 
 class Memory:
@@ -102,7 +101,7 @@ class Memory:
             handle = g.rm.alloc(g.device, objects.NV01_MEMORY_LOCAL_USER, params, root=g.client, what="VRAM")
             if cpu_map:
                 self._map_cpu(handle, va, size_B, g.open_dev_fd())
-            return self._map_gpu(Allocation(va, size_B, handle, "vram", cpu_map))
+            return self._map_gpu(Allocation(va, size_B, handle, "vram", cpu_map, page))
         except BaseException:
             self._undo(va, size_B, handle, cpu_map)
             raise
@@ -152,15 +151,7 @@ class Memory:
             os.close(fd)
 
     def _map_gpu(self, a: Allocation) -> Allocation:
-        g = self.gpu
-        g.uvm.create_external_range(a.va, a.size_B)
-        try:
-            g.rm.map_memory_dma(g.layout["NVOS46_PARAMETERS"], g.client, g.device, g.virtmem, a.handle, a.size_B,
-                                a.va, MAP_DMA_FLAGS)
-            g.uvm.map_external(g.uuid, g.rm.fd, g.client, a.handle, a.va, a.size_B)
-        except BaseException:
-            g.uvm.free(a.va, a.size_B)
-            raise
+        self.gpu.va_space.map(a)
         self.live[a.va] = a
         return a
 
@@ -174,7 +165,7 @@ class Memory:
     def free(self, a: Allocation):
         if self.live.pop(a.va, None) is None:
             return
-        self.gpu.uvm.free(a.va, a.size_B)
+        self.gpu.va_space.unmap(a)
         self._undo(a.va, a.size_B, a.handle, a.cpu_mapped)
 
     def close(self):

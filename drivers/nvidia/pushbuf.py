@@ -11,6 +11,7 @@ from hal import InvalidArgument
 from .classes import host_c86f as host
 
 SEC_OP_INC, SEC_OP_NON_INC, SEC_OP_IMMD, SEC_OP_ONE_INC = 1, 3, 4, 5
+RELEASE_NON_STALL_INTERRUPT = True   # releases also raise a non-stall interrupt (bench/host_io.py measures it)
 MAX_COUNT = 0x1FFF
 
 
@@ -42,6 +43,14 @@ class Pushbuffer:
         self.words.append(header(SEC_OP_IMMD, subchannel, method, value))
         return self
 
+    def non_incrementing(self, subchannel: int, method: int, n_words: int) -> int:
+        """A NON_INC header followed by n_words zero data words (filled in later, all to `method`);
+        returns the index of the first data word."""
+        self.words.append(header(SEC_OP_NON_INC, subchannel, method, n_words))
+        at = len(self.words)
+        self.words.frombytes(bytes(4 * n_words))
+        return at
+
     def slot(self) -> int:
         """Index of the next word to be written."""
         return len(self.words)
@@ -59,7 +68,8 @@ class Pushbuffer:
             raise InvalidArgument(f"semaphore release address {va:#x} is not 16-byte aligned")
         execute = host.SEM_OP_RELEASE | host.SEM_RELEASE_WFI | host.SEM_PAYLOAD_SIZE_64BIT | host.SEM_RELEASE_TIMESTAMP
         at = self.semaphore(va, payload, execute)
-        self.method(0, host.NON_STALL_INTERRUPT, 0)
+        if RELEASE_NON_STALL_INTERRUPT:
+            self.method(0, host.NON_STALL_INTERRUPT, 0)
         return at
 
     def acquire(self, va: int, payload: int) -> int:

@@ -6,6 +6,11 @@ the compute engine schedules kernel n+1 when kernel n completes with no host inv
 signal (a semaphore release with wait-for-idle) or a wait (wait-for-idle, then an acquire) ends
 a chain. submit() writes only the Var payload words that changed, then two GP entries: the
 stream's pushbuffer and a per-submit tail that releases the queue's progress counter.
+
+write() on the compute queue is inline-to-memory (I2M): the bytes travel inside the pushbuffer,
+which then lives in pinned host memory, so submit() copies them there with plain cached stores and
+the channel writes them to their destination in order before the next launch (no copy-engine
+hand-off). On the copy queue the bytes go to a pinned host staging area and a copy-engine copy.
 """
 
 import weakref
@@ -17,24 +22,32 @@ from hal import DeviceTimeout, InvalidArgument
 from . import cbank0, qmd as qmdlib
 from .classes import compute_cbc0 as compute, copy_c8b5 as copy
 from .decode import decode
+from . import pushbuf as pushbuf_limits
 from .pushbuf import Pushbuffer, gp_entry
 
 SCRATCH_SLOT_B = 256
+I2M_PIECE_B = 4 * pushbuf_limits.MAX_COUNT - 4       # bytes of inline data under one method header
+# A pushbuffer carrying I2M data lives in pinned host memory (submit copies the data there with cached
+# stores) rather than in BAR1-mapped VRAM (uncached stores across PCIe); bench/host_io.py compares both.
+INLINE_PB_IN_HOST_MEMORY = True
 MAX_IN_FLIGHT = 500                    # submits; each takes 2 GP entries of 1024
 ARENA_CHUNK_B = 256 << 10
 SYNC_TIMEOUT_S = 10.0
 
 
 class Arena:
-    """Bump allocation in BAR1-mapped VRAM chunks, freed together once the GPU is done with them."""
+    """Bump allocation in BAR1-mapped VRAM chunks (or pinned host memory: host=True), freed together
+    once the GPU is done with them; chunks: the list the stream's finalizer frees."""
 
-    def __init__(self, device):
-        self.device, self.chunks, self.pos, self.end = device, [], 0, 0
+    def __init__(self, device, chunks: list, host: bool = False):
+        self.device, self.chunks, self.host, self.pos, self.end = device, chunks, host, 0, 0
 
     def take(self, size_B: int, align_B: int = 256) -> int:
         va = (self.pos + align_B - 1) // align_B * align_B
-        if not self.chunks or va + size_B > self.end:
-            a = self.device.memory.alloc_vram(max(ARENA_CHUNK_B, size_B), cpu_map=True)
+        if not self.end or va + size_B > self.end:
+            memory = self.device.memory
+            a = memory.alloc_host(max(ARENA_CHUNK_B, size_B)) if self.host else \
+                memory.alloc_vram(max(ARENA_CHUNK_B, size_B), cpu_map=True)
             self.chunks.append(a)
             va, self.end = a.va, a.va + a.size_B
         self.pos = va + size_B
@@ -65,18 +78,23 @@ class NvCommandStream(hal.CommandStream):
     def __init__(self, queue):
         super().__init__(queue)
         self.pb = Pushbuffer()
-        self.arena = Arena(self.device)
+        self.chunks = []                   # memory of both arenas, freed when the stream is retired
+        self.arena = Arena(self.device, self.chunks)                   # QMDs, cbank0s, the pushbuffer
+        self.host_arena = Arena(self.device, self.chunks, host=True)   # the pushbuffer if it carries I2M data; staging
         self.commands = []                 # (summary, first word, end word) per recorded HAL command
         self.programs = []                 # programs launched (a closed one refuses submit)
         self.waits = []                    # (signal, value or Var) this stream acquires
         self.qmd_var_slots = []            # (VA of a QMD release payload's low half, Var)
         self.pb_var_slots = []             # (word index of a payload's low half, Var)
         self.var_ptrs = []                 # (uint32_t* to a payload's low half, Var, last value), at upload
+        self.inline_slots = []             # (word index of I2M data, byte offset in the write, size_B, write name)
+        self.data_views = []               # (host memoryview, write name, first byte, end byte) a write fills
+        self.stage_views = []              # the data_views of copy-queue staging (fixed at record time)
         self.last = None                   # OpenLaunch of an open chain
         self.busy_since_idle = False       # work issued since the last wait-for-idle
         self.pb_va, self.pb_capacity, self.uploaded, self.entry = 0, 0, 0, 0
         self.last_seq = [0]
-        weakref.finalize(self, _retire, queue, self.arena.chunks, self.last_seq)
+        weakref.finalize(self, _retire, queue, self.chunks, self.last_seq)
 
     # --- recording --------------------------------------------------------------------------------
     def _write(self, va: int, data: bytes):
@@ -139,6 +157,31 @@ class NvCommandStream(hal.CommandStream):
         self.busy_since_idle = True
         self._log(f"copy {size_B} B {src_va:#x} -> {dst_va:#x}", start)
 
+    def _host_write(self, dst_va: int, size_B: int, name: str):
+        start = len(self.pb)
+        if self.queue.kind == "copy":
+            stage_va = self.host_arena.take(size_B)
+            self.stage_views.append((self.device._host_view_at(stage_va, size_B), name, 0, size_B))
+            self.data_views = list(self.stage_views)
+            self._copy(dst_va, stage_va, size_B)
+            self.commands[-1] = (f"write {name!r}: {size_B} B staged at {stage_va:#x} -> {dst_va:#x}", start, len(self.pb))
+            return
+        self._end_chain()
+        if self.busy_since_idle:
+            self.pb.wait_for_idle()                 # earlier kernels may still read what this overwrites
+        done = 0
+        while done < size_B:
+            n = min(size_B - done, I2M_PIECE_B)
+            va = dst_va + done
+            self.pb.method(compute.SUBCHANNEL, compute.OFFSET_OUT_UPPER, va >> 32, va & 0xFFFFFFFF)
+            self.pb.method(compute.SUBCHANNEL, compute.LINE_LENGTH_IN, n, 1)
+            self.pb.method(compute.SUBCHANNEL, compute.LAUNCH_DMA, compute.I2M_PITCH_NO_SYSMEMBAR)
+            at = self.pb.non_incrementing(compute.SUBCHANNEL, compute.LOAD_INLINE_DATA, (n + 3) // 4)
+            self.inline_slots.append((at, done, n, name))
+            done += n
+        self.busy_since_idle = True
+        self._log(f"write {name!r}: {size_B} B inline (I2M) -> {dst_va:#x}", start)
+
     def _payload(self, at: int, value):
         if isinstance(value, hal.Var):
             self.pb_var_slots.append((at, value))
@@ -188,7 +231,8 @@ class NvCommandStream(hal.CommandStream):
         n_B = len(self.pb) * 4
         if n_B > self.pb_capacity:
             self.pb_capacity = max(n_B * 2, 4096)
-            self.pb_va = self.arena.take(self.pb_capacity)
+            in_host = self.inline_slots and INLINE_PB_IN_HOST_MEMORY
+            self.pb_va = (self.host_arena if in_host else self.arena).take(self.pb_capacity)
             self.uploaded = 0
         self._write(self.pb_va + 4 * self.uploaded, self.pb.words[self.uploaded:].tobytes())
         self.uploaded = len(self.pb)
@@ -196,6 +240,8 @@ class NvCommandStream(hal.CommandStream):
         cast = self.device.ffi.cast
         self.var_ptrs = [[cast("uint32_t *", self.pb_va + 4 * at), var, None] for at, var in self.pb_var_slots]
         self.var_ptrs += [[cast("uint32_t *", va), var, None] for va, var in self.qmd_var_slots]
+        self.data_views = self.stage_views + [(self.device._host_view_at(self.pb_va + 4 * at, n), name, lo, lo + n)
+                                              for at, lo, n, name in self.inline_slots]
 
     def _submit(self, values: dict):
         q = self.queue
@@ -210,16 +256,19 @@ class NvCommandStream(hal.CommandStream):
             self._upload()
         patches = []
         for slot in self.var_ptrs:
-            v = slot[1].resolve(values)
-            if v != slot[2]:
+            _, var, last = slot
+            v = values[var.name] + var.offset        # an int: hal's submit checked it
+            if v != last:
                 if not 0 <= v < 1 << 64:
-                    raise InvalidArgument(f"{slot[1]} resolved to {v}, not a 64-bit unsigned value")
+                    raise InvalidArgument(f"{var} resolved to {v}, not a 64-bit unsigned value")
                 patches.append((slot, v))
-        if patches and self.last_seq[0] > q.completed():
-            q.wait_done(self.last_seq[0], "an earlier submit of this stream")      # its payloads are about to change
+        if (patches or self.data_views) and self.last_seq[0] > q.completed():
+            q.wait_done(self.last_seq[0], "an earlier submit of this stream")  # its payloads or data are about to change
         for slot, v in patches:
             ptr = slot[0]
             ptr[0], ptr[1], slot[2] = v & 0xFFFFFFFF, v >> 32, v
+        for view, name, lo, hi in self.data_views:
+            view[:] = values[name][lo:hi]
         self.last_seq[0] = q.submit(self.entry)
         if self.waits:
             q.acquires[self.last_seq[0]] = [(sig, hal.resolve(v, values)) for sig, v in self.waits]
@@ -299,6 +348,8 @@ class NvQueue(hal.Queue):
     def submit(self, entry: int) -> int:
         """Queue a GP entry followed by the tail that releases the next sequence number; returns it."""
         if self.dead:
+            if self.device.queues.get(self.kind, self) is not self:
+                raise hal.DeviceClosed(f"{self} died ({self.dead}) and was replaced; use dev.queue({self.kind!r})")
             raise hal.DeviceFault(f"{self} is dead ({self.dead}); take a new one with dev.queue({self.kind!r})")
         seq = self.submitted + 1
         if seq - self.progress.word[0] >= MAX_IN_FLIGHT:

@@ -366,6 +366,9 @@ class Reduction:
     # linear output index of accrow[j][o])
     cpu_rows: tuple | None = None
     tiled: TiledGemm | None = None    # set (fp32 only) where the reduction is a GEMM
+    # a whole cpu kernel of its own: callable(fields, unpack, epilogue statements) -> (source, grid);
+    # the epilogue reads `acc` and the coordinates c0.. and linear index i, which the kernel defines
+    cpu_kernel: object = None
 
     @property
     def length(self) -> int:
@@ -576,6 +579,8 @@ class PointwiseBuilder:
     def _cpu_source(self, fields, unpack) -> tuple:
         """(source, grid) for the cpu: the row template where the anchor offers one, else pointwise."""
         red = self.reduction
+        if red is not None and red.cpu_kernel is not None:
+            return red.cpu_kernel(fields, unpack, "\n".join(self.pre + self.post))
         if red is not None and red.cpu_rows is not None:
             rows, row_len, code, index = red.cpu_rows
             src = _template("cpu/rows.c").substitute(

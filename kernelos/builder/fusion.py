@@ -4,7 +4,11 @@ intermediate tensors never reach memory (bias, activation, residual add, a GELU'
 
 A group may be any DAG of same-shape elementwise nodes hanging off the anchor, as long as exactly
 one of its values is needed outside it (that one is stored) and no outside node both depends on
-the group and feeds it (which would be a cycle)."""
+the group and feeds it (which would be a cycle).
+
+A Transpose whose input only it reads, the stored value of another group, folds into that group's
+store (the group writes the transposed layout; no copy kernel). Nodes whose outputs are all strided
+views (views.py) form no group."""
 
 from dataclasses import dataclass, field
 
@@ -16,6 +20,7 @@ from .graph import Graph, Node
 class Group:
     anchor: Node
     epilogue: list = field(default_factory=list)   # in graph order
+    store: tuple | None = None      # (value, perm): store Transpose(out, perm) as value instead of out
 
     @property
     def nodes(self) -> list:
@@ -26,21 +31,38 @@ class Group:
         return self.nodes[-1].outputs[0]
 
 
-def fuse(graph: Graph, enabled: bool = True) -> list:
-    """Groups in graph order; alias and fold nodes form no group (they emit no kernel)."""
+def fuse(graph: Graph, enabled: bool = True, views=()) -> list:
+    """Groups in graph order; alias and fold nodes and nodes producing only views form no group
+    (they emit no kernel)."""
     consumers, producers = graph.consumers(), graph.producers()
     order = {id(n): k for k, n in enumerate(graph.nodes)}
     taken, groups = set(), []
     for node in graph.nodes:
         kind = ops.get(node.op).kind
-        if id(node) in taken or kind in ("alias", "fold"):
+        if id(node) in taken or kind in ("alias", "fold") or all(o in views for o in node.outputs if o):
             continue
         epilogue = []
         if enabled and kind != "multi" and len(node.outputs) == 1:
             epilogue = _epilogue(graph, node, consumers, producers, order, taken)
         taken.update(id(n) for n in [node] + epilogue)
         groups.append(Group(node, epilogue))
-    return groups
+    return _transposed_stores(graph, groups, consumers) if enabled else groups
+
+
+def _transposed_stores(graph, groups, consumers) -> list:
+    """Fold each Transpose group (no epilogue) whose input is only its own into the group storing
+    that input."""
+    by_out = {g.out: g for g in groups if ops.get(g.anchor.op).kind != "multi"}
+    kept = []
+    for g in groups:
+        t, src = g.anchor, by_out.get(g.anchor.inputs[0])
+        if (t.op == "Transpose" and not g.epilogue and src is not None and src.store is None
+                and len(consumers[t.inputs[0]]) == 1):
+            src.store = (t.outputs[0], ops.get("Transpose").perm_of(t, len(graph.value(t.inputs[0]).shape)))
+            by_out.pop(g.out)       # folded away: a Transpose after it has no group to fold into
+            continue
+        kept.append(g)
+    return kept
 
 
 def _epilogue(graph, anchor, consumers, producers, order, taken) -> list:

@@ -2,8 +2,10 @@
 
 Buffers: graph inputs are "input", graph outputs "output", constants that kernels read "weight",
 everything else "scratch" (the core's planner shares scratch space by lifetime). Alias ops
-(Reshape, Squeeze, ...) emit nothing: their output reads the input's buffer. A graph output that is
-an alias or a constant gets a copy kernel into its own output buffer.
+(Reshape, Squeeze, ...) emit nothing: their output reads the input's buffer. Strided views
+(views.py: a Transpose / Split / reshape only MatMuls read) emit nothing either: the MatMul reads
+their base buffer through the view. A graph output that is an alias or a constant gets a copy
+kernel into its own output buffer.
 """
 
 import numpy as np
@@ -15,6 +17,9 @@ from . import ops
 from .codegen import PointwiseBuilder
 from .fusion import Group, fuse
 from .graph import Graph
+from .ops.linalg import lin
+from .rowkernel import RowBuilder
+from .views import View, contiguous, find_views
 
 
 def target_family(target: str) -> str:
@@ -32,6 +37,7 @@ class Lowering:
         self.weights: dict = {}
         self.specs: dict = {}        # kernel name -> KernelSpec
         self.alias_of: dict = {}     # value -> the value whose buffer it reads
+        self.views: dict = {}        # value -> View: read through its base's buffer, never stored
         self._fresh = 0
         self._launch_names: set = set()
 
@@ -57,6 +63,8 @@ class Lowering:
         """The DAG buffer holding `value` (following aliases), created on first use."""
         while value in self.alias_of:
             value = self.alias_of[value]
+        if value in self.views:
+            raise GraphError(f"internal: {value!r} is a strided view; its reader must go through view()")
         if value in self.dag.buffers:
             return value
         v = self.graph.value(value)
@@ -70,12 +78,29 @@ class Lowering:
         self.dag.add_buffer(value, role, v.shape, v.dtype)
         return value
 
+    def view(self, value: str) -> View:
+        """How to read `value`: its strided view, or its own buffer as a contiguous one."""
+        return self.views.get(value) or contiguous(value, self.graph.value(value).shape)
+
     # --- kernels ------------------------------------------------------------------------------
-    def emit_pointwise(self, name: str, out: str, fill):
-        """A pointwise kernel over `out`'s shape: fill(builder) defines `out`; it is stored."""
-        b = PointwiseBuilder(self.graph.value(out).shape, self)
+    def emit_pointwise(self, name: str, out: str, fill, builder=None, store=None):
+        """A kernel over `out`'s shape (a PointwiseBuilder unless `builder` is given): fill(builder)
+        defines `out`; it is stored, or where store = (value, perm) stored as value =
+        Transpose(out, perm) instead (the transpose folded into the producer's store)."""
+        b = builder or PointwiseBuilder(self.graph.value(out).shape, self)
         fill(b)
-        b.store(out)
+        if store is None:
+            b.store(out)
+        else:
+            target, perm = store
+            b.define(target, b.val(out))
+            b.store(target, lin(self.graph.value(target).shape, [b.coord(p) for p in perm]))
+        self._launch(name, b)
+
+    def emit_kernel(self, name: str, shape, fill):
+        """A pointwise kernel over `shape` whose fill(builder) stores its outputs itself."""
+        b = PointwiseBuilder(shape, self)
+        fill(b)
         self._launch(name, b)
 
     def _launch(self, name, b: PointwiseBuilder):
@@ -100,28 +125,37 @@ class Lowering:
         if op.kind == "multi":
             op.lower(anchor, self)
             return
-        op.prepare(anchor, self)
+        builder = None
+        if op.kind == "row":
+            shape = self.graph.value(anchor.inputs[0]).shape
+            builder = RowBuilder(shape, self, *op.row_axes(anchor, shape))
 
         def fill(b):
             if op.kind == "elementwise":
                 b.define(anchor.outputs[0], op.expr(anchor, [b.val(i) for i in anchor.inputs if i], b))
+            elif op.kind == "row":
+                op.row(anchor, b)
             else:
                 op.anchor(anchor, b)
             for node in group.epilogue:
                 b.define(node.outputs[0], ops.get(node.op).expr(node, [b.val(i) for i in node.inputs if i], b))
-        self.emit_pointwise(anchor.name, group.out, fill)
+        self.emit_pointwise(anchor.name, group.out, fill, builder, group.store)
 
     # --- the whole graph ----------------------------------------------------------------------
     def run(self, fusion: bool = True) -> KernelDAG:
+        """fusion=False: no epilogues, views or transposed stores (a kernel per node, for comparison)."""
         g = self.graph
+        self.views = find_views(g) if fusion else {}
         for node in g.nodes:
+            if node.outputs[0] in self.views:
+                continue
             if ops.get(node.op).kind == "alias":
                 self.alias_of[node.outputs[0]] = node.inputs[0]
             elif ops.get(node.op).kind == "fold":
                 raise GraphError(f"{node.describe()} could not be folded at build time")
         for name in g.inputs:
             self.buffer_of(name)
-        for group in fuse(g, fusion):
+        for group in fuse(g, fusion, self.views):
             self.lower_group(group)
         self._outputs()
         self.dag.validate()

@@ -195,10 +195,13 @@ def check_model(model, rng, sample=None):
         return arrays[buf]
 
     def value_array(value):
+        """A value's elements, read through its strided view (views.py) where it is one."""
         v = g.value(value)
         if v.const is not None:
             return v.const.astype(np.float64)
-        return buffer_array(low.buffer_of(value)).reshape(v.shape)
+        view = low.view(value)
+        base = buffer_array(low.buffer_of(view.base)).reshape(-1)
+        return np.lib.stride_tricks.as_strided(base[view.offset:], v.shape, [8 * s for s in view.strides])
 
     nodes = {n.name: n for n in g.nodes}
     variants, done = {}, set()

@@ -2,17 +2,19 @@
 inputs, staged and unstaged I/O, self-test, input checks, O(1) host cost per replay, recovery after
 an injected timeout and an injected fault, node-by-node stepping."""
 
-import statistics
-
 import numpy as np
 import pytest
 
-from hal.errors import DeviceFault, DeviceTimeout, ImageError, InvalidArgument
+import hal
+from hal.errors import DeviceClosed, DeviceFault, DeviceTimeout, ImageError, InvalidArgument
 from kernelos.image import write_image
 from kernelos.model import load_model
 
 from .models import (chain_image, compile_mlp_kernels, misbehave_image, mlp_dag, mlp_inputs, mlp_reference,
                      mlp_weights)
+
+SUBMIT_ROUNDS, SUBMITS_PER_ROUND = 6, 50
+MAX_SUBMIT_SLOPE_S = 50e-9  # per launch; 252 extra launches may add 12.6 us (Python work per launch: >= 1 us)
 
 
 def _check(out, ref):
@@ -39,6 +41,20 @@ def test_staged_io_through_the_copy_queue(mlp_image):
         for _ in range(1000):
             x = mlp_inputs(4, rng)
             _check(model.run(x, poison=True), mlp_reference(x["x"], weights))
+
+
+def test_inputs_written_by_the_stream_and_outputs_in_place(mlp_image):
+    """stage_io=False: the compute stream writes the input (CommandStream.write) and the kernel and the
+    DAG copy write the outputs straight into the host-visible I/O buffer (the GPU's small-model path)."""
+    path, weights = mlp_image
+    rng = np.random.default_rng(98)
+    with load_model(path, "cpu", stage_io=False) as model:
+        assert not model._stage and set(model._written) == set(model.inputs)
+        assert set(model._places) == set(model.outputs)
+        assert model.submits_per_inference == 2  # the DAG's copy still runs on the copy queue
+        for i in range(1000):
+            x = mlp_inputs(4, rng)
+            _check(model.run(x, poison=i % 10 == 0), mlp_reference(x["x"], weights))
 
 
 def test_self_test_passes_and_detects_a_wrong_golden(mlp_image, tmp_path):
@@ -94,21 +110,32 @@ def test_non_contiguous_inputs_are_accepted(mlp_image):
 
 
 def test_host_cost_of_a_replay_does_not_grow_with_kernels(tmp_path, cpu_ready):
-    """Median time in submit() for a 4-launch and a 256-launch chain: the same O(1) work."""
-    medians = {}
-    for k in (4, 256):
-        path = tmp_path / f"chain{k}.kimg"
-        chain_image(path, k)
-        with load_model(path, "cpu") as model:
-            assert model.submits_per_inference == 1
-            x = {"x": np.random.default_rng(k).standard_normal(16, dtype=np.float32)}
-            times = []
-            for _ in range(300):
-                out = model.run(x)
-                times.append(model._recorded.submit_s)
-            np.testing.assert_allclose(out["y"], x["x"].astype(np.float64) + k, rtol=1e-5)
-            medians[k] = statistics.median(times)
-    assert medians[256] < 3 * medians[4] + 20e-6, medians
+    """Time in submit() for a 4-launch and a 256-launch chain: the same O(1) work, so the extra host
+    cost per extra launch stays under MAX_SUBMIT_SLOPE_S (encoding or pushing each launch at submit
+    costs over 1 us a launch). Each chain's cost is the fastest of its submits: load on a shared
+    machine only ever adds time (medians of a whole round reached 35 us on the 2-core dev VM under
+    load), while work done per launch is in every submit, the fastest included. Both models replay
+    in alternating rounds so a burst of load does not fall on one of them only."""
+    ks = (4, 256)
+    models = {}
+    try:
+        for k in ks:
+            chain_image(tmp_path / f"chain{k}.kimg", k)
+            models[k] = load_model(tmp_path / f"chain{k}.kimg", "cpu")
+            assert models[k].submits_per_inference == 1
+        x = {"x": np.random.default_rng().standard_normal(16, dtype=np.float32)}
+        fastest = dict.fromkeys(ks, float("inf"))
+        for _ in range(SUBMIT_ROUNDS):
+            for k, model in models.items():
+                for _ in range(SUBMITS_PER_ROUND):
+                    out = model.run(x)
+                    fastest[k] = min(fastest[k], model._recorded.submit_s)
+                np.testing.assert_allclose(out["y"], x["x"].astype(np.float64) + k, rtol=1e-5)
+    finally:
+        for model in models.values():
+            model.close()
+    slope_s = (fastest[256] - fastest[4]) / (256 - 4)
+    assert slope_s < MAX_SUBMIT_SLOPE_S, fastest
 
 
 def test_timeout_surfaces_typed_and_next_inference_is_correct(tmp_path, cpu_ready):
@@ -137,6 +164,23 @@ def test_fault_surfaces_typed_and_next_inference_is_correct(tmp_path, cpu_ready)
             out = model.run({"mode": np.array([0], np.int32), "x": xi}, poison=True)
             np.testing.assert_allclose(out["y"], 2 * xi.astype(np.float64) + 1, rtol=1e-6)
         assert model.recoveries == 1 and model.self_test().passed
+
+
+def test_a_model_that_does_not_own_its_device_recovers_on_it_and_leaves_it_open(tmp_path, cpu_ready):
+    path = tmp_path / "misbehave.kimg"
+    misbehave_image(path)
+    x = np.random.default_rng(7).standard_normal(64, dtype=np.float32)
+    with hal.open("cpu") as dev:
+        model = load_model(path, dev, timeout_s=5.0, owns_device=False)
+        with pytest.raises(DeviceFault):
+            model.run({"mode": np.array([2], np.int32), "x": x})
+        out = model.run({"mode": np.array([0], np.int32), "x": x}, poison=True)
+        np.testing.assert_allclose(out["y"], 2 * x.astype(np.float64) + 1, rtol=1e-6)
+        assert model.recoveries == 1 and model.device is dev
+        model.close()
+        assert not dev.closed and dev.memory_map() == []  # everything the model allocated was freed
+        with pytest.raises(DeviceClosed):
+            model.run({"mode": np.array([0], np.int32), "x": x})
 
 
 def test_stepping_node_by_node(mlp_image):

@@ -15,13 +15,14 @@ from .models import mlp_inputs, mlp_reference
 from .test_cli import kernelos
 
 
-@pytest.mark.parametrize("stage_io", [False, True])
+@pytest.mark.parametrize("stage_io", [None, False, True])
 def test_timeline_adds_up_and_lies_inside_the_host_window(mlp_image, stage_io):
+    """Rows beyond the DAG's nodes: a staged copy per input and output (True), a write per input (False)."""
     path, weights = mlp_image
     x = mlp_inputs(4, np.random.default_rng(11))
     with load_model(path, "cpu", stage_io=stage_io) as model:
         tl = profile(model, x, runs=5)
-        staged = (len(model.inputs) + len(model.outputs)) if stage_io else 0
+        staged = {None: 0, False: len(model.inputs), True: len(model.inputs) + len(model.outputs)}[stage_io]
         names = [n.name for n in model.dag.nodes]
     assert tl.runs == 5 and len(tl.nodes) == len(names) + staged
     assert {n.name for n in tl.nodes if n.op in ("launch", "copy_node")} == set(names)

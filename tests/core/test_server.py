@@ -238,3 +238,24 @@ def test_serve_restores_sigterm_when_the_server_cannot_start(served, tmp_path):
     with pytest.raises(KernelosError, match="is not a socket"):
         _serve(server.model, str(not_a_socket), None, say=lambda line: None)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_close_leaves_a_socket_file_that_another_server_took_over(served, tmp_path):
+    """If the socket file was replaced after we bound it (someone removed it and bound their own),
+    close() must not remove the newcomer's file; it removes its own otherwise."""
+    import os
+
+    server, _ = served
+    sock = str(tmp_path / "taken.sock")
+    first = Server(server.model, unix_path=sock).start()
+    os.unlink(sock)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as newcomer:
+        newcomer.bind(sock)
+        newcomer.listen()
+        theirs = os.lstat(sock).st_ino
+        first.close()
+        assert os.path.exists(sock) and os.lstat(sock).st_ino == theirs
+    os.unlink(sock)
+    second = Server(server.model, unix_path=sock).start()
+    second.close()
+    assert not os.path.exists(sock)

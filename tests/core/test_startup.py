@@ -14,7 +14,7 @@ from boot import sequence
 from boot.background import Background, quick_switches
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 # Never needed to boot an image: the build host's packages, firmware flashing, and what only serving,
 # profiling or writing images needs (imported when that starts).
@@ -105,3 +105,12 @@ def test_bring_up_returns_a_verified_image_and_an_open_device(mlp_image):
     finally:
         dev.close()
         image.close()
+
+
+def test_preload_imports_what_open_needs_and_touches_no_device():
+    """hal.preload (boot runs it while verifying the image) imports the driver's open() path; it opens
+    no device node, and a bad spec is left for hal.open to report."""
+    mods = modules_after("import hal, os; hal.preload('nv:0'); hal.preload('nope:1'); "
+                         "fds = [os.path.realpath(f'/proc/self/fd/{f}') for f in os.listdir('/proc/self/fd')]; "
+                         "assert not [f for f in fds if 'nvidia' in f], fds")
+    assert "drivers.nvidia.device" in mods and "drivers.nvidia.channel" in mods

@@ -133,6 +133,7 @@ class BridgeModel(VirtualDevice):
         addr = x[0xC8A1] | x[0xC8A2] << 8 | x[0xC8AB] << 16
         length = x[0xC8A3] << 8 | x[0xC8A4]
         chip, buf = self.chip, 0x7000
+        self.event("spi", opcode=opcode)
         if opcode == 0x06:
             chip.wel = True
         elif opcode == 0x05:

@@ -5,7 +5,8 @@ flashing tools without hardware.
 `VirtualDevice`: it describes its descriptors, answers control/bulk transfers, and can lose
 power or re-enumerate; handles opened before that fail with ENODEV as libusb's do. Faults are
 injected through `VirtualDevice.faults`. The backend records every transfer's timeout so a test
-can check the tool never passes an unbounded one.
+can check the tool never passes an unbounded one, and keeps the handles that are open so a test
+can check the tool closes them.
 """
 
 import array
@@ -179,6 +180,7 @@ class VirtualUsbBackend(usb.backend.IBackend):
         self.models = list(models)
         self.timeouts_ms: list = []      # every transfer's timeout, for the "always bounded" check
         self.transfers = 0
+        self.open_handles: set = set()   # opened and not yet closed
 
     def enumerate_devices(self):
         for i, m in enumerate(self.models):
@@ -205,10 +207,11 @@ class VirtualUsbBackend(usb.backend.IBackend):
     def open_device(self, dev):
         h = _Handle(dev)
         h.model    # raises if the device is already gone
+        self.open_handles.add(h)
         return h
 
     def close_device(self, dev_handle):
-        pass
+        self.open_handles.discard(dev_handle)
 
     def set_configuration(self, dev_handle, config_value):
         dev_handle.model

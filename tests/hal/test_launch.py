@@ -87,6 +87,30 @@ def test_launch_with_buffer_offset(dev, programs, rng):
     yb.free()
 
 
+def test_numpy_integer_dims_run_like_ints(dev, programs):
+    """Dims computed with numpy (as a DAG's are) are integers too; index3 checks every thread ran."""
+    nx, ny = 11, 6
+    out = dev.alloc(4 * nx * ny)
+    poison(out)
+    grid, block = (np.int64(3), np.uint32(2)), [np.int32(4), np.uint8(3)]
+    _run(dev, lambda s: s.launch(programs["index3"], [out, nx, ny, 1], grid=grid, block=block))
+    y, x = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    np.testing.assert_array_equal(np.frombuffer(out.read(), np.uint32).reshape(ny, nx), x + 1000 * y)
+    _run(dev, lambda s: s.launch(programs["empty"], [], grid=np.uint16(5), block=np.int64(1)))
+    _run(dev, lambda s: s.launch(programs["empty"], [], grid=np.array([2, 3]), block=range(1, 2)))
+    out.free()
+
+
+@pytest.mark.parametrize("dims", [True, (2, False), 2.0, (np.float32(2),), "2", b"2", (), None, np.int64(0), 2**31,
+                                  (1, 1, 1, 1), {"x": 1}])
+def test_non_integer_dims_are_refused(dev, programs, dims):
+    s = dev.queue("compute").stream()
+    for kw in (dict(grid=dims), dict(grid=1, block=dims)):
+        with pytest.raises(InvalidArgument, match="not bool or float"):
+            s.launch(programs["empty"], [], **kw)
+    assert s.decode() == []
+
+
 def test_bad_launches_are_refused_at_record(dev, programs):
     saxpy, buf = programs["saxpy"], dev.alloc(64)
     s = dev.queue("compute").stream()

@@ -142,3 +142,23 @@ def test_stepper_runs_the_demo_image_node_by_node(shell, tmp_path, capsys):
 def test_wait_refuses_a_timeout_that_would_never_end_or_is_negative(shell, timeout_s):
     with pytest.raises(hal.InvalidArgument, match="timeout_s"):
         shell.wait(shell.signal(0), 1, timeout_s=timeout_s)
+
+
+def test_load_replaces_the_previous_image_and_frees_its_memory(shell, tmp_path):
+    from .demo_image import write_demo_image
+
+    write_demo_image(tmp_path / "demo.kimg")
+    before = shell.dev.memory_map()
+    first = shell.load(tmp_path / "demo.kimg")
+    loaded = shell.dev.memory_map()
+    assert len(loaded) > len(before)
+    first.step()
+    second = shell.load(tmp_path / "demo.kimg")
+    assert len(shell.dev.memory_map()) == len(loaded)  # the first image's arena was freed, not kept
+    with pytest.raises(hal.DeviceClosed, match="later load"):
+        first.step()
+    second.run()
+    second.check()
+    assert not shell.dev.closed
+    second.close()
+    assert shell.dev.memory_map() == before

@@ -38,13 +38,17 @@ def open_spi(found: Found, opts: FlashOptions) -> SpiFlash:
                              f"reach the SPI flash: use bridge-restore (bootloader route) instead")
     link = UsbLink(found.dev, opts.timeout_ms)
     dev = found.dev
-    if link.call("kernel driver check", dev.is_kernel_driver_active, 0):
-        link.call("detach kernel driver", dev.detach_kernel_driver, 0)
-    link.call("set configuration 1", dev.set_configuration, 1)
-    link.call("claim interface 0", usb.util.claim_interface, dev, 0)
-    spi = SpiFlash(link, opts.busy_deadline_s)
-    spi.init()
-    return spi
+    try:
+        if link.call("kernel driver check", dev.is_kernel_driver_active, 0):
+            link.call("detach kernel driver", dev.detach_kernel_driver, 0)
+        link.call("set configuration 1", dev.set_configuration, 1)
+        link.call("claim interface 0", usb.util.claim_interface, dev, 0)
+        spi = SpiFlash(link, opts.busy_deadline_s)
+        spi.init()
+    except BaseException:
+        link.close()
+        raise
+    return spi                                  # the caller closes spi.link (`with spi.link:`)
 
 
 def info(found: Found, opts: FlashOptions) -> dict:
@@ -54,18 +58,18 @@ def info(found: Found, opts: FlashOptions) -> dict:
         out["note"] = "ROM bootloader: the flash image is missing or invalid; restore a backup"
         return out
     spi = open_spi(found, opts)
-    out["flash"] = {"jedec_id": spi.jedec_id().hex(), "size_B": spi.capacity_B()}
-    head = spi.read(0, img.IMAGE_OFFSET + 4)
-    body_B = int.from_bytes(head[img.IMAGE_OFFSET:], "little")
-    if body_B + img.IMAGE_OFFSET + img.OVERHEAD_B > out["flash"]["size_B"]:
-        out["image"] = {"valid": False, "why": f"header length {body_B} does not fit the flash"}
-    else:
+    with spi.link:
+        out["flash"] = {"jedec_id": spi.jedec_id().hex(), "size_B": spi.capacity_B()}
+        head = spi.read(0, img.IMAGE_OFFSET + 4)
+        body_B = int.from_bytes(head[img.IMAGE_OFFSET:], "little")
+        if body_B + img.IMAGE_OFFSET + img.OVERHEAD_B > out["flash"]["size_B"]:
+            out["image"] = {"valid": False, "why": f"header length {body_B} does not fit the flash"}
+            return out
         flash = head[:img.IMAGE_OFFSET] + spi.read(img.IMAGE_OFFSET, body_B + img.OVERHEAD_B)
-        try:
-            out["image"] = {"valid": True, **img.check(flash[img.IMAGE_OFFSET:]).as_dict()}
-        except FirmwareFileError as e:
-            out["image"] = {"valid": False, "why": str(e)}
-    spi.link.close()
+    try:
+        out["image"] = {"valid": True, **img.check(flash[img.IMAGE_OFFSET:]).as_dict()}
+    except FirmwareFileError as e:
+        out["image"] = {"valid": False, "why": str(e)}
     return out
 
 
@@ -75,6 +79,15 @@ def read_backup(spi: SpiFlash, opts: FlashOptions) -> bytes:
     data = spi.read(0, size_B, progress)
     progress.finish()
     return data
+
+
+def backup(found: Found, opts: FlashOptions, path: str) -> dict:
+    """Save the whole SPI flash to path (written, then read back from disk)."""
+    spi = open_spi(found, opts)
+    with spi.link:
+        data = read_backup(spi, opts)
+    save_backup(data, path)
+    return {"device": found.as_dict(), "output": path, "size_B": len(data)}
 
 
 def save_backup(data: bytes, path: str):
@@ -119,6 +132,12 @@ def write(found: Found, image: bytes, backup_path: str, opts: FlashOptions, opte
     new = img.check(image, "new image")                      # 1. the file
     require_opt_in(opted_in, opts.dry_run, "bridge-write")
     spi = open_spi(found, opts)                              # 2. the device
+    with spi.link:
+        return _write(spi, found, image, new, backup_path, opts)
+
+
+def _write(spi: SpiFlash, found: Found, image: bytes, new, backup_path: str, opts: FlashOptions) -> dict:
+    """write() from step 3 on, on an opened bridge (the caller closes its link)."""
     size_B = spi.capacity_B()
     if img.IMAGE_OFFSET + len(image) > size_B:
         raise DeviceMismatch(f"the image ({len(image)} B at 0x{img.IMAGE_OFFSET:X}) does not fit this bridge's "
@@ -132,7 +151,6 @@ def write(found: Found, image: bytes, backup_path: str, opts: FlashOptions, opte
     result = {"device": found.as_dict(), "backup": backup_path, "old_image": img.check(old).as_dict(),
               "new_image": new.as_dict(), "dry_run": opts.dry_run, "verified": False}
     if opts.dry_run:
-        spi.link.close()
         return result
     spi.unprotect()
     t0 = time.monotonic()
@@ -146,7 +164,6 @@ def write(found: Found, image: bytes, backup_path: str, opts: FlashOptions, opte
     result["write_s"] = round(time.monotonic() - t0, 3)
     result["verified"] = True
     result["next"] = "power-cycle the bridge to boot the new firmware"
-    spi.link.close()
     return result
 
 
@@ -173,32 +190,30 @@ def restore(found: Found, backup: bytes, opts: FlashOptions, opted_in: bool) -> 
     if found.state == "bootloader":
         if opts.dry_run:
             return result
-        link = UsbLink(found.dev, opts.timeout_ms)
-        link.call("set configuration", found.dev.set_configuration)
-        intf = link.call("read the configuration", found.dev.get_active_configuration)[(0, 0)]
-        progress = opts.progress("restore", len(image))
-        flash_via_bootloader(BotTransport(link, intf), backup[:img.CONFIG_B], image, progress)
-        progress.finish()
-        link.close()
+        with UsbLink(found.dev, opts.timeout_ms) as link:
+            link.call("set configuration", found.dev.set_configuration)
+            intf = link.call("read the configuration", found.dev.get_active_configuration)[(0, 0)]
+            progress = opts.progress("restore", len(image))
+            flash_via_bootloader(BotTransport(link, intf), backup[:img.CONFIG_B], image, progress)
+            progress.finish()
         found = wait_for(opts.backend, lambda f: f.protocol == "asm2464" and f.state == "custom-firmware",
                          opts.reenumerate_timeout_s, "waiting for the bridge to boot the restored firmware")
         result["rebooted_as"] = found.as_dict()
     spi = open_spi(found, opts)
-    size_B = spi.capacity_B()
-    if size_B != len(backup):
-        raise DeviceMismatch(f"the backup is {len(backup)} B but this bridge's flash is {size_B} B: "
-                             f"it is from another device")
-    if opts.dry_run:
-        spi.link.close()
-        return result
-    current = spi.read(0, size_B)
-    if current != backup:
-        spi.unprotect()
-        try:
-            result["blocks_rewritten"] = make_equal(spi, current, backup, opts, "restore")
-        except DeviceDisconnected as e:
-            raise DeviceDisconnected(f"{e} during the restore. Power-cycle the bridge and run the same "
-                                     f"bridge-restore command again (it works from the ROM bootloader too)") from None
+    with spi.link:
+        size_B = spi.capacity_B()
+        if size_B != len(backup):
+            raise DeviceMismatch(f"the backup is {len(backup)} B but this bridge's flash is {size_B} B: "
+                                 f"it is from another device")
+        if opts.dry_run:
+            return result
+        current = spi.read(0, size_B)
+        if current != backup:
+            spi.unprotect()
+            try:
+                result["blocks_rewritten"] = make_equal(spi, current, backup, opts, "restore")
+            except DeviceDisconnected as e:
+                raise DeviceDisconnected(f"{e} during the restore. Power-cycle the bridge and run the same "
+                                         f"bridge-restore command again (it works from the ROM bootloader too)") from None
     result["verified"] = True
-    spi.link.close()
     return result

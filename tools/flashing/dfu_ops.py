@@ -7,6 +7,7 @@ back to dfuIDLE and retry) -> manifest -> read back and compare. A DFU device ke
 bootloader, so any failure, power loss included, is recovered by running the download again.
 """
 
+import contextlib
 import time
 
 from . import dfu_file, dfu_spec as S
@@ -29,6 +30,7 @@ def _same_device(found: Found):
 
 
 def open_interface(found: Found, opts: FlashOptions) -> DfuInterface:
+    """The device's DFU interface; the caller closes it (`with iface.link:`)."""
     link = UsbLink(found.dev, opts.timeout_ms)
     cls = DfuseInterface if found.desc.is_dfuse else DfuInterface
     return cls(link, found.interface, found.desc, busy_deadline_s=opts.busy_deadline_s)
@@ -39,22 +41,22 @@ def enter_dfu_mode(found: Found, opts: FlashOptions) -> Found:
     if found.state == "dfu-mode":
         return found
     iface = open_interface(found, opts)
-    try:
-        status = iface.get_status()
-        state = status.state
-    except UsbTransferError as e:
-        if isinstance(e, DeviceDisconnected):
-            raise
-        state = S.APP_IDLE          # dfu-util: a stalled GETSTATUS in runtime means appIDLE
-    if state not in (S.APP_IDLE, S.APP_DETACH):
-        raise FlashError(f"runtime DFU interface is in {S.state_name(state)}, expected appIDLE")
-    iface.detach(min(1000, found.desc.detach_timeout_ms or 1000))
-    if not found.desc.will_detach:
+    with iface.link:
         try:
-            iface.link.call("USB reset after DFU_DETACH", found.dev.reset)
-        except DeviceDisconnected:
-            pass                    # expected: the device re-enumerates in DFU mode
-    iface.link.close()
+            status = iface.get_status()
+            state = status.state
+        except UsbTransferError as e:
+            if isinstance(e, DeviceDisconnected):
+                raise
+            state = S.APP_IDLE          # dfu-util: a stalled GETSTATUS in runtime means appIDLE
+        if state not in (S.APP_IDLE, S.APP_DETACH):
+            raise FlashError(f"runtime DFU interface is in {S.state_name(state)}, expected appIDLE")
+        iface.detach(min(1000, found.desc.detach_timeout_ms or 1000))
+        if not found.desc.will_detach:
+            try:
+                iface.link.call("USB reset after DFU_DETACH", found.dev.reset)
+            except DeviceDisconnected:
+                pass                    # expected: the device re-enumerates in DFU mode
     return wait_for(opts.backend, lambda f: _same_device(found)(f) and f.state == "dfu-mode",
                     opts.reenumerate_timeout_s, "waiting for the device in DFU mode after DFU_DETACH")
 
@@ -124,7 +126,13 @@ def download(found: Found, data: bytes, opts: FlashOptions, allow_no_suffix: boo
 
 def _download(found: Found, data: bytes, opts: FlashOptions, allow_no_suffix: bool, runtime_ids: list) -> dict:
     f = check_file(data, found, runtime_ids, allow_no_suffix)
+    with contextlib.ExitStack() as links:    # closes every interface opened here, however it ends
+        return _download_on(found, f, opts, links)
+
+
+def _download_on(found: Found, f: dfu_file.DfuFile, opts: FlashOptions, links: contextlib.ExitStack) -> dict:
     iface = open_interface(found, opts)
+    links.enter_context(iface.link)
     result = {"device": found.as_dict(), "size_B": len(f.payload), "dry_run": opts.dry_run,
               "suffix": bool(f.suffix), "verified": False}
     if found.desc.is_dfuse:
@@ -149,6 +157,7 @@ def _download(found: Found, data: bytes, opts: FlashOptions, allow_no_suffix: bo
         return result
     if status.state == S.MANIFEST_WAIT_RESET:
         found, iface = _reenter_after_manifest(found, iface, opts)
+        links.enter_context(iface.link)
     iface.ensure_idle()
     _verify(iface.read(len(f.payload), opts.progress("verify", len(f.payload))), f.payload, 0)
     result["verified"] = True
@@ -209,7 +218,6 @@ def _download_dfuse(found: Found, iface: DfuseInterface, f: dfu_file.DfuFile, op
             _verify(iface.read_at(address, len(data), opts.progress("verify", len(data))), data, address)
         result["verified"] = True
     iface.leave(steps[0][1])
-    iface.link.close()
     return result
 
 
@@ -219,19 +227,19 @@ def upload(found: Found, opts: FlashOptions, size_B: int, address: int | None = 
     if not found.desc.can_upload:
         raise DeviceMismatch("the device's DFU descriptor says it cannot upload (bitCanUpload = 0)")
     iface = open_interface(found, opts)
-    iface.ensure_idle()
-    progress = opts.progress("upload", size_B)
-    if found.desc.is_dfuse:
-        mm = parse_memory_map(found.alt_names.get(alt, ""))
-        address = mm.segments[0].start if address is None else address
-        iface.link.call("select alt setting", found.dev.set_interface_altsetting, found.interface, alt)
-        data = iface.read_at(address, size_B, progress)
-        payload = dfu_file.build_dfuse([dfu_file.DfuseTarget(alt, mm.name, [(address, data)])])
-        bcd_dfu = S.BCD_DFUSE
-    else:
-        data = payload = iface.read(size_B, progress)
-        bcd_dfu = 0x0100
-    progress.finish()
-    iface.link.close()
+    with iface.link:
+        iface.ensure_idle()
+        progress = opts.progress("upload", size_B)
+        if found.desc.is_dfuse:
+            mm = parse_memory_map(found.alt_names.get(alt, ""))
+            address = mm.segments[0].start if address is None else address
+            iface.link.call("select alt setting", found.dev.set_interface_altsetting, found.interface, alt)
+            data = iface.read_at(address, size_B, progress)
+            payload = dfu_file.build_dfuse([dfu_file.DfuseTarget(alt, mm.name, [(address, data)])])
+            bcd_dfu = S.BCD_DFUSE
+        else:
+            data = payload = iface.read(size_B, progress)
+            bcd_dfu = 0x0100
+        progress.finish()
     info = {"device": found.as_dict(), "size_B": len(data)}
     return dfu_file.add_suffix(payload, found.vid, found.pid, found.bcd_device, bcd_dfu), info

@@ -54,7 +54,12 @@ class Found:
 
 
 def classify(dev) -> Found | None:
-    link = UsbLink(dev)
+    """What dev is, from its descriptors and strings; the handle reading them is closed again."""
+    with UsbLink(dev) as link:
+        return _classify(dev, link)
+
+
+def _classify(dev, link: UsbLink) -> Found | None:
     ids = (dev.idVendor, dev.idProduct)
     try:
         dfu_intfs = [i for _c, i in interfaces(dev)

@@ -2,7 +2,8 @@
 
 `UsbLink` wraps one `usb.core.Device`; every control and bulk transfer passes an explicit
 timeout_ms and maps pyusb's errors: a timeout -> TransferTimeout, ENODEV/EIO/no-device ->
-DeviceDisconnected, EPIPE (STALL) and the rest -> UsbTransferError. `find_devices` takes an
+DeviceDisconnected, EPIPE (STALL) and the rest -> UsbTransferError. A link is a context manager:
+leaving the block releases the claimed interfaces and closes the handle, on errors too. `find_devices` takes an
 optional pyusb backend so the tests can substitute their virtual devices.
 """
 
@@ -85,7 +86,18 @@ class UsbLink:
             return None
 
     def close(self):
-        usb.util.dispose_resources(self.dev)
+        """Release claimed interfaces and close the handle (pyusb reopens it if used again). Best
+        effort: a device that is gone has nothing left to release."""
+        try:
+            usb.util.dispose_resources(self.dev)
+        except usb.core.USBError:
+            pass
+
+    def __enter__(self) -> "UsbLink":
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def find_devices(backend=None, match=None) -> list:

@@ -35,6 +35,7 @@ class Session:
         self.labels: dict = {}       # va -> (Buffer, what the shell allocated there), shown by memmap()
         self._done = None            # the timeline launch() signals completion on
         self._launches = 0
+        self._stepper = None         # the image load() loaded last
 
     # --- memory -------------------------------------------------------------------------
     def upload(self, array, host_visible: bool = True):
@@ -129,10 +130,16 @@ class Session:
         print("\n".join(views.memory_map_lines(self.dev.memory_map(), live)))
 
     def load(self, image_path: str):
-        """load(path) -> m: an image loaded for stepping: m.nodes(), m.step(), m.tensor(name), m.check(), m.self_test()."""
+        """load(path) -> m: an image loaded for stepping: m.nodes(), m.step(), m.tensor(name), m.check(), m.self_test().
+
+        The image loaded before is closed first (its memory freed): one stepped image at a time."""
         from .stepper import load_stepper
 
-        return load_stepper(self.dev, image_path, self.timeout_s)
+        if self._stepper is not None:
+            self._stepper, previous = None, self._stepper
+            previous.close()
+        self._stepper = load_stepper(self.dev, image_path, self.timeout_s)
+        return self._stepper
 
     # --- the console's namespace --------------------------------------------------------
     def help(self, *args, **kwargs):

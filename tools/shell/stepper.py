@@ -4,18 +4,21 @@ The image is loaded by kernelos.model (the runtime's own loader: one arena, the 
 the kernels); LoadedModel.steps() runs one node at a time and hands back what the node read
 before and wrote after it ran. This module shows those and remembers the latest value of every
 buffer, so `tensor(name)` works even where the arena has since reused the memory.
+
+The model is loaded onto the shell's device without owning it: close() frees the model's arena,
+kernels and signals and leaves the device open.
 """
 
 import numpy as np
 
-from hal.errors import InvalidArgument
+from hal.errors import DeviceClosed, InvalidArgument
 from kernelos.model import load_model
 
 PREVIEW_VALUES = 8
 
 
 def load_stepper(dev, image_path, timeout_s: float) -> "Stepper":
-    return Stepper(load_model(image_path, dev, timeout_s=timeout_s))
+    return Stepper(load_model(image_path, dev, timeout_s=timeout_s, owns_device=False))
 
 
 def preview(a: np.ndarray) -> str:
@@ -56,6 +59,11 @@ class Stepper:
         if self._steps is not None:
             self._steps.close()  # releases the model's lock a suspended steps() holds
 
+    def close(self):
+        """Free the model's memory, kernels and signals on the device (the device stays open)."""
+        self._end_stepping()
+        self._model.close()
+
     def self_test(self):
         """The runtime's boot self-test on this image (a whole recorded inference); stepping restarts."""
         self._end_stepping()
@@ -82,6 +90,8 @@ class Stepper:
             pass
 
     def _advance(self):
+        if self._model.closed:
+            raise DeviceClosed("this image was closed (a later load() replaces it); load() it again to step it")
         done = next(self._steps, None)
         if done is not None:
             self.seen.update(done.reads)

@@ -6,7 +6,10 @@ Kinds:
 - "elementwise": `expr()` gives the output at the current coordinates from the inputs' values there;
   such nodes fuse into a producer's epilogue or into one elementwise kernel.
 - "anchor": `anchor()` defines the output inside a PointwiseBuilder (an index map or a reduction);
-  elementwise consumers fuse into its epilogue. `prepare()` may first emit helper kernels.
+  elementwise consumers fuse into its epilogue.
+- "row": `row()` defines the output inside a RowBuilder (rowkernel.py) from statistics passes over
+  each row (`row_axes()` says which dims form a row): one kernel per normalisation; elementwise
+  consumers fuse into its epilogue.
 - "multi": `lower()` emits its own kernels (several outputs, no fusion).
 - "fold": only ever constant-folded (Shape, Constant); reaching lowering is a bug in the model.
 """
@@ -59,10 +62,14 @@ class Op:
         """Output arrays from constant inputs, or None where the op is not folded."""
         return None
 
-    def prepare(self, node, ctx):
-        """Emit helper kernels before the anchor (statistics for softmax / normalization)."""
-
     def anchor(self, node, b):
+        raise NotImplementedError
+
+    def row_axes(self, node, shape):
+        """(first, last): the dims [first, last) of the input that form a row (kind "row")."""
+        raise NotImplementedError
+
+    def row(self, node, b):
         raise NotImplementedError
 
     def expr(self, node, args, b):

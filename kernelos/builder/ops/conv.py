@@ -6,8 +6,8 @@ import numpy as np
 
 from hal.errors import GraphError
 
-from ..codegen import Reduction, TiledGemm, acc_ctype, literal, strides
-from . import Op, register
+from ..codegen import NAME_PLACEHOLDER, Reduction, TiledGemm, _template, acc_ctype, literal, strides
+from . import Op, conv_gemm, register
 
 CONV_OC_BLOCK = 8     # output channels a cpu conv tile computes together (shares input loads)
 CONV_PAD_BUFFER_MAX_B = 256 * 1024   # the largest zero-padded input copy a cpu conv block keeps on its stack
@@ -85,15 +85,31 @@ class Conv(Windowed):
         if len(node.inputs) > 2 and node.inputs[2]:
             finish = f"acc + {b.load(node.inputs[2], 'c1')}"
         term = f"({acc_ctype(dt)}){px}[{xidx}] * {pw}[{widx}]"
-        rows = None
-        if len(x) == 4:
+        rows = cpu_kernel = None
+        if len(x) == 4 and node.attr("group", 1) == 1 and dt == "float32" and g.value(node.inputs[1]).const is not None:
+            cpu_kernel = _conv2d_gemm_cpu(b, node.inputs[1], x, w, st, dil, pb, px)
+        if len(x) == 4 and cpu_kernel is None:
             rows = _conv2d_rows(x, w, b.out_shape, st, dil, pb, og, cg, px, pw, acc_ctype(dt),
                                 vector=dt == "float32")
         tiled = None
         if len(x) == 4 and node.attr("group", 1) == 1 and dt == "float32":
             tiled = _conv2d_gemm(x, w, b.out_shape, st, dil, pb, px, pw)
         b.reduce(node.outputs[0], Reduction(loops, term, "sum", acc_ctype(dt), literal(0, dt), cond, pre=pre,
-                                            cpu_rows=rows, tiled=tiled), finish)
+                                            cpu_rows=rows, tiled=tiled, cpu_kernel=cpu_kernel), finish)
+
+
+def _conv2d_gemm_cpu(b, w_name, x, w, st, dil, pb, px):
+    """The cpu implicit-GEMM kernel (ops/conv_gemm.py) reading the weights packed once at build
+    time for its tile kind, or None where its buffers would not fit a block's stack."""
+    geo = conv_gemm.geometry(x, w, b.out_shape, st, dil, pb)
+    tiles = conv_gemm.tiles_for(geo)
+    shape = conv_gemm.block_shape(geo, tiles)
+    if shape is None:
+        return None
+    packed = f"{w_name}.panels{tiles.panel}"
+    if packed not in b.ctx.graph.values:
+        packed = b.ctx.const_value(conv_gemm.pack_weights(b.ctx.graph.value(w_name).const, tiles.panel), packed)
+    return conv_gemm.ConvGemmKernel(geo, tiles, *shape, px, b.param(packed))
 
 
 def _conv2d_gemm(x, w, out, st, dil, pb, px, pw) -> TiledGemm:
@@ -387,34 +403,22 @@ class MaxPool(Pool):
         loops, pre, xidx, cond = _loops_and_index(node, b, x, k_sp, st, dil, pb, "c1")
         px = b.param(node.inputs[0])
         lowest = literal(-np.inf, dt) if dt in ("float32", "float64") else literal(np.iinfo(dt).min, dt)
-        rows = _maxpool2d_rows(x, b.out_shape, k_sp, st, dil, pb, px, acc_ctype(dt)) if len(x) == 4 else None
+        cpu = _maxpool2d_cpu(x, b.out_shape, k_sp, st, dil, pb, px, acc_ctype(dt), lowest) if len(x) == 4 else None
         b.reduce(node.outputs[0], Reduction(loops, f"{px}[{xidx}]", "max", acc_ctype(dt), lowest, cond, pre=pre,
-                                            cpu_rows=rows))
+                                            cpu_kernel=cpu))
 
 
-def _maxpool2d_rows(x, out, k_sp, st, dil, pb, px, acc_t):
-    """cpu rows of a 2-D max pool: a block is one output row (n, c, oh); for each window position
-    (kh, kw) the outputs whose input lies inside the row take the max in one straight loop (NaN wins,
-    as in the reduction)."""
-    (_, _, h, wd), (_, _, oh, ow) = x, out
-    code = f"""\
-        const int64_t nc = row / {oh}, oh = row % {oh};
-        for (int64_t kh = 0; kh < {k_sp[0]}; kh++) {{
-            const int64_t ih = oh * {st[0]} - {pb[0]} + kh * {dil[0]};
-            if (ih < 0 || ih >= {h}) continue;
-            const __typeof__(*{px}) *xr = {px} + (nc * {h} + ih) * {wd};
-            for (int64_t kw = 0; kw < {k_sp[1]}; kw++) {{
-                const int64_t off = kw * {dil[1]} - {pb[1]};
-                const int64_t lo = off < 0 ? (-off + {st[1] - 1}) / {st[1]} : 0;
-                int64_t hi = {wd} - off <= 0 ? 0 : ({wd} - off + {st[1] - 1}) / {st[1]};
-                if (hi > {ow}) hi = {ow};
-                for (int64_t o = lo; o < hi; o++) {{
-                    const {acc_t} v = xr[o * {st[1]} + off];
-                    if (v > accrow[0][o] || v != v) accrow[0][o] = v;
-                }}
-            }}
-        }}"""
-    return 1, ow, code, f"row * {ow} + o"
+def _maxpool2d_cpu(x, out, k_sp, st, dil, pb, px, acc_t, init):
+    """The cpu kernel of a 2-D max pool (kernels/cpu/maxpool2d.c): a block per output row."""
+    (_, ch, h, wd), (_, _, oh, ow) = x, out
+
+    def render(fields, unpack, body):
+        src = _template("cpu/maxpool2d.c").substitute(
+            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, acc_t=acc_t, init=init, px=px, ch=ch, h=h, w=wd,
+            oh=oh, ow=ow, kh=k_sp[0], kw=k_sp[1], sh=st[0], sw=st[1], dh=dil[0], dw=dil[1], ph=pb[0], pw=pb[1],
+            body="\n".join(" " * 12 + ln for ln in body.splitlines()))
+        return src, int(np.prod(out[:3]))
+    return render
 
 
 @register("AveragePool")

@@ -1,5 +1,8 @@
 """Data movement as index maps (each output element reads one input element): Transpose, Slice,
-Concat, Split, Gather. They are anchors, so elementwise consumers fuse into the same kernel."""
+Concat, Gather. They are anchors, so elementwise consumers fuse into the same kernel. Split is one
+kernel storing into all its outputs. A Transpose or Split output only MatMuls read is a strided
+view instead (views.py): no kernel; a Transpose of a value only it reads is stored transposed by
+that value's producer (fusion.py)."""
 
 import numpy as np
 
@@ -11,23 +14,23 @@ from .linalg import lin
 
 @register("Transpose")
 class Transpose(Op):
-    def _perm(self, node, rank):
+    def perm_of(self, node, rank):
         perm = node.attr("perm")
         return list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
 
     def infer(self, node, ins):
         x = ins[0].shape
-        perm = self._perm(node, len(x))
+        perm = self.perm_of(node, len(x))
         if sorted(perm) != list(range(len(x))):
             raise GraphError(f"{node.describe()}: perm {perm} is not a permutation of rank {len(x)}")
         return [(tuple(x[p] for p in perm), ins[0].dtype)]
 
     def fold(self, node, arrays):
-        return [np.transpose(arrays[0], self._perm(node, arrays[0].ndim))]
+        return [np.transpose(arrays[0], self.perm_of(node, arrays[0].ndim))]
 
     def anchor(self, node, b):
         x = b.ctx.graph.value(node.inputs[0]).shape
-        perm = self._perm(node, len(x))
+        perm = self.perm_of(node, len(x))
         coords = [None] * len(x)
         for j, p in enumerate(perm):
             coords[p] = b.coord(j)
@@ -109,7 +112,7 @@ class Concat(Op):
 class Split(Op):
     kind = "multi"
 
-    def _sizes(self, node, shape, split):
+    def sizes(self, node, shape, split):
         axis = norm_axis(node.attr("axis", 0), len(shape), node)
         n = len(node.outputs)
         if split is None:
@@ -125,26 +128,35 @@ class Split(Op):
 
     def infer(self, node, ins):
         x = ins[0].shape
-        axis, split = self._sizes(node, x, const_of(ins, 1, node, "split"))
+        axis, split = self.sizes(node, x, const_of(ins, 1, node, "split"))
         return [(x[:axis] + (s,) + x[axis + 1:], ins[0].dtype) for s in split]
 
     def fold(self, node, arrays):
-        axis, split = self._sizes(node, arrays[0].shape, arrays[1] if len(arrays) > 1 else None)
+        axis, split = self.sizes(node, arrays[0].shape, arrays[1] if len(arrays) > 1 else None)
         return np.split(arrays[0], np.cumsum(split)[:-1], axis=axis)
 
     def lower(self, node, ctx):
+        """One kernel over the input: each element is stored into the output its position on the
+        axis falls in. Outputs that are strided views (views.py) are not stored."""
         g = ctx.graph
         x = g.value(node.inputs[0])
         split_in = g.value(node.inputs[1]).const if len(node.inputs) > 1 and node.inputs[1] else None
-        axis, split = self._sizes(node, x.shape, split_in)
-        off = 0
+        axis, split = self.sizes(node, x.shape, split_in)
+        parts, off = [], 0
         for out, size in zip(node.outputs, split):
-            def body(b, off=off, out=out):
-                coords = [b.coord(j) if j != axis else f"({b.coord(j)} + {off})" for j in range(b.rank)]
-                b.define(out, b.load(x.name, lin(x.shape, coords)))
-            if size:
-                ctx.emit_pointwise(f"{node.name}.{out}", out, body)
+            if out and size and out not in ctx.views:
+                parts.append((out, off, size))
             off += size
+        if not parts:
+            return
+
+        def body(b):
+            v, c = b.val(x.name), b.coord(axis)
+            for out, start, size in parts:
+                coords = [b.coord(j) if j != axis else f"({c} - {start})" for j in range(b.rank)]
+                b.stmt(f"if ({c} >= {start} && {c} < {start + size}) "
+                       f"{b.param(out, out=True)}[{lin(g.value(out).shape, coords)}] = {v};")
+        ctx.emit_kernel(node.name, x.shape, body)
 
 
 @register("Gather")

@@ -1,7 +1,7 @@
 """Reductions and the normalizations built from them: ReduceSum, ReduceMean, Softmax and
-LayerNormalization. Softmax and LayerNormalization emit small statistics kernels (row max and sum,
-mean and inverse std) and then one pointwise kernel that reads them broadcast, which is also the
-anchor that later elementwise nodes fuse into."""
+LayerNormalization. Softmax and LayerNormalization are row kernels (rowkernel.py): one kernel
+computes each row's statistics and then its elements, and is the anchor that later elementwise
+nodes fuse into."""
 
 import numpy as np
 
@@ -80,31 +80,33 @@ def _stats_shape(shape, axes):
 
 @register("Softmax")
 class Softmax(Op):
+    """One row kernel: max, then the sum of exp(x - max) (in the accumulation type, each term
+    kept), then each element exp(x - max) / sum."""
+    kind = "row"
+
     def infer(self, node, ins):
         norm_axis(node.attr("axis", -1), len(ins[0].shape), node)
         return [(ins[0].shape, ins[0].dtype)]
 
-    def prepare(self, node, ctx):
-        x = ctx.graph.value(node.inputs[0])
-        axis = norm_axis(node.attr("axis", -1), len(x.shape), node)
-        stats = _stats_shape(x.shape, [axis])
-        mx = ctx.new_value(stats, x.dtype, f"{node.name}.max")
-        sm = ctx.new_value(stats, x.dtype, f"{node.name}.sum")
-        ctx.emit_pointwise(f"{node.name}.max", mx, lambda b: reduce_into(b, mx, x.name, [axis], True, "max"))
-        exp = math_fn("exp", x.dtype)
-        ctx.emit_pointwise(f"{node.name}.sum", sm, lambda b: reduce_into(
-            b, sm, x.name, [axis], True, "sum", lambda v: f"{exp}({v} - {b.val(mx)})"))
-        node.attrs["_stats"] = (mx, sm)
+    def row_axes(self, node, shape):
+        axis = norm_axis(node.attr("axis", -1), len(shape), node)
+        return axis, axis + 1
 
-    def anchor(self, node, b):
-        mx, sm = node.attrs["_stats"]
-        dt = b.dtype(node.outputs[0])
-        x = b.val(node.inputs[0])
-        b.define(node.outputs[0], f"{math_fn('exp', dt)}({x} - {b.val(mx)}) / {b.val(sm)}")
+    def row(self, node, b):
+        dt = b.dtype(node.inputs[0])
+        exp = math_fn("exp", dt)
+        b.row_input(node.inputs[0])
+        mx = b.row_pass("max", "kos_x", acc_ctype(dt), literal(-np.inf, dt))
+        sm = b.row_pass("sum", f"{exp}(kos_x - {mx})", acc_ctype(dt), literal(0, dt), keep=True)
+        b.define(node.outputs[0], f"(({ctype(dt)})({b.row_term(sm)} / {sm}))")
 
 
 @register("LayerNormalization")
 class LayerNorm(Op):
+    """One row kernel: the float32 mean, then the inverse std from the centred squares (two
+    passes, as accurate as the textbook form), then each element, scaled and shifted."""
+    kind = "row"
+
     def check(self, node):
         if node.attr("stash_type", 1) != 1:
             return f"stash_type={node.attr('stash_type')} (only 1, float32 statistics)"
@@ -116,30 +118,23 @@ class LayerNorm(Op):
         stats = _stats_shape(x, range(axis, len(x)))
         return [(x, ins[0].dtype), (stats, "float32"), (stats, "float32")][:len(node.outputs)]
 
-    def prepare(self, node, ctx):
-        x = ctx.graph.value(node.inputs[0])
-        axis = norm_axis(node.attr("axis", -1), len(x.shape), node)
-        axes = list(range(axis, len(x.shape)))
-        stats = _stats_shape(x.shape, axes)
-        count = int(np.prod(x.shape[axis:]))
-        outs = list(node.outputs) + [""] * (3 - len(node.outputs))
-        mean = outs[1] or ctx.new_value(stats, "float32", f"{node.name}.mean")
-        inv = outs[2] or ctx.new_value(stats, "float32", f"{node.name}.invstd")
-        eps = literal(node.attr("epsilon", 1e-5), "float32")
-        ctx.emit_pointwise(f"{node.name}.mean", mean, lambda b: reduce_into(
-            b, mean, x.name, axes, True, "sum", lambda v: f"(float){v}", f"acc / {count}.0f", "float32"))
+    def row_axes(self, node, shape):
+        return norm_axis(node.attr("axis", -1), len(shape), node), len(shape)
 
-        def var(b):
-            m = b.val(mean)
-            reduce_into(b, inv, x.name, axes, True, "sum", lambda v: f"((float){v} - {m}) * ((float){v} - {m})",
-                        f"1.0f / sqrtf(acc / {count}.0f + {eps})", "float32")
-        ctx.emit_pointwise(f"{node.name}.invstd", inv, var)
-        node.attrs["_stats"] = (mean, inv)
-
-    def anchor(self, node, b):
-        mean, inv = node.attrs["_stats"]
+    def row(self, node, b):
         dt = b.dtype(node.outputs[0])
-        y = f"(({ctype(dt)})(((float){b.val(node.inputs[0])} - {b.val(mean)}) * {b.val(inv)}) * {b.val(node.inputs[1])})"
+        first, last = self.row_axes(node, b.out_shape)
+        count = int(np.prod(b.out_shape[first:last]))
+        eps = literal(node.attr("epsilon", 1e-5), "float32")
+        zero = literal(0, "float32")
+        b.row_input(node.inputs[0])
+        mean = b.row_pass("sum", "(float)kos_x", "float", zero, f"acc / {count}.0f")
+        inv = b.row_pass("sum", f"((float)kos_x - {mean}) * ((float)kos_x - {mean})", "float", zero,
+                         f"1.0f / sqrtf(acc / {count}.0f + {eps})")
+        for k, var in ((1, mean), (2, inv)):
+            if len(node.outputs) > k and node.outputs[k]:
+                b.row_store(node.outputs[k], var)
+        y = f"(({ctype(dt)})(((float)kos_x - {mean}) * {inv}) * {b.val(node.inputs[1])})"
         if len(node.inputs) > 2 and node.inputs[2]:
             y = f"({y} + {b.val(node.inputs[2])})"
         b.define(node.outputs[0], y)

@@ -13,10 +13,11 @@ typedef float kos_v8f __attribute__((vector_size(32)));
 
 typedef float kos_v16f __attribute__((vector_size(64)));
 
-/* Kernels that have a 16-lane variant use it where the compiler targets 512-bit vectors. */
-#if defined(__AVX512F__)
+/* Kernels that have a 16-lane variant use it where the compiler targets 512-bit vectors (a test
+ * may force either variant with -DKOS_VEC16=0/1: GCC vectors of 16 floats also build for AVX2). */
+#if !defined(KOS_VEC16) && defined(__AVX512F__)
 #define KOS_VEC16 1
-#else
+#elif !defined(KOS_VEC16)
 #define KOS_VEC16 0
 #endif
 

@@ -1,0 +1,259 @@
+"""The cpu kernel of a float32 2-D convolution (one group) as an implicit GEMM over a padded,
+phase-split copy of the input (kernels/cpu/conv_gemm.c says how a block runs). Here: the grid
+geometry (every tap a constant offset), the two tile kinds with their weight packing (panels of
+output channels, [panel][ic][kh*kw][panel width], zero rows past the last channel), and the block
+shape: output rows x channel panels per block, picked by a small cost model so a layer splits into
+enough blocks for the worker threads without copying the input once per handful of channels.
+
+- PixelTiles (conv_tiles_pixels.c): 6 channels x a run of grid positions as vectors; for wide rows.
+- ChannelTiles (conv_tiles_channels.c, behind KOS_CPU_CONV_CHANNEL_TILES=1): up to 8 outputs of a
+  row x 32 channels as vectors; for narrow rows (14 outputs or fewer) with long reductions, where
+  pixel tiles waste the grid's extra columns and their unaligned input vectors split cache lines."""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from hal.errors import GraphError
+
+from ..codegen import NAME_PLACEHOLDER, _template
+
+# Build-time knob: grid positions per pixel tile where the compiler targets AVX-512
+# (KOS_CPU_CONV_NR=32: 2 vectors, the default, measured on the device host; 64: 4 vectors, half the
+# weight broadcasts per multiply-add but coarser tiles, not yet measured there). AVX2 tiles are 16
+# (2 vectors) either way; the plan (tile counts, buffer sizes) is made for this figure, which 16 divides.
+NR_MAX = int(os.environ.get("KOS_CPU_CONV_NR", "32"))
+# Build-time knob: KOS_CPU_CONV_CHANNEL_TILES=1 gives narrow layers channel tiles. Off by default: on
+# the AVX2 dev VM they run slower than pixel tiles (a 32-channel panel's weights outgrow its 512 KiB
+# L2 and stream once per tile), and they have not been measured on the AVX-512 device host yet.
+CHANNEL_TILES = os.environ.get("KOS_CPU_CONV_CHANNEL_TILES", "0") == "1"
+CHANNEL_TILE_MAX_OW = 14   # rows this narrow or narrower take channel tiles...
+CHANNEL_TILE_MIN_K = 1024  # ...when each output sums this many products (the transposed store is paid back)
+CHANNEL_TILE_MAX_RUN = 8   # outputs per channel tile (16 vector accumulators with AVX-512, 8 with AVX2)
+STACK_MAX_B = 448 * 1024   # xbuf + obuf on the block's stack (worker threads have 8 MiB stacks)
+L1_CHUNK_B = 24 * 1024     # input bytes one channel chunk of a pixel tile may touch (half an L1 data cache)
+NOMINAL_THREADS = 16   # threads the block split is planned for (the device host's cores); more blocks
+                       # than threads costs little, so smaller machines are served as well
+STRAGGLER = 0.5        # blocks' worth of time the last thread is expected to lag (uneven thread speeds)
+COPY_MAC = (24, 128)   # cost of copying one input element into xbuf, in multiply-adds (cost-model units),
+                       # row by row (stride 1) and gathered (other strides): rough single-core figures
+                       # from the AVX2 dev VM, scaled up for AVX-512's doubled multiply-add rate
+EPILOGUE_MAC = 4       # cost of one output's epilogue and store
+BLOCK_MAC = 4000       # fixed cost of a block (claiming it, zeroing tails, loop set-up)
+
+
+@dataclass
+class ConvGeometry:
+    n: int
+    c: int
+    h: int
+    w: int
+    oc: int
+    kh: int
+    kw: int
+    oh: int
+    ow: int
+    st: tuple
+    dil: tuple
+    pb: tuple
+
+    @property
+    def phases(self) -> list:
+        """The (row, column) phases of the stride that some tap reads, in a fixed order."""
+        return sorted({((i * self.dil[0]) % self.st[0], (j * self.dil[1]) % self.st[1])
+                       for i in range(self.kh) for j in range(self.kw)})
+
+    @property
+    def reach(self) -> tuple:
+        """How far past an output's grid row and column the window reads, in phase-plane units."""
+        return (self.kh - 1) * self.dil[0] // self.st[0], (self.kw - 1) * self.dil[1] // self.st[1]
+
+    @property
+    def wq(self) -> int:
+        return self.ow + self.reach[1]
+
+    @property
+    def k(self) -> int:
+        return self.c * self.kh * self.kw
+
+    def rows_q(self, rows: int) -> int:
+        return rows + self.reach[0]
+
+    def plane(self, rows: int) -> int:
+        """Floats per input channel in xbuf for blocks of `rows` output rows."""
+        return len(self.phases) * self.rows_q(rows) * self.wq
+
+    def tap_offsets(self, rows: int) -> list:
+        """xbuf offset of each tap (kh, kw) from its output's grid position."""
+        phases, rq, wq = self.phases, self.rows_q(rows), self.wq
+        offs = []
+        for i in range(self.kh):
+            for j in range(self.kw):
+                a, b = i * self.dil[0], j * self.dil[1]
+                u = phases.index((a % self.st[0], b % self.st[1]))
+                offs.append(u * rq * wq + a // self.st[0] * wq + b // self.st[1])
+        return offs
+
+
+def geometry(x, w, out, st, dil, pb) -> ConvGeometry:
+    (n, c, h, wd), (oc, _, kh, kw), (_, _, oh, ow) = x, w, out
+    return ConvGeometry(n, c, h, wd, oc, kh, kw, oh, ow, tuple(st), tuple(dil), tuple(pb))
+
+
+class PixelTiles:
+    """6 output channels x NR_MAX consecutive grid positions per tile (conv_tiles_pixels.c)."""
+
+    panel, source = 6, "cpu/conv_tiles_pixels.c"
+
+    def __init__(self, g: ConvGeometry):
+        self.g = g
+
+    def ldo(self, rows: int) -> int:
+        """Floats per output channel in obuf: the block's grid rounded up to whole tiles."""
+        return -(-rows * self.g.wq // NR_MAX) * NR_MAX
+
+    def computed(self, rows: int) -> int:
+        """Grid positions a channel's tiles compute for a block of `rows` output rows."""
+        return self.ldo(rows)
+
+    def slack(self, rows: int) -> int:
+        """Zero floats after the input planes that the last tiles read past them."""
+        return self.ldo(rows)
+
+    def render(self, rows: int) -> str:
+        g = self.g
+        per_ic = len(g.phases) * min(g.rows_q(rows), -(-NR_MAX // g.wq) + 1 + g.reach[0]) * g.wq * 4
+        if NR_MAX not in (32, 64):
+            raise GraphError(f"KOS_CPU_CONV_NR must be 32 or 64, got {NR_MAX}")
+        taps = "\n".join(f"        KOS_CONV_TAP({off}, {t})" for t, off in enumerate(g.tap_offsets(rows)))
+        return _template(self.source).substitute(
+            nrv16=NR_MAX // 16, kc=max(1, min(g.c, L1_CHUNK_B // per_ic)), c=g.c, wq=g.wq, plane=g.plane(rows),
+            taps=g.kh * g.kw, taps_code=taps, ldo=self.ldo(rows))
+
+
+class ChannelTiles:
+    """Runs of up to CHANNEL_TILE_MAX_RUN outputs of a row x 32 channels (conv_tiles_channels.c)."""
+
+    panel, source = 32, "cpu/conv_tiles_channels.c"
+
+    def __init__(self, g: ConvGeometry):
+        self.g = g
+        per_row = -(-g.ow // CHANNEL_TILE_MAX_RUN)
+        self.run, self.row_tiles = -(-g.ow // per_row), per_row
+
+    @staticmethod
+    def fits(g: ConvGeometry) -> bool:
+        return CHANNEL_TILES and g.ow <= CHANNEL_TILE_MAX_OW and g.k >= CHANNEL_TILE_MIN_K
+
+    def ldo(self, rows: int) -> int:
+        return -(-rows * self.g.wq // 16) * 16
+
+    def computed(self, rows: int) -> int:
+        return rows * self.row_tiles * self.run
+
+    def slack(self, rows: int) -> int:
+        return 0
+
+    def render(self, rows: int) -> str:
+        g, ldo = self.g, self.ldo(rows)
+        taps = "\n".join(f"        KOS_OV_TAP({t}, {off})" for t, off in enumerate(g.tap_offsets(rows)))
+        return _template(self.source).substitute(
+            mp=self.run, panel=self.panel, c=g.c, wq=g.wq, ow=g.ow, plane=g.plane(rows), taps=g.kh * g.kw,
+            taps_code=taps, ldo=ldo, row_tiles=self.row_tiles,
+            fmas=" ".join(f"KOS_OV_FMA({i}, xp[(OFF) + {i}])" for i in range(self.run)),
+            decls=" ".join(f"KOS_OV_DECL({i})" for i in range(self.run)),
+            stores=" ".join(f"KOS_OV_STORE({i})" for i in range(self.run)))
+
+
+def tiles_for(g: ConvGeometry):
+    return ChannelTiles(g) if ChannelTiles.fits(g) else PixelTiles(g)
+
+
+def stack_B(g: ConvGeometry, tiles, rows: int, group: int) -> int:
+    """xbuf + obuf of a block of `rows` output rows and `group` panels."""
+    return 4 * (g.c * g.plane(rows) + tiles.slack(rows) + group * tiles.panel * tiles.ldo(rows))
+
+
+def block_shape(g: ConvGeometry, tiles):
+    """(output rows, channel panels) per block, or None when even one row and one panel overflow
+    the stack budget. Channel tiles (long reductions: the weights are the big stream) take one
+    panel per block, so each panel's weights reach one core once, and split the rows only as far as
+    NOMINAL_THREADS blocks need. Pixel tiles take the shape with the least estimated makespan on
+    NOMINAL_THREADS threads (whole rounds of blocks, plus a straggler's share of one) among those
+    that give every thread a block, if any do."""
+    best, panels = None, -(-g.oc // tiles.panel)
+    if isinstance(tiles, ChannelTiles):
+        for row_blocks in range(1, g.oh + 1):
+            rows = -(-g.oh // row_blocks)
+            if g.n * panels * row_blocks >= NOMINAL_THREADS or rows == 1:
+                if stack_B(g, tiles, rows, 1) <= STACK_MAX_B:
+                    return rows, 1
+        return None
+    for rows in range(1, g.oh + 1):
+        if stack_B(g, tiles, rows, 1) > STACK_MAX_B:
+            break
+        copy = g.c * g.plane(rows) * COPY_MAC[g.st[1] != 1]
+        for group in range(1, panels + 1):
+            if stack_B(g, tiles, rows, group) > STACK_MAX_B:
+                break
+            blocks = g.n * -(-g.oh // rows) * -(-panels // group)
+            outs = group * tiles.panel
+            cost = outs * tiles.computed(rows) * g.k + copy + outs * rows * g.ow * EPILOGUE_MAC + BLOCK_MAC
+            key = (blocks < NOMINAL_THREADS, (-(-blocks // NOMINAL_THREADS) + STRAGGLER) * cost, blocks)
+            if best is None or key < best[0]:
+                best = (key, rows, group)
+    return None if best is None else best[1:]
+
+
+def pack_weights(w: np.ndarray, panel: int) -> np.ndarray:
+    """[OC, C, KH, KW] -> [panels][C][KH*KW][panel], output channels past OC zero."""
+    oc, c, kh, kw = w.shape
+    panels = -(-oc // panel)
+    padded = np.zeros((panels * panel, c, kh * kw), np.float32)
+    padded[:oc] = w.reshape(oc, c, kh * kw)
+    return np.ascontiguousarray(padded.reshape(panels, panel, c, kh * kw).transpose(0, 2, 3, 1))
+
+
+def _copy_code(g: ConvGeometry, rows: int) -> str:
+    """Fill xbuf's rows for input channel ic (d0, xc set): per used phase, every grid row, zeros
+    outside the input."""
+    rq, wq, out = g.rows_q(rows), g.wq, []
+    for u, (ph, pw) in enumerate(g.phases):
+        cols = [q for q in range(wq) if 0 <= q * g.st[1] + pw - g.pb[1] < g.w]
+        lo, hi = (cols[0], cols[-1] + 1) if cols else (0, 0)
+        src0 = lo * g.st[1] + pw - g.pb[1]
+        if g.st[1] == 1:
+            fill = f"memcpy(d + {lo}, s + {src0}, {4 * (hi - lo)});"
+        else:
+            fill = f"for (int64_t q = {lo}; q < {hi}; q++) d[q] = s[q * {g.st[1]} + {pw - g.pb[1]}];"
+        out.append(f"""\
+            for (int64_t r = 0; r < {rq}; r++) {{
+                float *d = d0 + {u * rq * wq} + r * {wq};
+                const int64_t ih = (oh0 + r) * {g.st[0]} + {ph - g.pb[0]};
+                if (ih < 0 || ih >= {g.h}) {{ memset(d, 0, {4 * wq}); continue; }}
+                const float *s = xc + ih * {g.w}; (void)s;
+                memset(d, 0, {4 * lo}); memset(d + {hi}, 0, {4 * (wq - hi)});
+                {fill if hi > lo else ''}
+            }}""")
+    return "\n".join(out)
+
+
+class ConvGemmKernel:
+    """Renders the cpu kernel (codegen calls it with the params' struct fields, their unpacking and
+    the epilogue's statements); grid = images x row blocks x channel groups."""
+
+    def __init__(self, g: ConvGeometry, tiles, rows: int, group: int, px: str, pw: str):
+        self.g, self.tiles, self.rows, self.group, self.px, self.pw = g, tiles, rows, group, px, pw
+
+    def __call__(self, fields: str, unpack: str, body: str):
+        g, t, rows = self.g, self.tiles, self.rows
+        plane, panels = g.plane(rows), -(-g.oc // t.panel)
+        row_blocks, groups = -(-g.oh // rows), -(-panels // self.group)
+        src = _template("cpu/conv_gemm.c").substitute(
+            fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, tiles=t.render(rows), panel=t.panel, px=self.px,
+            pw=self.pw, c=g.c, h=g.h, w=g.w, oc=g.oc, oh=g.oh, ow=g.ow, wq=g.wq, plane=plane, ldo=t.ldo(rows),
+            xbuf_len=g.c * plane + t.slack(rows) + 16, obuf_len=self.group * t.panel * t.ldo(rows),
+            groups=groups, row_blocks=row_blocks, rows_per_block=rows, group_panels=self.group, panels=panels,
+            copy_code=_copy_code(g, rows), body="\n".join(" " * 20 + ln for ln in body.splitlines()))
+        return src, g.n * row_blocks * groups
