@@ -12,7 +12,8 @@ after it; the figure is the median over RUNS batches of the time per launch, aft
 buffer) are checked against float64 numpy: max |out - ref| / max |ref| <= 1e-4.
 
     python -m bench gemm_cuda                     # every shape, the builder's own tile choice
-    python -m bench.gemm_cuda --shapes qkv,fc2 --sweep 6   # and the cost model's next 5 candidates
+    python -m bench.gemm_cuda --shapes gpt2.qkv,gpt2.fc2 --sweep 6   # and 5 runners-up of other kinds
+    python -m bench.gemm_cuda --fit OUTPUT...     # refit the tile cost model to such tables (no GPU)
 
 Needs torch with CUDA and the NVRTC that hal.compile uses; prints why it skips otherwise.
 """
@@ -20,6 +21,7 @@ Needs torch with CUDA and the NVRTC that hal.compile uses; prints why it skips o
 import argparse
 import ctypes
 import datetime
+import re
 import subprocess
 import sys
 
@@ -30,6 +32,9 @@ RUNS = 15           # timed batches
 BATCH = 20          # launches per batch, queued behind a GPU sleep so they run back to back
 WARMUP = 10
 SLEEP_CYCLES = 2_000_000   # about 1 ms: longer than the host takes to queue a batch
+CLOCK_GHZ = 1.98    # the cost model's clocks per microsecond / 1000 (H100 / H200 SXM boost clock)
+ROW = re.compile(r"\|\s*(\S+)(?: cand \d+)? \| \d+x\d+x\d+x\d+ \| ([\d.]+) \|.*\| (\d+)x(\d+)x(\d+) t(\d)x(\d) "
+                 r"g(\d+)(?:own)? \d+thr grid\d+( vA)?( vB)?")
 TOLERANCE = 1e-4
 # name -> ("linear", M, K, N) | ("bmm", Z, M, K, N) | ("conv", C, H, W, OC, kernel, stride, pad)
 SHAPES = {
@@ -229,11 +234,49 @@ def describe(tl) -> str:
             f"grid{tl.grid}{' vA' if tl.vec_a else ''}{' vB' if tl.vec_b else ''}")
 
 
+def fit(paths) -> dict:
+    """Least-squares weights of the tile cost model's terms (codegen.tile_cost_terms) for the timed
+    rows of these bench outputs, minimising the relative error, weights kept non-negative (a term
+    whose weight comes out negative is dropped); prints them, the error and each shape's pick."""
+    from kernelos.builder import codegen
+    rows = []
+    for path in paths:
+        for line in open(path):
+            m = ROW.match(line)
+            if m and m.group(1) in SHAPES:
+                bm, bn, bk, tm, tn, ks = (int(v) for v in m.group(3, 4, 5, 6, 7, 8))
+                z, mm, n, k = _gemm_dims(SHAPES[m.group(1)])
+                terms, _ = codegen.tile_cost_terms(z, mm, n, k, tm, tn, bm // tm, bn // tn, ks, bk, bool(m.group(9)),
+                                                   bool(m.group(10)), SHAPES[m.group(1)][0] == "conv")
+                rows.append((m.group(1), float(m.group(2)) * CLOCK_GHZ * 1e3, terms))
+    if not rows:
+        raise SystemExit("no timed rows found")
+    names = list(codegen.CUDA_COST_CLK)
+    x = np.array([[r[2][t] for t in names] for r in rows], float)
+    y = np.array([r[1] for r in rows])
+    keep = list(range(len(names)))
+    while True:
+        w, *_ = np.linalg.lstsq(x[:, keep] / y[:, None], np.ones(len(y)), rcond=None)
+        if (w >= 0).all():
+            break
+        keep.pop(int(np.argmin(w)))
+    weights = dict.fromkeys(names, 0.0)
+    weights.update({names[j]: float(v) for j, v in zip(keep, w)})
+    err = np.abs(x @ np.array([weights[t] for t in names]) - y) / y
+    print(f"{len(rows)} timed tilings; median relative error {np.median(err):.1%}, 90th percentile "
+          f"{np.quantile(err, 0.9):.1%}\nCUDA_COST_CLK = {{{', '.join(f'{t!r}: {v:.3g}' for t, v in weights.items())}}}")
+    return weights
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.gemm_cuda")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset of: " + ", ".join(SHAPES))
     ap.add_argument("--sweep", type=int, default=1, help="also time the cost model's next N-1 candidate tilings")
+    ap.add_argument("--fit", nargs="+", metavar="OUTPUT", help="refit the cost model to these outputs instead")
     args = ap.parse_args(argv)
+    if args.fit:
+        fit(args.fit)
+        return 0
     try:
         import torch
         import torch.nn.functional as F
@@ -287,7 +330,7 @@ def main(argv=None) -> int:
             label = name if cand is None else f"  {name} cand {args.sweep - 1 - len(cands)}"
             print(f"| {label} | {z}x{m}x{n}x{k} | {o_us:.1f} | {flops / o_us / 1e6:.1f} | {t_us:.1f} | "
                   f"{flops / t_us / 1e6:.1f} | {o_us / t_us:.2f} | {o_err:.1e}{'' if o_err <= TOLERANCE else ' FAIL'} | "
-                  f"{t_err:.1e} | {describe(tl)} est {est / 1.98e3:.1f} us |", flush=True)
+                  f"{t_err:.1e} | {describe(tl)} est {est / CLOCK_GHZ / 1e3:.1f} us |", flush=True)
     print(f"{failed} kernel(s) failed" if failed else "all outputs within tolerance")
     return 1 if failed else 0
 

@@ -46,19 +46,19 @@ CUDA_TILE_MAX_THREADS = 512  # per block: 128 registers per thread still leave o
 CUDA_TILE_MAX_GROUPS = 16   # k groups per block (in-block split-K)
 CUDA_TILE_SMEM_B = 48 * 1024  # static shared memory per block
 CUDA_FILL_BLOCKS = 132      # SMs of an H100 / H200 (the cost model spreads the grid over these)
-# The cost model (_tile_cost_clk), in clocks of the busiest SM, fitted to 168 tilings of the GPT-2 and
-# ResNet-18 GEMM shapes timed by bench/gemm_cuda.py on an H200 (2026-11-26, driver 580.159.04; median
-# error 9%, its picks within 3% of the best measured in all): a panel step costs a fixed part
-# (barriers, load latency not hidden) plus the floats the SM loads into its panels (float4 loads,
-# scalar loads, a convolution's gathered window elements) plus its issue slots (FFMA and float4
-# shared reads per scheduler); the k groups' reduction a part per pass and warp; a launch a constant.
-CUDA_STEP_CLK = 433.0
-CUDA_VEC_CLK_PER_FLOAT = 0.22
-CUDA_SCALAR_CLK_PER_FLOAT = 0.99
-CUDA_GATHER_CLK_PER_FLOAT = 0.56
-CUDA_ISSUE_CLK = 0.90
-CUDA_COMBINE_CLK = 100.0     # per reduction pass and warp
-CUDA_LAUNCH_CLK = 3813.0
+# The cost model (_tile_cost_clk): clocks of the busiest SM as a sum of terms (tile_cost_terms) times
+# these weights, fitted (`python -m bench.gemm_cuda --fit TABLE...`) to 168 tilings of the GPT-2 and
+# ResNet-18 GEMM shapes timed by bench/gemm_cuda.py on an H200 (2026-11-26, driver 580.159.04; the
+# table: bench/gemm_cuda_h200.txt, sweep 2; median error 9%): per panel step a fixed part (barriers,
+# load latency not hidden), the floats the SM loads into its panels (float4 loads, scalar loads, a
+# convolution's gathered window elements) and its issue slots (FFMA and float4 shared reads per
+# scheduler); per pass and warp of the k groups' reduction; per launch. These weights chose the
+# tilings that passed bench/e2e (sweep 3 of that file); they were fitted before 8x8 thread tiles got
+# 160 registers, and a refit to sweep 2 alone now gives step 409, vec_float 0.219, scalar_float
+# 0.904, gathered_float 0.565, issue 0.899, combine 103, launch 3820, which moves one pick (the
+# attention scores GEMM: 2 k groups instead of 4, not timed).
+CUDA_COST_CLK = {"step": 433.0, "vec_float": 0.22, "scalar_float": 0.99, "gathered_float": 0.56, "issue": 0.90,
+                 "combine": 100.0, "launch": 3813.0}
 # Build-time knob: KOS_CUDA_TILED=2 (default) renders GEMMs (matmul, conv) with the tiled template in
 # all its forms, 1 with one k group per block only, 0 with the reduction templates (a warp or block per
 # output). The first tiled template at level 2 passed `pytest -m nvidia tests/builder` and bench/e2e on
@@ -237,11 +237,12 @@ def _regs_needed(outs: int) -> int:
     return 160 if outs == 64 else 128
 
 
-def _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk, vec_a=False, vec_b=False, gather=False) -> tuple:
-    """(estimated clocks of the busiest SM, TileLaunch) for one candidate, or None where it does not
-    fit: the next panels' elements in registers (16 per thread with 64 outputs, else 24), the panels
-    in shared memory; the grid spread over CUDA_FILL_BLOCKS SMs, as many blocks at once as registers
-    allow; a step's time as fitted (see CUDA_STEP_CLK)."""
+def tile_cost_terms(z, m, n, k, tm, tn, lm, ln, ks, bk, vec_a=False, vec_b=False, gather=False) -> tuple:
+    """({term: count} of the cost model, TileLaunch) for one candidate, or None where it does not fit:
+    the next panels' elements in registers (16 per thread with 64 outputs, else 24), the panels in
+    shared memory. The grid spreads over CUDA_FILL_BLOCKS SMs, as many blocks at once as registers
+    allow; the terms count, on the busiest SM, the steps, floats loaded and issue slots of its steps,
+    its warps' reduction passes, and the launch."""
     bm, bn, tg = lm * tm, ln * tn, lm * ln
     threads = tg * ks
     k_tiles = -(-k // bk)
@@ -261,11 +262,16 @@ def _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk, vec_a=False, vec_b=False,
     fa, fb = together * ks * bm * bk, together * ks * bn * bk
     vec = fa * vec_a + fb * vec_b
     gathered = fb if gather else 0
-    issue = warps * bk * (tm * tn + tm / 4 + tn / 4) / 4
-    step = (CUDA_STEP_CLK + CUDA_VEC_CLK_PER_FLOAT * vec + CUDA_SCALAR_CLK_PER_FLOAT * (fa + fb - vec - gathered)
-            + CUDA_GATHER_CLK_PER_FLOAT * gathered + CUDA_ISSUE_CLK * issue)
-    combine = (tm * tn // tl.slab) * warps * CUDA_COMBINE_CLK if ks > 1 else 0
-    return waves * (tl.steps * step + combine) + CUDA_LAUNCH_CLK, tl
+    steps = waves * tl.steps
+    return {"step": steps, "vec_float": steps * vec, "scalar_float": steps * (fa + fb - vec - gathered),
+            "gathered_float": steps * gathered, "issue": steps * warps * bk * (tm * tn + tm / 4 + tn / 4) / 4,
+            "combine": waves * (tm * tn // tl.slab) * warps if ks > 1 else 0, "launch": 1}, tl
+
+
+def _tile_cost_clk(*args) -> tuple:
+    """(estimated clocks, TileLaunch) of tile_cost_terms(*args), or None."""
+    got = tile_cost_terms(*args)
+    return got and (sum(CUDA_COST_CLK[term] * count for term, count in got[0].items()), got[1])
 
 
 @functools.lru_cache(maxsize=None)
