@@ -301,8 +301,8 @@ def main(argv=None) -> int:
     print(f"command: python -m bench.gemm_cuda {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     print(f"us per launch: median of {RUNS} CUDA-event-timed batches of {BATCH} back-to-back launches; "
           "error = max|out-ref|/max|ref| vs float64; PyTorch fp32 (TF32 off)")
-    print(f"| shape | GEMM z x M x N x K | ours us | ours TFLOP/s | torch us | torch TFLOP/s | ours/torch | "
-          f"err ours | err torch | tiling (tile x bk, thread tile, k groups) |")
+    print("| shape | GEMM z x M x N x K | ours us | ours TFLOP/s | torch us | torch TFLOP/s | ours/torch | "
+          "err ours | err torch | tiling (tile x bk, thread tile, k groups) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     failed = 0

@@ -13,7 +13,6 @@ output (cuda/gemm_tiled.cu; the tiling from a fitted cost model, tile_launch). C
 identical sources compile once (compile.py).
 """
 
-import dataclasses
 import functools
 import hashlib
 import math
@@ -278,7 +277,7 @@ def _tile_cost_clk(*args) -> tuple:
 def tile_candidates(z, m, n, k, level, vec_a=False, vec_b=False, gather=False) -> list:
     """[(estimated clocks, TileLaunch)] of every tiling that fits, best first (ties: fewer threads,
     then bigger thread tiles); vec_a, vec_b: which operands load as float4, gather: B is a
-    convolution's window (see with_vector_loads)."""
+    convolution's window (see vector_loads)."""
     found = []
     for tm, tn in CUDA_THREAD_TILES:
         for lm in (1, 2, 4, 8, 16, 32):
@@ -313,15 +312,14 @@ def tile_launch(t: TiledGemm) -> TileLaunch:
 
 def ranked_tiles(t: TiledGemm) -> list:
     """Every tiling of t that fits, best estimate first, with its vector loads."""
-    v = with_vector_loads(t, TileLaunch(16, 16, 16, 4, 4, 1, 1, 1))
-    return [tl for _, tl in tile_candidates(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL, v.vec_a, v.vec_b, bool(t.b_valid))]
+    return [tl for _, tl in tile_candidates(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL, *vector_loads(t), bool(t.b_valid))]
 
 
-def with_vector_loads(t: TiledGemm, tl: TileLaunch) -> TileLaunch:
-    """tl with float4 loads for the operands that run contiguously by 4 along their panel's fast axis."""
+def vector_loads(t: TiledGemm) -> tuple:
+    """(A, B) load as float4: each operand that runs contiguously by 4 along its panel's fast axis."""
     b_axes = (("gn", t.n), ("gk", t.k)) if t.b_k_fastest else (("gk", t.k), ("gn", t.n))
-    return dataclasses.replace(tl, vec_a=runs_by_4(t.a_load, t.z, ("gm", t.m), ("gk", t.k)),
-                               vec_b=not t.b_valid and runs_by_4(t.b_load, t.z, *b_axes))
+    return (runs_by_4(t.a_load, t.z, ("gm", t.m), ("gk", t.k)),
+            not t.b_valid and runs_by_4(t.b_load, t.z, *b_axes))
 
 
 class _Index:

@@ -4,10 +4,10 @@
  * block, so a GEMM with few tiles still fills the SMs), staged in its own part of shared memory (a
  * group of whole warps synchronises on its own barrier, so groups overlap each other's stalls); the
  * next panels are loaded into registers (as float4 where the operand runs contiguously along the
- * panel's fast axis) while the current ones are multiplied. A thread of a group
- * (tx, ty) owns $tm x $tn outputs: rows ty * 4 + r + 4 * $lanes_m * (a / 4) and columns
- * tx * 4 + c + 4 * $lanes_n * (b / 4), so its operands are float4 reads of shared memory that the lanes of
- * a warp spread over the banks. Then the epilogue stores (gemm_tiled_store.cu, one group) or the groups'
+ * panel's fast axis) while the current ones are multiplied. Thread (tx, ty) of a group owns
+ * $tm x $tn outputs, (a, b) at row 4 ty + a % 4 + 4 $lanes_m (a / 4) and column
+ * 4 tx + b % 4 + 4 $lanes_n (b / 4), so its operands are float4 reads of shared memory that the lanes
+ * of a warp spread over the banks. Then the epilogue stores (gemm_tiled_store.cu, one group) or the groups'
  * partial tiles meet in shared memory and every thread adds up and stores some outputs
  * (gemm_tiled_combine.cu). Out-of-range rows, columns and k (and a convolution's padding, b_valid)
  * load as zero. The 1-D grid enumerates (z, m tile, n tile), n fastest. Index arithmetic is in $ix
