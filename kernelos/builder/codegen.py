@@ -6,15 +6,18 @@ loops), applies the fused elementwise epilogue and stores. How the outputs map o
 template's choice per target: on cpu, blocks are chunks of outputs (cpu/pointwise.c) or groups of
 output rows that an anchor accumulates with vectorised inner loops (cpu/rows.c: convolution, GEMV);
 on CUDA, a thread, a warp or a block per output (cuda/pointwise*.cu) by reduction length, and fp32
-reductions that are GEMMs (matmul, one-group 2-D conv as an implicit GEMM: `TiledGemm`) a 16x16
-thread block per output tile that runs the same epilogue per output (cuda/gemm_tiled.cu). Constants
+reductions that are GEMMs (matmul, one-group 2-D conv as an implicit GEMM: `TiledGemm`) a block per
+output tile, split along k over groups of threads inside the block, that runs the same epilogue per
+output (cuda/gemm_tiled.cu; the tiling from a fitted cost model, tile_launch). Constants
 (shapes, strides, scalars) are baked into the source so the compilers fold index arithmetic;
 identical sources compile once (compile.py).
 """
 
+import functools
 import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -35,14 +38,31 @@ CUDA_GEMV_BLOCK_MAX_OUTPUTS = 512  # ...but a float4 dot product needs a block o
                                    # outputs; more get a warp each, its loads unrolled (in flight together)
 CUDA_TILED_MIN_MN = 16      # fp32 GEMMs (matmul, conv as implicit GEMM) at least this big in M and N
                             # run the tiled template; smaller ones (batch-1 GEMV) a warp per output
-CUDA_TILE_SHAPES = ((64, 64), (64, 32), (32, 64), (32, 32), (32, 16), (16, 32), (16, 16))  # (bm, bn), big first
-CUDA_TILE_K = 32        # k depth of the staged panels (a multiple of 16: whole float loads per thread)
-CUDA_FILL_BLOCKS = 132      # tiles enough to give every SM of an H100 a block
-CUDA_K_GROUPS = (4, 2)      # in-block split-K candidates, most first
+CUDA_THREAD_TILES = ((8, 8), (8, 4), (4, 8), (4, 4))   # (tm, tn) outputs per thread of the tiled template
+CUDA_TILE_MAX = 128         # bm, bn at most this
+CUDA_TILE_KS = (16, 8, 4)   # panel depths bk
+CUDA_TILE_MAX_THREADS = 512  # per block: 128 registers per thread still leave one block per SM
+CUDA_TILE_MAX_GROUPS = 16   # k groups per block (in-block split-K)
+CUDA_TILE_SMEM_B = 48 * 1024  # static shared memory per block
+CUDA_FILL_BLOCKS = 132      # SMs of an H100 / H200 (the cost model spreads the grid over these)
+# The cost model (_tile_cost_clk): clocks of the busiest SM as a sum of terms (tile_cost_terms) times
+# these weights, fitted (`python -m bench.gemm_cuda --fit TABLE...`) to 168 tilings of the GPT-2 and
+# ResNet-18 GEMM shapes timed by bench/gemm_cuda.py on an H200 (2026-11-26, driver 580.159.04; the
+# table: bench/gemm_cuda_h200.txt, sweep 2; median error 9%): per panel step a fixed part (barriers,
+# load latency not hidden), the floats the SM loads into its panels (float4 loads, scalar loads, a
+# convolution's gathered window elements) and its issue slots (FFMA and float4 shared reads per
+# scheduler); per pass and warp of the k groups' reduction; per launch. These weights chose the
+# tilings that passed bench/e2e (sweep 3 of that file); they were fitted before 8x8 thread tiles got
+# 160 registers, and a refit to sweep 2 alone now gives step 409, vec_float 0.219, scalar_float
+# 0.904, gathered_float 0.565, issue 0.899, combine 103, launch 3820, which moves one pick (the
+# attention scores GEMM: 2 k groups instead of 4, not timed).
+CUDA_COST_CLK = {"step": 433.0, "vec_float": 0.22, "scalar_float": 0.99, "gathered_float": 0.56, "issue": 0.90,
+                 "combine": 100.0, "launch": 3813.0}
 # Build-time knob: KOS_CUDA_TILED=2 (default) renders GEMMs (matmul, conv) with the tiled template in
-# all its forms, 1 with 256-thread blocks only (no k groups), 0 with the reduction templates (a warp or
-# block per output). Level 2 passed `pytest -m nvidia tests/builder` and bench/e2e on an H200
-# (driver 580.159.04, 2026-11-26): ResNet-18 shape 6746 -> 928 us, GPT-2 shape 8043 -> 4357 us.
+# all its forms, 1 with one k group per block only, 0 with the reduction templates (a warp or block per
+# output). The first tiled template at level 2 passed `pytest -m nvidia tests/builder` and bench/e2e on
+# an H200 (driver 580.159.04, 2026-11-26): ResNet-18 shape 6746 -> 928 us, GPT-2 shape 8043 -> 4357 us;
+# bench/gemm_cuda.py times the current one per GEMM shape against PyTorch.
 CUDA_TILED_LEVEL = int(os.environ.get("KOS_CUDA_TILED", "2"))
 
 # numpy dtype name -> C type (the same spelling for C and CUDA: the CUDA prelude typedefs them)
@@ -128,63 +148,209 @@ class TiledGemm:
     b_valid: tuple = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class TileLaunch:
-    """How the tiled template covers a TiledGemm: (bm x bn) tiles, 16x16 threads of (tm x tn) outputs."""
+    """How the tiled template covers a TiledGemm: (bm x bn) tiles, each computed by ks k groups of
+    tg = (bm / tm) * (bn / tn) threads, a thread owning tm x tn outputs (tm, tn in 4, 8)."""
     bm: int
     bn: int
     bk: int
+    tm: int
+    tn: int
     tiles_m: int
     tiles_n: int
     grid: int
-    ks: int = 1             # k groups of 256 threads per block (in-block split-K)
+    ks: int = 1             # k groups per block (in-block split-K)
     k_tiles: int = 0        # bk-deep panels along K
     min_blocks: int = 1     # blocks per SM the register budget is set for (__launch_bounds__)
+    vec_a: bool = False     # A's panel loads as float4 along k (A runs contiguously along k)
+    vec_b: bool = False     # B's as float4 along its fast axis (k or n, as b_k_fastest)
 
     @property
-    def tm(self) -> int:
-        return self.bm // 16
+    def lanes_m(self) -> int:
+        return self.bm // self.tm
 
     @property
-    def tn(self) -> int:
-        return self.bn // 16
+    def lanes_n(self) -> int:
+        return self.bn // self.tn
+
+    @property
+    def tg(self) -> int:
+        """Threads of one k group."""
+        return self.lanes_m * self.lanes_n
 
     @property
     def threads(self) -> int:
-        return 256 * self.ks
+        return self.tg * self.ks
 
     @property
     def steps(self) -> int:
         """Panels each group multiplies (the last ones may lie past K, all zero)."""
         return -(-self.k_tiles // self.ks)
 
+    @property
+    def pa(self) -> int:
+        """A elements each thread loads per panel (element e = tid + tg j, those past bm * bk none)."""
+        return -(-self.bm * self.bk // self.tg)
+
+    @property
+    def pb(self) -> int:
+        return -(-self.bn * self.bk // self.tg)
+
+    @property
+    def sa(self) -> int:
+        """Row length of an A panel in shared memory (padded; a multiple of 4 for float4 reads)."""
+        return self.bm + 4
+
+    @property
+    def sb(self) -> int:
+        return self.bn + 4
+
+    @property
+    def slab(self) -> int:
+        """Accumulators per thread each pass of the groups' reduction moves through shared memory:
+        the most (a multiple of 4 dividing tm * tn) that fit the panels' space or the budget."""
+        cap = max(self.panel_floats, CUDA_TILE_SMEM_B // 4) // (self.ks * self.tg)
+        return max(s for s in range(4, self.tm * self.tn + 1, 4) if (self.tm * self.tn) % s == 0 and s <= max(cap, 4))
+
+    @property
+    def own_barrier(self) -> bool:
+        """k groups of whole warps synchronise on their own barrier (bar.sync 1 + group, or a warp's
+        __syncwarp), so one group's stall leaves the SM to the others; else all on __syncthreads."""
+        return self.ks > 1 and self.tg % 32 == 0 and (self.tg == 32 or self.ks <= 15)
+
+    @property
+    def panel_floats(self) -> int:
+        return self.ks * self.bk * (self.sa + self.sb)
+
+    @property
+    def smem_floats(self) -> int:
+        return max(self.panel_floats, self.ks * self.slab * self.tg if self.ks > 1 else 0)
+
 
 def _regs_needed(outs: int) -> int:
-    """Register budget per thread the tiled kernel fits in without spilling, by outputs per thread:
-    left free, NVRTC for sm_90 takes about 55-71 for 1-2 outputs, 78 for 4, 89-96 for 8-16; held to
-    64 (1-4) or 128 it still keeps everything in registers (tests/builder/test_cuda_gemm_model.py
-    checks that no tiled kernel uses local memory)."""
-    return 64 if outs <= 4 else 128
+    """Register budget per thread the tiled kernel fits in without spilling: its outputs plus their
+    operands, the next panels' elements and the index arithmetic (scalar loads of a transposed
+    operand take the most); tests/builder/test_cuda_gemm_model.py checks that no tiled kernel of any
+    form uses local memory."""
+    return 160 if outs == 64 else 128
+
+
+def tile_cost_terms(z, m, n, k, tm, tn, lm, ln, ks, bk, vec_a=False, vec_b=False, gather=False) -> tuple:
+    """({term: count} of the cost model, TileLaunch) for one candidate, or None where it does not fit:
+    the next panels' elements in registers (16 per thread with 64 outputs, else 24), the panels in
+    shared memory. The grid spreads over CUDA_FILL_BLOCKS SMs, as many blocks at once as registers
+    allow; the terms count, on the busiest SM, the steps, floats loaded and issue slots of its steps,
+    its warps' reduction passes, and the launch."""
+    bm, bn, tg = lm * tm, ln * tn, lm * ln
+    threads = tg * ks
+    k_tiles = -(-k // bk)
+    if ks > k_tiles:
+        return None
+    tiles_m, tiles_n = -(-m // bm), -(-n // bn)
+    tl = TileLaunch(bm, bn, bk, tm, tn, tiles_m, tiles_n, z * tiles_m * tiles_n, ks, k_tiles)
+    if tl.pa + tl.pb > (16 if tm * tn == 64 else 24) or 4 * tl.smem_floats > CUDA_TILE_SMEM_B:
+        return None
+    regs = _regs_needed(tm * tn)
+    per_sm = max(1, min(65536 // (threads * regs), 2048 // threads, 228 * 1024 // (4 * tl.smem_floats + 1024)))
+    tl = TileLaunch(bm, bn, bk, tm, tn, tiles_m, tiles_n, tl.grid, ks, k_tiles, per_sm, vec_a, vec_b)
+    blocks = -(-tl.grid // CUDA_FILL_BLOCKS)          # on the busiest SM
+    together = min(blocks, per_sm)
+    waves = -(-blocks // together)
+    warps = together * threads / 32
+    fa, fb = together * ks * bm * bk, together * ks * bn * bk
+    vec = fa * vec_a + fb * vec_b
+    gathered = fb if gather else 0
+    steps = waves * tl.steps
+    return {"step": steps, "vec_float": steps * vec, "scalar_float": steps * (fa + fb - vec - gathered),
+            "gathered_float": steps * gathered, "issue": steps * warps * bk * (tm * tn + tm / 4 + tn / 4) / 4,
+            "combine": waves * (tm * tn // tl.slab) * warps if ks > 1 else 0, "launch": 1}, tl
+
+
+def _tile_cost_clk(*args) -> tuple:
+    """(estimated clocks, TileLaunch) of tile_cost_terms(*args), or None."""
+    got = tile_cost_terms(*args)
+    return got and (sum(CUDA_COST_CLK[term] * count for term, count in got[0].items()), got[1])
+
+
+@functools.lru_cache(maxsize=None)
+def tile_candidates(z, m, n, k, level, vec_a=False, vec_b=False, gather=False) -> list:
+    """[(estimated clocks, TileLaunch)] of every tiling that fits, best first (ties: fewer threads,
+    then bigger thread tiles); vec_a, vec_b: which operands load as float4, gather: B is a
+    convolution's window (see vector_loads)."""
+    found = []
+    for tm, tn in CUDA_THREAD_TILES:
+        for lm in (1, 2, 4, 8, 16, 32):
+            if lm * tm > CUDA_TILE_MAX or (lm > 1 and lm * tm >= 2 * m):
+                continue
+            for ln in range(1, CUDA_TILE_MAX // tn + 1):
+                if ln > 1 and ln * tn >= n + tn:
+                    break
+                for ks in range(1, (CUDA_TILE_MAX_GROUPS if level >= 2 else 1) + 1):
+                    threads = lm * ln * ks
+                    if threads > CUDA_TILE_MAX_THREADS:
+                        break
+                    for bk in CUDA_TILE_KS if threads % 32 == 0 else ():
+                        got = _tile_cost_clk(z, m, n, k, tm, tn, lm, ln, ks, bk, vec_a, vec_b, gather)
+                        if got is not None:
+                            found.append(((got[0], threads, -tm * tn, -bk), got[1]))
+    found.sort(key=lambda c: c[0])
+    return [(key[0], tl) for key, tl in found]
+
+
+def tile_cost_clk(t: TiledGemm, tl: TileLaunch) -> float:
+    """The cost model's estimate for a chosen tiling (clocks of the busiest SM)."""
+    return _tile_cost_clk(t.z, t.m, t.n, t.k, tl.tm, tl.tn, tl.lanes_m, tl.lanes_n, tl.ks, tl.bk, tl.vec_a, tl.vec_b,
+                          bool(t.b_valid))[0]
 
 
 def tile_launch(t: TiledGemm) -> TileLaunch:
-    """The biggest tile that still gives every SM a block (the smallest where none does); then
-    k groups for a long K (each group 8 panels or more), as many as keep the whole grid resident
-    at once with the registers the tile needs; min_blocks (blocks per SM for one wave) goes to
-    __launch_bounds__ so the compiler keeps to that register budget."""
-    for bm, bn in CUDA_TILE_SHAPES:
-        tiles_m, tiles_n = -(-t.m // bm), -(-t.n // bn)
-        if t.z * tiles_m * tiles_n >= CUDA_FILL_BLOCKS or (bm, bn) == CUDA_TILE_SHAPES[-1]:
-            break
-    grid, k_tiles, outs = t.z * tiles_m * tiles_n, -(-t.k // CUDA_TILE_K), bm * bn // 256
-    per_sm = -(-grid // CUDA_FILL_BLOCKS)
-    for ks in (CUDA_K_GROUPS if CUDA_TILED_LEVEL >= 2 else ()) + (1,):
-        threads = 256 * ks
-        fits = per_sm * threads <= 2048 and 65536 // (per_sm * threads) >= _regs_needed(outs)
-        if ks == 1 or (outs * ks <= 8 and k_tiles >= 8 * ks and fits):
-            break
-    min_blocks = per_sm if fits else 1
-    return TileLaunch(bm, bn, CUDA_TILE_K, tiles_m, tiles_n, grid, ks, k_tiles, min_blocks)
+    """The tile, thread tile, k groups and panel depth of least estimated time (_tile_cost_clk) among
+    all that fit (KOS_CUDA_TILED=1 keeps to one k group), with float4 loads where they read the same."""
+    return ranked_tiles(t)[0]
+
+
+def ranked_tiles(t: TiledGemm) -> list:
+    """Every tiling of t that fits, best estimate first, with its vector loads."""
+    return [tl for _, tl in tile_candidates(t.z, t.m, t.n, t.k, CUDA_TILED_LEVEL, *vector_loads(t), bool(t.b_valid))]
+
+
+def vector_loads(t: TiledGemm) -> tuple:
+    """(A, B) load as float4: each operand that runs contiguously by 4 along its panel's fast axis."""
+    b_axes = (("gn", t.n), ("gk", t.k)) if t.b_k_fastest else (("gk", t.k), ("gn", t.n))
+    return (runs_by_4(t.a_load, t.z, ("gm", t.m), ("gk", t.k)),
+            not t.b_valid and runs_by_4(t.b_load, t.z, *b_axes))
+
+
+class _Index:
+    """Stands for a pointer in a load expression: p[idx] evaluates to idx."""
+
+    def __getitem__(self, idx):
+        return idx
+
+
+VECTOR_CHECK_MAX = 1 << 22  # loads checked at most; a bigger operand stays scalar
+
+
+@functools.lru_cache(maxsize=256)
+def runs_by_4(load: str, z: int, slow: tuple, fast: tuple) -> bool:
+    """Whether load (an expression p[index] over gz and the slow and fast coordinates) reads 16-byte
+    aligned runs of 4 consecutive floats along the fast one: index(fast + c) = index(fast) + c and
+    index(fast) % 4 == 0 wherever fast % 4 == 0, checked over the whole domain (the buffers
+    themselves are 256-byte aligned)."""
+    (sv, se), (fv, fe) = slow, fast
+    if fe % 4 or z * se * fe // 4 > VECTOR_CHECK_MAX or not re.fullmatch(r"\w+\[.*\]", load):
+        return False
+    names = set(re.findall(r"[A-Za-z_]\w*", load)) - {"gz", sv, fv}
+    gz, row, col = np.meshgrid(np.arange(z), np.arange(se), np.arange(0, fe, 4), indexing="ij")
+    env = {name: _Index() for name in names}
+    try:
+        base = np.asarray(eval(load.replace("/", "//"), {"__builtins__": {}}, dict(env, gz=gz, **{sv: row, fv: col})))
+        runs = [np.asarray(eval(load.replace("/", "//"), {"__builtins__": {}}, dict(env, gz=gz, **{sv: row, fv: col + c})))
+                for c in (1, 2, 3)]
+    except Exception:       # anything but plain index arithmetic over these names
+        return False
+    return bool((base % 4 == 0).all() and all((r == base + c).all() for c, r in zip((1, 2, 3), runs)))
 
 
 @dataclass
@@ -462,15 +628,71 @@ class PointwiseBuilder:
         """The CUDA side as the tiled GEMM template; the epilogue runs per output as elsewhere."""
         t = self._tiled()
         tl = tile_launch(t)
-        b_kk, b_nn = ("e % {0}", "e / {0}") if t.b_k_fastest else ("e / {1}", "e % {1}")
-        combine = _template("cuda/gemm_tiled_combine.cu").substitute(ks=tl.ks, tm=tl.tm, tn=tl.tn) if tl.ks > 1 else ""
+        ix = "int" if self._tiled_index_fits_32() else "int64_t"
+        shape = dict(M=t.m, N=t.n, K=t.k, bm=tl.bm, bn=tl.bn, bk=tl.bk, tm=tl.tm, tn=tl.tn, ks=tl.ks, tg=tl.tg,
+                     lanes_m=tl.lanes_m, lanes_n=tl.lanes_n, threads=tl.threads, ix=ix)
+        body = "\n".join(" " * 16 + ln for ln in [self.coords_code()] + self.pre + self.post)
+        epilogue = (_template("cuda/gemm_tiled_combine.cu").substitute(shape, slab=tl.slab, body=body) if tl.ks > 1
+                    else _template("cuda/gemm_tiled_store.cu").substitute(shape, body=body))
+        a_decl, a_load, a_store = _panel_code("a", t, tl, ix)
+        b_decl, b_load, b_store = _panel_code("b", t, tl, ix)
+        if not tl.own_barrier:
+            sync, sync_doc = "__syncthreads()", "__syncthreads is block-wide"
+        elif tl.tg == 32:
+            sync, sync_doc = "__syncwarp()", "a group is one warp, its panels its own"
+        else:
+            sync = f'asm volatile("bar.sync %0, {tl.tg};" :: "r"(kos_grp + 1) : "memory")'
+            sync_doc = "a group's warps meet at barrier 1 + group"
         cuda = _prelude("cuda") + _template("cuda/gemm_tiled.cu").substitute(
-            name=NAME_PLACEHOLDER, params=cparams, M=t.m, N=t.n, K=t.k, bm=tl.bm, bn=tl.bn, bk=tl.bk, tm=tl.tm,
-            tn=tl.tn, ks=tl.ks, threads=tl.threads, min_blocks=tl.min_blocks, steps=tl.steps, combine_groups=combine, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, a_load=t.a_load, b_load=t.b_load,
-            b_valid=" && ".join(f"({c})" for c in t.b_valid) or "1",
-            ix="int" if self._tiled_index_fits_32() else "int64_t", b_kk=b_kk.format(tl.bk, tl.bn), b_nn=b_nn.format(tl.bk, tl.bn),
-            body="\n".join(" " * 16 + ln for ln in [self.coords_code()] + self.pre + self.post))
-        shared_B = 4 * (tl.ks * tl.bk * (tl.bm + 1 + tl.bn + 1) + (tl.ks - 1) * tl.tm * tl.tn * 256)
+            shape, name=NAME_PLACEHOLDER, params=cparams, min_blocks=tl.min_blocks, steps=tl.steps, sa=tl.sa,
+            sb=tl.sb, smem_floats=tl.smem_floats, tiles_m=tl.tiles_m, tiles_n=tl.tiles_n, ra_decl=a_decl + " " + b_decl,
+            load_a=a_load, load_b=b_load, store_a=a_store, store_b=b_store, sync=sync, sync_doc=sync_doc,
+            epilogue=epilogue)
         dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (tl.threads, 1, 1))}
         return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": tl.threads},
-                          {"cpu": 0, "cuda": shared_B}, "tiled", (t, tl))
+                          {"cpu": 0, "cuda": 4 * tl.smem_floats}, "tiled", (t, tl))
+
+
+def panel_layout(op: str, t: TiledGemm, tl: TileLaunch) -> tuple:
+    """How a group's threads load one operand's panel: (rows of the tile, elements per load (1 or a
+    float4's 4), loads per thread, k fastest): load j of group thread tid is unit e = tid + tg j
+    (units past the panel load nothing); a unit covers `width` elements along the fast axis: with k
+    fastest unit e is row e / (bk / width), k (e % (bk / width)) * width, else k e / (rows / width),
+    row (e % (rows / width)) * width."""
+    rows = tl.bm if op == "a" else tl.bn
+    width = 4 if (tl.vec_a if op == "a" else tl.vec_b) else 1
+    return rows, width, -(-rows * tl.bk // (width * tl.tg)), op == "a" or t.b_k_fastest
+
+
+def _panel_code(op: str, t: TiledGemm, tl: TileLaunch, ix: str) -> tuple:
+    """(register declaration, load statements for the KOS_LOAD_PANELS(k0) macro, shared stores) of
+    one operand's panel, as panel_layout places it."""
+    rows, width, count, k_fast = panel_layout(op, t, tl)
+    reg, smem, stride = ("kos_ra", "kos_as", tl.sa) if op == "a" else ("kos_rb", "kos_bs", tl.sb)
+    r, r0, extent, load = ("gm", "kos_m0", t.m, t.a_load) if op == "a" else ("gn", "kos_n0", t.n, t.b_load)
+    valid = "".join(f" && ({c})" for c in (t.b_valid if op == "b" else ()))
+    units = rows * tl.bk // width
+    if k_fast:
+        where = f"kk = e % {tl.bk // width} * {width}, rr = e / {tl.bk // width}"
+    else:
+        where = f"kk = e / {rows // width}, rr = e % {rows // width} * {width}"
+    head = f"_Pragma(\"unroll\") for (int j = 0; j < {count}; j++) {{ const int e = kos_tid + {tl.tg} * j, {where};"
+    cond = f"e < {units} && {r} < {extent} && gk < {t.k}{valid}"
+    if width == 1:
+        decl = f"float {reg}[{count}];"
+        fetch = f"{reg}[j] = ({cond}) ? {load} : 0.0f;"
+        put = f"{smem}[kk * {stride} + rr] = {reg}[j];"
+    else:
+        decl = f"float4 {reg}[{count}];"
+        fetch = f"{reg}[j] = ({cond}) ? *(const float4 *)&{load} : make_float4(0.0f, 0.0f, 0.0f, 0.0f);"
+        if k_fast:      # four k rows of one column
+            put = (f"float *d = &{smem}[kk * {stride} + rr]; d[0] = {reg}[j].x; d[{stride}] = {reg}[j].y; "
+                   f"d[{2 * stride}] = {reg}[j].z; d[{3 * stride}] = {reg}[j].w;")
+        else:           # four columns of one k row, 16-byte aligned
+            put = f"*(float4 *)&{smem}[kk * {stride} + rr] = {reg}[j];"
+    loads = (f"    {head} const {ix} {r} = {r0} + rr, gk = (k0) + kk; \\\n"
+             f"        {fetch} \\\n    }}")
+    store = (f"#pragma unroll\n        for (int j = 0; j < {count}; j++) {{\n"
+             f"            const int e = kos_tid + {tl.tg} * j, {where};\n"
+             f"            if (e < {units}) {{ {put} }}\n        }}")
+    return decl, loads, store
