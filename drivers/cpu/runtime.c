@@ -150,8 +150,7 @@ enum { WORKER_IDLE = 0, WORKER_RUN = 1, WORKER_STOP = 2 };
 typedef struct worker {
     pthread_t thread;
     struct kos_dev *dev;
-    _Atomic uint32_t state;        /* futex word: IDLE -> RUN (device) -> IDLE (worker) */
-    _Atomic uint32_t sleeping;
+    _Atomic uint32_t state;        /* IDLE -> RUN (device) -> IDLE (worker) */
     launch_job *job;
 } worker;
 
@@ -171,6 +170,8 @@ struct kos_dev {
     size_t n_orphans, orphan_cap;
     kos_queue *orphans_lost;       /* a dead queue whose table entry could not be allocated: every wait depends on it */
     uint64_t spin_ns;              /* how long waits spin before sleeping */
+    _Atomic uint32_t pool_seq;     /* futex word of the idle workers: bumped to send them spinning again */
+    _Atomic uint32_t pool_sleepers;/* workers asleep (or about to be) on pool_seq */
     pthread_mutex_t pool_lock;     /* one launch uses the pool at a time; others run inline */
     int nworkers;
     worker *workers;
@@ -197,17 +198,22 @@ static void claim_and_run(launch_job *job) {
     }
 }
 
+/* Idle workers spin for spin_ns, then sleep on the pool's one futex word; any bump of it (a launch,
+ * or pool_wake ahead of one) sends them all spinning again, with one system call for the pool. */
 static void *worker_main(void *arg) {
     worker *w = arg;
+    kos_dev *d = w->dev;
     void *alt_stack = alt_stack_enter();
     for (;;) {
-        uint64_t spin_until = now_ns() + w->dev->spin_ns;
+        uint64_t spin_until = now_ns() + d->spin_ns;
         uint32_t s;
         while ((s = atomic_load(&w->state)) == WORKER_IDLE) {
             if (now_ns() < spin_until) { spin_step(); continue; }
-            atomic_store(&w->sleeping, 1);
-            if (atomic_load(&w->state) == WORKER_IDLE) futex_wait(&w->state, WORKER_IDLE, -1);
-            atomic_store(&w->sleeping, 0);
+            uint32_t seq = atomic_load(&d->pool_seq);
+            atomic_fetch_add(&d->pool_sleepers, 1);
+            if (atomic_load(&w->state) == WORKER_IDLE) futex_wait(&d->pool_seq, seq, -1);
+            atomic_fetch_sub(&d->pool_sleepers, 1);
+            spin_until = now_ns() + d->spin_ns;
         }
         if (s == WORKER_STOP) break;
         claim_and_run(w->job);
@@ -217,9 +223,11 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-static void set_worker_state(worker *w, uint32_t state) {
-    atomic_store(&w->state, state);
-    if (atomic_load(&w->sleeping)) futex_wake_all(&w->state);
+/* Wake every sleeping worker (after their states are set, or to have them spinning for a launch
+ * that is coming): one futex call, so the last worker does not wait behind one call per worker. */
+static void pool_wake(kos_dev *d) {
+    atomic_fetch_add(&d->pool_seq, 1);
+    if (atomic_load(&d->pool_sleepers)) futex_wake_all(&d->pool_seq);
 }
 
 kos_dev *kos_dev_create(int nworkers, uint64_t spin_ns) {
@@ -246,7 +254,8 @@ kos_dev *kos_dev_create(int nworkers, uint64_t spin_ns) {
 }
 
 void kos_dev_destroy(kos_dev *d) {
-    for (int i = 0; i < d->nworkers; i++) set_worker_state(&d->workers[i], WORKER_STOP);
+    for (int i = 0; i < d->nworkers; i++) atomic_store(&d->workers[i].state, WORKER_STOP);
+    pool_wake(d);
     for (int i = 0; i < d->nworkers; i++) pthread_join(d->workers[i].thread, NULL);
     pthread_mutex_destroy(&d->pool_lock);
     pthread_mutex_destroy(&d->orphan_lock);
@@ -275,8 +284,9 @@ static int run_launch(kos_dev *d, const kos_packet *p, uint64_t *fault_addr) {
     if (helpers > d->nworkers) helpers = d->nworkers;
     for (int i = 0; i < helpers; i++) {
         d->workers[i].job = &job;
-        set_worker_state(&d->workers[i], WORKER_RUN);
+        atomic_store(&d->workers[i].state, WORKER_RUN);
     }
+    pool_wake(d);
     claim_and_run(&job);
     for (int i = 0; i < helpers; i++)
         while (atomic_load(&d->workers[i].state) != WORKER_IDLE) spin_step();
@@ -495,6 +505,7 @@ static void run_ring(kos_queue *q) {
             atomic_store(&q->sleeping, 1);
             if (atomic_load(&q->wptr) == r && !atomic_load(&q->stop)) futex_wait(&q->doorbell, bell, -1);
             atomic_store(&q->sleeping, 0);
+            pool_wake(q->dev); /* work is coming after a quiet spell: the workers wake beside this thread */
         }
         uint64_t w = atomic_load_explicit(&q->wptr, memory_order_acquire);
         for (; r != w; r++) {
