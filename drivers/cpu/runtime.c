@@ -264,6 +264,8 @@ void kos_dev_destroy(kos_dev *d) {
     free(d);
 }
 
+#define CHUNKS_PER_THREAD 16
+
 /* Run a launch over the pool (the calling executor takes part). Returns 0 or a fault signal. */
 static int run_launch(kos_dev *d, const kos_packet *p, uint64_t *fault_addr) {
     const kos_launch *L = (const kos_launch *)&p->u.launch;
@@ -275,8 +277,13 @@ static int run_launch(kos_dev *d, const kos_packet *p, uint64_t *fault_addr) {
 
     launch_job job = {.fn = fn, .L = L, .args = args, .nblocks = nblocks};
     int nthreads = d->nworkers + 1;
-    uint64_t chunks_wanted = (uint64_t)nthreads * 4;
-    job.chunk = (nblocks + chunks_wanted - 1) / chunks_wanted;
+    /* Threads claim chunks of blocks: at least CHUNKS_PER_THREAD chunks per thread (fewer atomic
+     * claims for launches of many tiny blocks), the chunk size rounded down, so a launch of a few
+     * blocks per thread (a convolution's, planned as whole rounds over the threads) goes one block at
+     * a time: rounding up would pair them and add rounds (112 blocks on 16 threads in chunks of 2
+     * take 4 rounds of 2 blocks, not 7 of 1). */
+    job.chunk = nblocks / ((uint64_t)nthreads * CHUNKS_PER_THREAD);
+    if (job.chunk == 0) job.chunk = 1;
     atomic_init(&job.next, 0);
     atomic_init(&job.fault_signo, 0);
     atomic_init(&job.fault_addr, 0);
