@@ -122,9 +122,9 @@ def test_conv_gemm_is_chosen_and_weights_packed(monkeypatch, channel_tiles):
         g = conv_gemm.geometry((1, c, hw, hw), (oc, c, k, k), (1, oc, o, o), (s, s), (1, 1), (p, p))
         tiles = conv_gemm.tiles_for(g)
         assert isinstance(tiles, conv_gemm.ChannelTiles) == (channel_tiles and o <= 14 and c * k * k >= 1024)
-        rows, group = conv_gemm.block_shape(g, tiles)
+        rows, group, parts = conv_gemm.block_shape(g, tiles)
         assert conv_gemm.stack_B(g, tiles, rows, group) <= conv_gemm.STACK_MAX_B
-        blocks = -(-o // rows) * -(-(-(-oc // tiles.panel)) // group)
+        blocks = -(-o // rows) * -(-(-(-oc // tiles.panel)) // group) * parts
         assert blocks >= conv_gemm.NOMINAL_THREADS, (c, oc, hw, blocks)
     w = np.random.default_rng(1).standard_normal((13, 4, 3, 2)).astype(np.float32)
     packed = conv_gemm.pack_weights(w, 6)
@@ -140,7 +140,36 @@ def test_conv_gemm_partial_blocks(tmp_path, monkeypatch, channel_tiles, rows, gr
     """Block shapes whose last row block and last channel group are partial (10 rows; 5 panels of
     6 or 3 of 32), with 200 input channels (several chunks for pixel tiles), both tile kinds."""
     monkeypatch.setattr(conv_gemm, "CHANNEL_TILES", channel_tiles)
-    monkeypatch.setattr(conv_gemm, "block_shape", lambda g, tiles: (rows, group))
+    monkeypatch.setattr(conv_gemm, "block_shape", lambda g, tiles: (rows, group, 1))
     assert conv_gemm.ChannelTiles.fits(conv_gemm.geometry((1, 200, 10, 11), (70, 200, 3, 3), (1, 70, 10, 11),
                                                           (1, 1), (1, 1), (1, 1))) == channel_tiles
     test_conv_gemm_matches_float64(tmp_path, 1, 200, 70, 10, 11, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("nr,flags", [(32, ()), (64, ("-DKOS_VEC16=1",))])
+@pytest.mark.parametrize("cin,cout,hw,stride,shape", [
+    (37, 29, 7, 1, (7, 2, 2)),     # 7x7: a row block of 63 grid positions in 2 parts, 5 panels in groups of 2
+    (45, 23, 14, 1, (3, 3, 3)),    # 14x14: 5 row blocks (the last 2 rows), 3 parts of which some are empty
+    (33, 19, 14, 2, (7, 1, 2)),    # stride 2 to 7x7: four phases, a part per tile
+])
+def test_conv_gemm_parts_of_row_blocks(tmp_path, monkeypatch, nr, flags, cin, cout, hw, stride, shape):
+    """Pixel-tile blocks that compute a part of their row block's tiles (rows, panel group, parts
+    forced), odd channel counts, both planned tile widths, against float64 with poisoned outputs."""
+    monkeypatch.setattr(conv_gemm, "NR_MAX", nr)
+    monkeypatch.setattr(conv_gemm, "block_shape", lambda g, tiles: shape)
+    real = builder_compile.hal.compile
+    monkeypatch.setattr(builder_compile.hal, "compile", lambda src, name, target, options=():
+                        real(src, name, target, tuple(options) + flags))
+    test_conv_gemm_matches_float64(tmp_path, 1, cin, cout, hw, hw, (3, 3), (stride, stride), (1, 1), (1, 1, 1, 1))
+
+
+def test_conv_gemm_small_layers_split_evenly(monkeypatch):
+    """A 7x7 layer of ResNet-18 (512 channels: 86 panels of 6; 63 grid positions: 2 tiles of 32),
+    planned with no straggler allowance, gives each of NOMINAL_THREADS threads one block of 11
+    panels x 1 tile (10.75 is the even share) instead of 2 rounds of whole row blocks, the second
+    half empty; test_conv_gemm_parts_of_row_blocks runs such blocks."""
+    monkeypatch.setattr(conv_gemm, "STRAGGLER", 0.0)
+    monkeypatch.setattr(conv_gemm, "NR_MAX", 32)
+    assert conv_gemm.NOMINAL_THREADS == 16
+    g = conv_gemm.geometry((1, 512, 7, 7), (512, 512, 3, 3), (1, 512, 7, 7), (1, 1), (1, 1), (1, 1))
+    assert conv_gemm.block_shape(g, conv_gemm.PixelTiles(g)) == (7, 11, 2)

@@ -2,8 +2,9 @@
 phase-split copy of the input (kernels/cpu/conv_gemm.c says how a block runs). Here: the grid
 geometry (every tap a constant offset), the two tile kinds with their weight packing (panels of
 output channels, [panel][ic][kh*kw][panel width], zero rows past the last channel), and the block
-shape: output rows x channel panels per block, picked by a small cost model so a layer splits into
-enough blocks for the worker threads without copying the input once per handful of channels.
+shape: output rows x channel panels (x a part of the row block's tiles) per block, picked by a small
+cost model so a layer splits into equal blocks for the worker threads without copying the input
+once per handful of channels.
 
 - PixelTiles (conv_tiles_pixels.c): 6 channels x a run of grid positions as vectors; for wide rows.
 - ChannelTiles (conv_tiles_channels.c, behind KOS_CPU_CONV_CHANNEL_TILES=1): up to 8 outputs of a
@@ -35,7 +36,9 @@ STACK_MAX_B = 448 * 1024   # xbuf + obuf on the block's stack (worker threads ha
 L1_CHUNK_B = 24 * 1024     # input bytes one channel chunk of a pixel tile may touch (half an L1 data cache)
 NOMINAL_THREADS = 16   # threads the block split is planned for (the device host's cores); more blocks
                        # than threads costs little, so smaller machines are served as well
-STRAGGLER = 0.5        # blocks' worth of time the last thread is expected to lag (uneven thread speeds)
+# Build-time knob: blocks' worth of time the last thread is expected to lag (uneven thread speeds),
+# KOS_CPU_CONV_STRAGGLER (default 0.5). 0 plans whole rounds of equal blocks and nothing else.
+STRAGGLER = float(os.environ.get("KOS_CPU_CONV_STRAGGLER", "0.5"))
 COPY_MAC = (24, 128)   # cost of copying one input element into xbuf, in multiply-adds (cost-model units),
                        # row by row (stride 1) and gathered (other strides): rough single-core figures
                        # from the AVX2 dev VM, scaled up for AVX-512's doubled multiply-add rate
@@ -176,33 +179,38 @@ def stack_B(g: ConvGeometry, tiles, rows: int, group: int) -> int:
 
 
 def block_shape(g: ConvGeometry, tiles):
-    """(output rows, channel panels) per block, or None when even one row and one panel overflow
-    the stack budget. Channel tiles (long reductions: the weights are the big stream) take one
-    panel per block, so each panel's weights reach one core once, and split the rows only as far as
+    """(output rows, channel panels, parts) per block, or None when even one row and one panel
+    overflow the stack budget; a part is a run of the row block's tiles (pixel tiles only, so a
+    layer of few positions, 7x7 or 14x14, splits into equal blocks without rows that round up to
+    whole tiles). Channel tiles (long reductions: the weights are the big stream) take one panel per
+    block, so each panel's weights reach one core once, and split the rows only as far as
     NOMINAL_THREADS blocks need. Pixel tiles take the shape with the least estimated makespan on
-    NOMINAL_THREADS threads (whole rounds of blocks, plus a straggler's share of one) among those
-    that give every thread a block, if any do."""
+    NOMINAL_THREADS threads (rounds of equal blocks, each paying its input copy, plus a straggler's
+    share of one) among those that give every thread a block, if any do; ties go to more blocks."""
     best, panels = None, -(-g.oc // tiles.panel)
     if isinstance(tiles, ChannelTiles):
         for row_blocks in range(1, g.oh + 1):
             rows = -(-g.oh // row_blocks)
             if g.n * panels * row_blocks >= NOMINAL_THREADS or rows == 1:
                 if stack_B(g, tiles, rows, 1) <= STACK_MAX_B:
-                    return rows, 1
+                    return rows, 1, 1
         return None
     for rows in range(1, g.oh + 1):
         if stack_B(g, tiles, rows, 1) > STACK_MAX_B:
             break
         copy = g.c * g.plane(rows) * COPY_MAC[g.st[1] != 1]
+        ntiles = tiles.ldo(rows) // NR_MAX
         for group in range(1, panels + 1):
             if stack_B(g, tiles, rows, group) > STACK_MAX_B:
                 break
-            blocks = g.n * -(-g.oh // rows) * -(-panels // group)
             outs = group * tiles.panel
-            cost = outs * tiles.computed(rows) * g.k + copy + outs * rows * g.ow * EPILOGUE_MAC + BLOCK_MAC
-            key = (blocks < NOMINAL_THREADS, (-(-blocks // NOMINAL_THREADS) + STRAGGLER) * cost, blocks)
-            if best is None or key < best[0]:
-                best = (key, rows, group)
+            for per_part in sorted({-(-ntiles // parts) for parts in range(1, ntiles + 1)}):
+                blocks = g.n * -(-g.oh // rows) * -(-panels // group) * -(-ntiles // per_part)
+                computed = per_part * NR_MAX
+                cost = outs * computed * g.k + copy + outs * min(computed, rows * g.ow) * EPILOGUE_MAC + BLOCK_MAC
+                key = (blocks < NOMINAL_THREADS, (-(-blocks // NOMINAL_THREADS) + STRAGGLER) * cost, -blocks)
+                if best is None or key < best[0]:
+                    best = (key, rows, group, -(-ntiles // per_part))
     return None if best is None else best[1:]
 
 
@@ -241,19 +249,22 @@ def _copy_code(g: ConvGeometry, rows: int) -> str:
 
 class ConvGemmKernel:
     """Renders the cpu kernel (codegen calls it with the params' struct fields, their unpacking and
-    the epilogue's statements); grid = images x row blocks x channel groups."""
+    the epilogue's statements); grid = images x channel groups x row blocks x parts."""
 
-    def __init__(self, g: ConvGeometry, tiles, rows: int, group: int, px: str, pw: str):
-        self.g, self.tiles, self.rows, self.group, self.px, self.pw = g, tiles, rows, group, px, pw
+    def __init__(self, g: ConvGeometry, tiles, rows: int, group: int, parts: int, px: str, pw: str):
+        self.g, self.tiles, self.rows, self.group, self.parts, self.px, self.pw = g, tiles, rows, group, parts, px, pw
 
     def __call__(self, fields: str, unpack: str, body: str):
         g, t, rows = self.g, self.tiles, self.rows
         plane, panels = g.plane(rows), -(-g.oc // t.panel)
         row_blocks, groups = -(-g.oh // rows), -(-panels // self.group)
+        # grid positions per part: whole planned tiles (the whole row block when not split)
+        part_positions = -(-t.ldo(rows) // NR_MAX // self.parts) * NR_MAX if self.parts > 1 else t.ldo(rows)
         src = _template("cpu/conv_gemm.c").substitute(
             fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, tiles=t.render(rows), panel=t.panel, px=self.px,
             pw=self.pw, c=g.c, h=g.h, w=g.w, oc=g.oc, oh=g.oh, ow=g.ow, wq=g.wq, plane=plane, ldo=t.ldo(rows),
             xbuf_len=g.c * plane + t.slack(rows) + 16, obuf_len=self.group * t.panel * t.ldo(rows),
             groups=groups, row_blocks=row_blocks, rows_per_block=rows, group_panels=self.group, panels=panels,
+            parts=self.parts, part_positions=part_positions,
             copy_code=_copy_code(g, rows), body="\n".join(" " * 20 + ln for ln in body.splitlines()))
-        return src, g.n * row_blocks * groups
+        return src, g.n * row_blocks * groups * self.parts

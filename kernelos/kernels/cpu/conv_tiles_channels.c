@@ -38,12 +38,14 @@ $taps_code
     $stores
 }
 
+/* obuf's rows that hold the block's grid positions [pos0, pos1) (every row: channel tiles take whole
+ * row blocks, pos0 = 0 and pos1 = rows * $wq). */
 static void conv_compute(const float *KOS_RESTRICT xbuf, const float *KOS_RESTRICT pw, int64_t pan0, int64_t npan,
-                         int64_t rows, float *KOS_RESTRICT obuf) {
+                         int64_t pos0, int64_t pos1, float *KOS_RESTRICT obuf) {
     for (int64_t j = 0; j < npan; j++)
         for (int64_t pass = 0; pass < KOS_OV_PASSES; pass++) {
             const int64_t ch = j * $panel + pass * KOS_OV_VECS * KOS_OV_LANES;
-            for (int64_t r = 0; r < rows; r++)
+            for (int64_t r = pos0 / $wq; r * $wq < pos1; r++)
                 for (int64_t s = 0; s < $row_tiles; s++) {
                     const int64_t c = s * $mp < $ow - $mp ? s * $mp : $ow - $mp;
                     conv_tile(xbuf + r * $wq + c, pw + (pan0 + j) * $c * $taps * $panel + pass * KOS_OV_VECS * KOS_OV_LANES,

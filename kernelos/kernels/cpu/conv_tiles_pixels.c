@@ -47,14 +47,14 @@ $taps_code
     KOS_CV_ALL(KOS_CV_STORE)
 }
 
+/* obuf's grid positions [pos0, pos1) of the block (pos0 a multiple of the planned tile, so of NR). */
 static void conv_compute(const float *KOS_RESTRICT xbuf, const float *KOS_RESTRICT pw, int64_t pan0, int64_t npan,
-                         int64_t rows, float *KOS_RESTRICT obuf) {
-    const int64_t ntiles = (rows * $wq + KOS_CV_NR - 1) / KOS_CV_NR;
-    for (int64_t t = 0; t < ntiles; t++)
+                         int64_t pos0, int64_t pos1, float *KOS_RESTRICT obuf) {
+    for (int64_t t = pos0; t < pos1; t += KOS_CV_NR)
         for (int64_t kc = 0; kc < $c; kc += $kc) {
             const int64_t nic = kc + $kc <= $c ? $kc : $c - kc;
             for (int64_t j = 0; j < npan; j++)
-                conv_tile(xbuf + kc * $plane + t * KOS_CV_NR, pw + ((pan0 + j) * $c + kc) * $taps * 6, nic,
-                          obuf + j * 6 * $ldo + t * KOS_CV_NR, kc == 0);
+                conv_tile(xbuf + kc * $plane + t, pw + ((pan0 + j) * $c + kc) * $taps * 6, nic,
+                          obuf + j * 6 * $ldo + t, kc == 0);
         }
 }
