@@ -4,7 +4,9 @@ KERNELOS_CACHE          where built runtimes and compiled kernels are cached (de
 KERNELOS_CC             the C compiler (default cc)
 KERNELOS_CPU_MARCH      -march for kernels (default native: the build host's vector extensions)
 KERNELOS_CPU_MEMORY_B   the device's memory budget in bytes (default MemAvailable at open)
-KERNELOS_CPU_SPIN_US    how long executors, workers and waits spin before sleeping (default 50)
+KERNELOS_CPU_SPIN_US    how long executors, workers and waits spin before sleeping (default 2000: a worker
+                        that finished its share of a launch early still spins when the next one comes;
+                        a futex wake of 15 workers cost tens of us a node on the 16-core device host)
 KERNELOS_CPU_FFI        how the runtime is called: "abi" forces cffi ABI mode (default: API mode
                         where Python's headers are installed)
 """
@@ -43,7 +45,7 @@ def memory_budget_B() -> tuple[int, str]:
 
 
 def spin_ns() -> int:
-    text = os.environ.get("KERNELOS_CPU_SPIN_US", "50")
+    text = os.environ.get("KERNELOS_CPU_SPIN_US", "2000")
     try:
         spin_us = float(text)
     except ValueError:

@@ -101,7 +101,7 @@ def test_conv_gemm_without_bias(tmp_path):
 def test_conv_gemm_vector_variants(tmp_path, monkeypatch, flags, nr, shape, channel_tiles):
     """Both vector widths, the 4-vector AVX-512 pixel tile (KOS_CPU_CONV_NR=64), channel tiles and
     the system image's -march, on this host whichever it targets."""
-    monkeypatch.setattr(conv_gemm, "NR_MAX", nr)
+    monkeypatch.setattr(conv_gemm, "NR_CHOICES", (nr,))
     monkeypatch.setattr(conv_gemm, "CHANNEL_TILES", channel_tiles)
     real = builder_compile.hal.compile
     monkeypatch.setattr(builder_compile.hal, "compile", lambda src, name, target, options=():
@@ -155,7 +155,7 @@ def test_conv_gemm_partial_blocks(tmp_path, monkeypatch, channel_tiles, rows, gr
 def test_conv_gemm_parts_of_row_blocks(tmp_path, monkeypatch, nr, flags, cin, cout, hw, stride, shape):
     """Pixel-tile blocks that compute a part of their row block's tiles (rows, panel group, parts
     forced), odd channel counts, both planned tile widths, against float64 with poisoned outputs."""
-    monkeypatch.setattr(conv_gemm, "NR_MAX", nr)
+    monkeypatch.setattr(conv_gemm, "NR_CHOICES", (nr,))
     monkeypatch.setattr(conv_gemm, "block_shape", lambda g, tiles: shape)
     real = builder_compile.hal.compile
     monkeypatch.setattr(builder_compile.hal, "compile", lambda src, name, target, options=():
@@ -169,7 +169,25 @@ def test_conv_gemm_small_layers_split_evenly(monkeypatch):
     panels x 1 tile (10.75 is the even share) instead of 2 rounds of whole row blocks, the second
     half empty; test_conv_gemm_parts_of_row_blocks runs such blocks."""
     monkeypatch.setattr(conv_gemm, "STRAGGLER", 0.0)
-    monkeypatch.setattr(conv_gemm, "NR_MAX", 32)
     assert conv_gemm.NOMINAL_THREADS == 16
     g = conv_gemm.geometry((1, 512, 7, 7), (512, 512, 3, 3), (1, 512, 7, 7), (1, 1), (1, 1), (1, 1))
-    assert conv_gemm.block_shape(g, conv_gemm.PixelTiles(g)) == (7, 11, 2)
+    assert conv_gemm.block_shape(g, conv_gemm.PixelTiles(g, 32)) == (7, 11, 2)
+
+
+def test_conv_gemm_tile_width_per_layer(monkeypatch):
+    """The cost model gives wide layers 64-position pixel tiles (cheaper per multiply-add with
+    AVX-512) and layers whose row blocks would leave most of such a tile empty 32-position ones;
+    KOS_CPU_CONV_NR (NR_CHOICES) forces one, and a bad value is a typed error."""
+    def width(c, oc, hw, k, s):
+        o = (hw + 2 * (k // 2) - k) // s + 1
+        return conv_gemm.tiles_for(conv_gemm.geometry((1, c, hw, hw), (oc, c, k, k), (1, oc, o, o), (s, s), (1, 1),
+                                                      (k // 2, k // 2))).nr
+    assert width(64, 64, 56, 3, 1) == 64      # 56x56: 58-wide grid rows, little of a 64-wide tile dropped
+    assert width(256, 512, 14, 3, 2) == 32    # 7x7 from stride 2: 4 rows of 8 (32) would fill half of 64
+    assert width(256, 512, 14, 1, 2) == 32
+    monkeypatch.setattr(conv_gemm, "NR_CHOICES", (64,))
+    assert width(256, 512, 14, 3, 2) == 64
+    monkeypatch.setattr(conv_gemm, "NR_CHOICES", ())
+    monkeypatch.setattr(conv_gemm, "NR_FORCED", "48")
+    with pytest.raises(conv_gemm.GraphError, match="KOS_CPU_CONV_NR must be 32 or 64"):
+        width(64, 64, 56, 3, 1)

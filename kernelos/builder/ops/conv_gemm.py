@@ -20,11 +20,14 @@ from hal.errors import GraphError
 
 from ..codegen import NAME_PLACEHOLDER, _template
 
-# Build-time knob: grid positions per pixel tile where the compiler targets AVX-512
-# (KOS_CPU_CONV_NR=32: 2 vectors, the default, measured on the device host; 64: 4 vectors, half the
-# weight broadcasts per multiply-add but coarser tiles, not yet measured there). AVX2 tiles are 16
+# Grid positions per pixel tile where the compiler targets AVX-512: 32 (2 vectors) or 64 (4 vectors:
+# half the weight broadcasts per multiply-add, about 1.3x faster per multiply-add on the 16-core
+# device host, 2026-11-26, but coarser, so a small layer computes more positions it drops). The cost
+# model picks per layer; the build-time knob KOS_CPU_CONV_NR=32 or 64 forces one. AVX2 tiles are 16
 # (2 vectors) either way; the plan (tile counts, buffer sizes) is made for this figure, which 16 divides.
-NR_MAX = int(os.environ.get("KOS_CPU_CONV_NR", "32"))
+NR_FORCED = os.environ.get("KOS_CPU_CONV_NR")
+NR_CHOICES = (32, 64) if NR_FORCED is None else (int(NR_FORCED),) if NR_FORCED in ("32", "64") else ()
+NR_MAC = {32: 1.3, 64: 1.0}   # cost of a multiply-add in tiles of that width (cost-model units)
 # Build-time knob: KOS_CPU_CONV_CHANNEL_TILES=1 gives narrow layers channel tiles. Off by default: on
 # the AVX2 dev VM they run slower than pixel tiles (a 32-channel panel's weights outgrow its 512 KiB
 # L2 and stream once per tile), and they have not been measured on the AVX-512 device host yet.
@@ -105,16 +108,16 @@ def geometry(x, w, out, st, dil, pb) -> ConvGeometry:
 
 
 class PixelTiles:
-    """6 output channels x NR_MAX consecutive grid positions per tile (conv_tiles_pixels.c)."""
+    """6 output channels x `nr` consecutive grid positions per tile (conv_tiles_pixels.c)."""
 
     panel, source = 6, "cpu/conv_tiles_pixels.c"
 
-    def __init__(self, g: ConvGeometry):
-        self.g = g
+    def __init__(self, g: ConvGeometry, nr: int):
+        self.g, self.nr = g, nr
 
     def ldo(self, rows: int) -> int:
         """Floats per output channel in obuf: the block's grid rounded up to whole tiles."""
-        return -(-rows * self.g.wq // NR_MAX) * NR_MAX
+        return -(-rows * self.g.wq // self.nr) * self.nr
 
     def computed(self, rows: int) -> int:
         """Grid positions a channel's tiles compute for a block of `rows` output rows."""
@@ -126,12 +129,10 @@ class PixelTiles:
 
     def render(self, rows: int) -> str:
         g = self.g
-        per_ic = len(g.phases) * min(g.rows_q(rows), -(-NR_MAX // g.wq) + 1 + g.reach[0]) * g.wq * 4
-        if NR_MAX not in (32, 64):
-            raise GraphError(f"KOS_CPU_CONV_NR must be 32 or 64, got {NR_MAX}")
+        per_ic = len(g.phases) * min(g.rows_q(rows), -(-self.nr // g.wq) + 1 + g.reach[0]) * g.wq * 4
         taps = "\n".join(f"        KOS_CONV_TAP({off}, {t})" for t, off in enumerate(g.tap_offsets(rows)))
         return _template(self.source).substitute(
-            nrv16=NR_MAX // 16, kc=max(1, min(g.c, L1_CHUNK_B // per_ic)), c=g.c, wq=g.wq, plane=g.plane(rows),
+            nrv16=self.nr // 16, kc=max(1, min(g.c, L1_CHUNK_B // per_ic)), c=g.c, wq=g.wq, plane=g.plane(rows),
             taps=g.kh * g.kw, taps_code=taps, ldo=self.ldo(rows))
 
 
@@ -170,7 +171,14 @@ class ChannelTiles:
 
 
 def tiles_for(g: ConvGeometry):
-    return ChannelTiles(g) if ChannelTiles.fits(g) else PixelTiles(g)
+    """Channel tiles where they apply, else pixel tiles of the width with the cheaper plan."""
+    if ChannelTiles.fits(g):
+        return ChannelTiles(g)
+    if not NR_CHOICES:
+        raise GraphError(f"KOS_CPU_CONV_NR must be 32 or 64, got {NR_FORCED!r}")
+    options = [PixelTiles(g, nr) for nr in NR_CHOICES]
+    planned = [(plan, t) for t in options if (plan := _pixel_plan(g, t)) is not None]
+    return min(planned, key=lambda p: p[0])[1] if planned else options[0]
 
 
 def stack_B(g: ConvGeometry, tiles, rows: int, group: int) -> int:
@@ -181,37 +189,46 @@ def stack_B(g: ConvGeometry, tiles, rows: int, group: int) -> int:
 def block_shape(g: ConvGeometry, tiles):
     """(output rows, channel panels, parts) per block, or None when even one row and one panel
     overflow the stack budget; a part is a run of the row block's tiles (pixel tiles only, so a
-    layer of few positions, 7x7 or 14x14, splits into equal blocks without rows that round up to
-    whole tiles). Channel tiles (long reductions: the weights are the big stream) take one panel per
-    block, so each panel's weights reach one core once, and split the rows only as far as
-    NOMINAL_THREADS blocks need. Pixel tiles take the shape with the least estimated makespan on
-    NOMINAL_THREADS threads (rounds of equal blocks, each paying its input copy, plus a straggler's
-    share of one) among those that give every thread a block, if any do; ties go to more blocks."""
-    best, panels = None, -(-g.oc // tiles.panel)
+    layer of few positions can split into equal blocks without rows that round up to whole tiles).
+    Channel tiles (long reductions: the weights are the big stream) take one panel per block, so
+    each panel's weights reach one core once, and split the rows only as far as NOMINAL_THREADS
+    blocks need. Pixel tiles take the shape of _pixel_plan."""
     if isinstance(tiles, ChannelTiles):
+        panels = -(-g.oc // tiles.panel)
         for row_blocks in range(1, g.oh + 1):
             rows = -(-g.oh // row_blocks)
             if g.n * panels * row_blocks >= NOMINAL_THREADS or rows == 1:
                 if stack_B(g, tiles, rows, 1) <= STACK_MAX_B:
                     return rows, 1, 1
         return None
+    plan = _pixel_plan(g, tiles)
+    return None if plan is None else plan[1:]
+
+
+def _pixel_plan(g: ConvGeometry, tiles: PixelTiles):
+    """(key, rows, group, parts): the block shape with the least estimated makespan on
+    NOMINAL_THREADS threads (rounds of equal blocks, each paying its input copy, plus a straggler's
+    share of one) among those that give every thread a block, if any do; ties go to more blocks.
+    The key compares across tile widths."""
+    best, panels = None, -(-g.oc // tiles.panel)
     for rows in range(1, g.oh + 1):
         if stack_B(g, tiles, rows, 1) > STACK_MAX_B:
             break
         copy = g.c * g.plane(rows) * COPY_MAC[g.st[1] != 1]
-        ntiles = tiles.ldo(rows) // NR_MAX
+        ntiles = tiles.ldo(rows) // tiles.nr
         for group in range(1, panels + 1):
             if stack_B(g, tiles, rows, group) > STACK_MAX_B:
                 break
             outs = group * tiles.panel
             for per_part in sorted({-(-ntiles // parts) for parts in range(1, ntiles + 1)}):
                 blocks = g.n * -(-g.oh // rows) * -(-panels // group) * -(-ntiles // per_part)
-                computed = per_part * NR_MAX
-                cost = outs * computed * g.k + copy + outs * min(computed, rows * g.ow) * EPILOGUE_MAC + BLOCK_MAC
+                computed = per_part * tiles.nr
+                cost = (outs * computed * g.k * NR_MAC[tiles.nr] + copy + outs * min(computed, rows * g.ow) * EPILOGUE_MAC
+                        + BLOCK_MAC)
                 key = (blocks < NOMINAL_THREADS, (-(-blocks // NOMINAL_THREADS) + STRAGGLER) * cost, -blocks)
                 if best is None or key < best[0]:
                     best = (key, rows, group, -(-ntiles // per_part))
-    return None if best is None else best[1:]
+    return best
 
 
 def pack_weights(w: np.ndarray, panel: int) -> np.ndarray:
@@ -259,7 +276,7 @@ class ConvGemmKernel:
         plane, panels = g.plane(rows), -(-g.oc // t.panel)
         row_blocks, groups = -(-g.oh // rows), -(-panels // self.group)
         # grid positions per part: whole planned tiles (the whole row block when not split)
-        part_positions = -(-t.ldo(rows) // NR_MAX // self.parts) * NR_MAX if self.parts > 1 else t.ldo(rows)
+        part_positions = -(-t.ldo(rows) // t.nr // self.parts) * t.nr if self.parts > 1 else t.ldo(rows)
         src = _template("cpu/conv_gemm.c").substitute(
             fields=fields, unpack=unpack, name=NAME_PLACEHOLDER, tiles=t.render(rows), panel=t.panel, px=self.px,
             pw=self.pw, c=g.c, h=g.h, w=g.w, oc=g.oc, oh=g.oh, ow=g.ow, wq=g.wq, plane=plane, ldo=t.ldo(rows),
