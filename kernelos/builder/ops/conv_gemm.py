@@ -30,7 +30,8 @@ NR_CHOICES = (32, 64) if NR_FORCED is None else (int(NR_FORCED),) if NR_FORCED i
 NR_MAC = {32: 1.3, 64: 1.0}   # cost of a multiply-add in tiles of that width (cost-model units)
 # Build-time knob: KOS_CPU_CONV_CHANNEL_TILES=1 gives narrow layers channel tiles. Off by default: on
 # the AVX2 dev VM they run slower than pixel tiles (a 32-channel panel's weights outgrow its 512 KiB
-# L2 and stream once per tile), and they have not been measured on the AVX-512 device host yet.
+# L2 and stream once per tile); on the 16-core AVX-512 device host (2026-11-26) the 7x7 layers ran
+# faster than 32-position pixel tiles but slower than 64-position ones, the 14x14 layers slower.
 CHANNEL_TILES = os.environ.get("KOS_CPU_CONV_CHANNEL_TILES", "0") == "1"
 CHANNEL_TILE_MAX_OW = 14   # rows this narrow or narrower take channel tiles...
 CHANNEL_TILE_MIN_K = 1024  # ...when each output sums this many products (the transposed store is paid back)
