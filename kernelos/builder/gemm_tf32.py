@@ -31,8 +31,13 @@ MIN_PANELS = 4          # panels each k group multiplies at least
 K_GROUPS = (4, 2)       # in-block split-K candidates, most first
 SMEM_MAX_B = 48 * 1024  # static shared memory per block
 SMS = 132               # streaming multiprocessors of an H100 / H200 SXM
-SPLIT_BLOCKS = 3 * SMS  # cross-block split-K: blocks to aim for (0: never split)
+# Cross-block split-K (bench/tf32_gemm.py and the GPT-2 e2e profile on an H200, 2026-11-26 01:56 UTC):
+# long-K GEMMs on few tiles gain most (GPT-2 fc2 128x768x3072: 27.8 -> 16.1 us alone, 37.2 -> 25.4 us in
+# the model; ResNet-18 K 1152-4608 convolutions 17.6-42.2 -> 13.1-17.1 us alone); K = 768 GEMMs (24
+# panels) gained little alone and lost in the model (the reduce node costs ~4 us), so they stay whole.
+SPLIT_BLOCKS = 3 * SMS  # blocks to aim for (0: never split)
 SPLIT_PANELS = 4        # panels each split multiplies at least
+SPLIT_MIN_K_PANELS = 32  # panels K must have to be split
 # Build-time override for tile sweeps (bench/tf32_tiles.py): "BMxBN[wWARPS][/KS][kBK]"; "" = the heuristic
 FORCE = os.environ.get("KOS_TF32_TILE", "")
 
@@ -142,12 +147,12 @@ def mma_launch(t) -> MmaLaunch:
 
 
 def split_launch(t) -> MmaLaunch | None:
-    """Where the biggest tile gives fewer blocks than SMS and K has at least 2 x SPLIT_PANELS
+    """Where the biggest tile gives fewer blocks than SMS and K has at least SPLIT_MIN_K_PANELS
     panels: that tile (one k group) with K cut into as many splits as give SPLIT_BLOCKS blocks, each
     at least SPLIT_PANELS panels deep (a block's panels run one after another, each waiting on
     memory, so fewer per block and more blocks in flight win while the tile grid is small)."""
     tl = _launch(t, TILES[0], 1)
-    if not SPLIT_BLOCKS or tl.grid >= SMS or tl.k_tiles < 2 * SPLIT_PANELS:
+    if not SPLIT_BLOCKS or tl.grid >= SMS or tl.k_tiles < SPLIT_MIN_K_PANELS:
         return None
     return _launch(t, TILES[0], 1, BK, min(tl.k_tiles // SPLIT_PANELS, -(-SPLIT_BLOCKS // tl.grid)))
 
