@@ -59,10 +59,13 @@ def sweep(name: str, device: str, arch: str, work: Path, runs: int, log, configs
             continue
         finally:
             path.unlink(missing_ok=True)
-        by_shape = defaultdict(list)
-        for node in tl.nodes:
-            if node.op == "launch" and node.name in shapes:
-                by_shape[shapes[node.name][0]].append(node.duration_us)
+        per_gemm, by_shape = defaultdict(float), defaultdict(list)
+        for node in tl.nodes:       # a split-K GEMM's reduce node counts with its GEMM node
+            gemm = node.name.removesuffix(".splitk_reduce")
+            if node.op == "launch" and gemm in shapes:
+                per_gemm[gemm] += node.duration_us
+        for gemm, us in per_gemm.items():
+            by_shape[shapes[gemm][0]].append(us)
         for shape, durs in by_shape.items():
             times[shape][cfg or "heuristic"] = statistics.median(durs)
         totals[cfg or "heuristic"] = tl.device_us

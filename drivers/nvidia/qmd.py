@@ -13,6 +13,7 @@ TABLE_BY_COMPUTE_CLASS = {0xC6C0: qmd_v03, 0xC7C0: qmd_v03, 0xC9C0: qmd_v03, 0xC
 SHARED_RESERVED_B = 0x400                    # 1 KB per CTA reserved ahead of static shared memory
 SM_CARVEOUTS_KB = (0, 8, 16, 32, 64, 100, 132, 164, 196, 228)
 MAX_SM_CONFIG_KB = 228
+SM_MAX_THREADS, SM_REGISTERS, SM_MAX_BLOCKS = 2048, 65536, 32   # per SM, sm_80..sm_90
 CWD_MEMBAR_L1_NONE, CWD_MEMBAR_L1_SYSMEMBAR = 0, 1
 RELEASE_FOUR_WORDS, RELEASE_MEMBAR_FE_SYSMEMBAR = 0, 1
 
@@ -59,6 +60,21 @@ def sm_config(shared_B: int) -> int:
     return kb // 4 + 1
 
 
+def blocks_per_sm(threads: int, regs: int) -> int:
+    """Blocks of this shape that one SM's threads and registers hold (shared memory aside); registers
+    are allocated per warp in units of 256."""
+    warps = (threads + 31) // 32
+    regs_per_warp = (max(regs, 1) * 32 + 255) // 256 * 256
+    return max(1, min(SM_MAX_THREADS // (warps * 32), SM_REGISTERS // (regs_per_warp * warps), SM_MAX_BLOCKS))
+
+
+def carveout_target_B(smem_B: int, threads: int, regs: int) -> int:
+    """Shared memory an SM should carve out for a launch: enough for as many blocks as its threads and
+    registers allow (what the CUDA runtime's default carveout aims at), at most the largest carveout.
+    The smallest carveout that holds one block (the former choice) left GEMMs at 1-2 blocks per SM."""
+    return max(smem_B, min(smem_B * blocks_per_sm(threads, regs), MAX_SM_CONFIG_KB * 1024))
+
+
 def sass_version(sm_version: int) -> int:
     """GR SM_VERSION (0x900) -> QMD SASS_VERSION (0x90)."""
     return ((sm_version & 0xF00) >> 4) | (sm_version & 0xF)
@@ -88,8 +104,9 @@ def build(table, *, program_va: int, program_size_B: int, regs: int, barriers: i
     q.set("PROGRAM_PREFETCH_SIZE", min(program_size_B >> 8, 0x1FF))
     smem_B = (SHARED_RESERVED_B + shared_B + 127) // 128 * 128
     q.set("SHARED_MEMORY_SIZE", smem_B >> shifts["SHARED_MEMORY_SIZE"])
-    q.set("MIN_SM_CONFIG_SHARED_MEM_SIZE", sm_config(smem_B)).set("TARGET_SM_CONFIG_SHARED_MEM_SIZE", sm_config(smem_B))
-    q.set("MAX_SM_CONFIG_SHARED_MEM_SIZE", sm_config(max(smem_B, 100 * 1024)))
+    target_B = carveout_target_B(smem_B, block[0] * block[1] * block[2], regs)
+    q.set("MIN_SM_CONFIG_SHARED_MEM_SIZE", sm_config(smem_B)).set("TARGET_SM_CONFIG_SHARED_MEM_SIZE", sm_config(target_B))
+    q.set("MAX_SM_CONFIG_SHARED_MEM_SIZE", sm_config(max(target_B, 100 * 1024)))
     q.set("SHADER_LOCAL_MEMORY_HIGH_SIZE", local_B >> shifts["SHADER_LOCAL_MEMORY_HIGH_SIZE"])
     for index, (va, size_B) in cbufs.items():
         q.set_address("CONSTANT_BUFFER_ADDR", va, shifts["CONSTANT_BUFFER_ADDR"], index)

@@ -396,6 +396,7 @@ class KernelSpec:
     shared_B: dict = field(default_factory=dict)     # static shared memory per block, per family
     cuda_variant: str = "thread"                     # thread | warp | block | tiled | tf32 (for reports, tests)
     tiled: tuple | None = None                       # (TiledGemm, TileLaunch) of a tiled kernel
+    then: "KernelSpec | None" = None                 # a second kernel the node needs, launched right after
 
     @property
     def key(self) -> str:

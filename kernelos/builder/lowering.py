@@ -107,6 +107,11 @@ class Lowering:
 
     def _launch(self, name, b: PointwiseBuilder):
         spec = b.spec()
+        self._emit(name, spec)
+        if spec.then is not None:      # e.g. the reduce + epilogue node of a split-K GEMM
+            self._emit(f"{name}.{spec.then.cuda_variant}", spec.then)
+
+    def _emit(self, name, spec):
         kname = f"k_{spec.key}"
         if kname not in self.specs:
             self.specs[kname] = spec

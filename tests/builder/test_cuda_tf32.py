@@ -2,9 +2,9 @@
 without spilling (no GPU needed), and on an NVIDIA GPU (`-m nvidia`) tf32 images of GEMM-shaped
 graphs -- convolutions as implicit GEMMs with padding, strides, bias, ReLU and a residual; matmuls
 with constant and computed operands, batched; Gemm with transB -- under the tile heuristic and every
-forced tile shape, give outputs within 1e-2 of a float64 numpy reference (relative to the output's
-scale), for fresh random inputs with poisoned outputs, and differ from it by more than fp32 rounding
-would (the GEMMs did run in TF32)."""
+forced tile shape (cross-block split-K among them), give outputs within 1e-2 of a float64 numpy
+reference (relative to the output's scale), for fresh random inputs with poisoned outputs, and
+differ from it by more than fp32 rounding would (the GEMMs did run in TF32)."""
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ from .test_cuda_gemm_model import _conv_ref, _odd_model
 TF32_BOUND = 1e-2       # issue 9: max |out - ref| / max |ref| of a TF32 column
 TF32_SEEN = 1e-5        # fp32 GEMMs of these sizes stay near 1e-7; TF32 rounding (2**-11) shows above this
 FORCED = ["", "64x64w8", "64x64w4/2", "64x32w8/2", "64x32w4/4", "32x64w8/4", "32x64w4", "32x32w8/4", "32x32w4/2",
-          "32x16w4/4", "32x16w4/4k16", "64x64w8k16"]
+          "32x16w4/4", "32x16w4/4k16", "64x64w8k16", "64x64w8s6", "32x32w4/2s5k16"]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_tf32_kernels_compile_with_nvrtc_without_spills(nvrtc, target):
     srcs = {}
     for model in (bench_models.resnet18(), bench_models.gpt2(), _odd_model(), *(m() for m in TEST_MODELS.values())):
         low = lower_model(model, [target], precision="tf32")
-        srcs.update({k: s.source("cuda", k) for k, s in low.specs.items() if s.cuda_variant == "tf32"})
-    assert len(srcs) >= 25
+        srcs.update({k: s.source("cuda", k) for k, s in low.specs.items() if s.cuda_variant in ("tf32", "splitk_reduce")})
+    assert len(srcs) >= 25 and sum("kos_part" in s for s in srcs.values()) >= 8     # split-K GEMMs and their reduces
     for k, src in srcs.items():
         kernel = Cubin(hal.compile(src, k, target)).kernel(k)
         assert kernel.local_B == 0, k

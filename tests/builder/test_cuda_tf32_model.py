@@ -50,10 +50,10 @@ def _eval(expr: str, env: dict):
     return eval(expr.replace("/", "//"), {"__builtins__": {}}, env)
 
 
-def _copy(t, tl, arrays, gz, k0, origin, operand, ex, vec) -> tuple:
+def _copy(t, tl, arrays, gz, k0, k_end, origin, operand, ex, vec) -> tuple:
     """(slots, values) one group's copies of one operand's panel at k0 write, as the rendered loops
     do: 16-byte copies read 4 words from the element index of their first k on, 4-byte ones one
-    element; a copy out of range (or in the padding) writes zeros."""
+    element; a copy out of range (k from the split's k_end on, or in the padding) writes zeros."""
     rows = tl.bm if operand == "a" else tl.bn
     n_el = rows * tl.bk // (4 if vec else 1)
     e = np.arange(n_el)
@@ -68,7 +68,7 @@ def _copy(t, tl, arrays, gz, k0, origin, operand, ex, vec) -> tuple:
         kk, rr = _eval(ex["kk"], {"e": e}), _eval(ex["nn"], {"e": e})
     g, lim = ("gm", t.m) if operand == "a" else ("gn", t.n)
     gr, gk = origin + rr, k0 + kk
-    ok = (gr < lim) & (gk < t.k)
+    ok = (gr < lim) & (gk < k_end)
     for c in t.b_valid if operand == "b" else ():
         ok[ok] &= np.asarray(_eval(c, dict(arrays, gz=gz, gk=gk[ok], **{g: gr[ok]})), bool)
     lanes = 4 if vec else 1
@@ -86,14 +86,14 @@ def _copy(t, tl, arrays, gz, k0, origin, operand, ex, vec) -> tuple:
     return slots, vals.ravel()
 
 
-def _stage(t, tl, arrays, gz, k0, m0, n0, ex, vec) -> np.ndarray:
+def _stage(t, tl, arrays, gz, k0, k_end, m0, n0, ex, vec) -> np.ndarray:
     """One group's stage buffer (A then B, stage_words) for the panel at k0; NaN where not written."""
     a_words = tl.bm * (tl.bk + 4)
     buf = np.full(tl.stage_words(t.b_k_fastest), np.nan)
-    slots, vals = _copy(t, tl, arrays, gz, k0, m0, "a", ex, vec["a"])
+    slots, vals = _copy(t, tl, arrays, gz, k0, k_end, m0, "a", ex, vec["a"])
     assert slots.max() < a_words
     buf[slots] = vals
-    slots, vals = _copy(t, tl, arrays, gz, k0, n0, "b", ex, vec["b"])
+    slots, vals = _copy(t, tl, arrays, gz, k0, k_end, n0, "b", ex, vec["b"])
     assert slots.max() < len(buf) - a_words
     buf[a_words + slots] = vals
     return buf
@@ -101,24 +101,33 @@ def _stage(t, tl, arrays, gz, k0, m0, n0, ex, vec) -> np.ndarray:
 
 def simulate_tf32(t, tl, arrays, ex, vec, sample=None) -> np.ndarray:
     """acc per output element as the TF32 kernel computes it (float64, no rounding), NaN where not
-    computed (blocks outside `sample`); asserts every output is stored by exactly one block."""
-    out = np.full(t.z * t.m * t.n, np.nan)
-    stores = np.zeros(t.z * t.m * t.n, np.int64)
+    computed (blocks outside `sample`); asserts every output is stored by exactly one block of each
+    split. With cross-block split-K, the split partials' sum in split order, as the reduce kernel adds them."""
+    out = np.zeros((tl.splits, t.z * t.m * t.n))
+    stores = np.zeros((tl.splits, t.z * t.m * t.n), np.int64)
     warps = tl.wm * tl.wn
-    assert tl.grid == t.z * tl.tiles_m * tl.tiles_n and tl.group_threads == 32 * warps
-    assert tl.k_tiles == -(-t.k // tl.bk) and tl.steps * tl.ks >= tl.k_tiles
+    tile_blocks = t.z * tl.tiles_m * tl.tiles_n
+    assert tl.grid == tl.splits * tile_blocks and tl.group_threads == 32 * warps
+    assert tl.k_tiles == -(-t.k // tl.bk) and tl.steps * tl.ks >= tl.split_panels and tl.splits <= tl.k_tiles
+    split_k = tl.split_panels * tl.bk
+    # the template's k range of split s: [kos_kbase, kos_kend); group g's panels at kos_kbase + k0
+    k_range = [(s * split_k, min(t.k, (s + 1) * split_k)) for s in range(tl.splits)]
     group_k0 = [[(s * tl.ks + g) * tl.bk for s in range(tl.steps)] for g in range(tl.ks)]
-    assert sorted(k for ks in group_k0 for k in ks if k < t.k) == list(range(0, t.k, tl.bk))
+    assert sorted(kb + k for kb, ke in k_range for ks in group_k0 for k in ks if kb + k < ke) == list(range(0, t.k, tl.bk))
+    assert all(kb < ke for kb, ke in k_range), "an empty split"
     e = np.arange(tl.bm * tl.bn)
     mm, nn = e // tl.bn, e % tl.bn
-    chosen = set(range(tl.grid)) if sample is None else set(np.linspace(0, tl.grid - 1, sample).astype(int).tolist())
-    for blk in range(tl.grid):
+    chosen = set(range(tile_blocks)) if sample is None else set(np.linspace(0, tile_blocks - 1, sample).astype(int).tolist())
+    for block in range(tl.grid):
+        split, blk = block // tile_blocks, block % tile_blocks
+        k_base, k_end = k_range[split]
         gz = blk // (tl.tiles_m * tl.tiles_n)
         m0, n0 = blk // tl.tiles_n % tl.tiles_m * tl.bm, blk % tl.tiles_n * tl.bn
         keep = (m0 + mm < t.m) & (n0 + nn < t.n)
         i = (gz * t.m + m0 + mm[keep]) * t.n + n0 + nn[keep]
-        np.add.at(stores, i, 1)
+        np.add.at(stores[split], i, 1)
         if blk not in chosen:
+            out[split, i] = np.nan
             continue
         smem = np.full(tl.smem_words(t.b_k_fastest), np.nan)
         assert tl.stages * tl.ks * tl.stage_words(t.b_k_fastest) <= len(smem) and tl.ks * tl.tile_words <= len(smem)
@@ -129,7 +138,7 @@ def simulate_tf32(t, tl, arrays, ex, vec, sample=None) -> np.ndarray:
             for step, k0 in enumerate(k0s):
                 # the ring: panel `step` of group grp in buffer (step % stages, grp), read from there
                 base = (step % tl.stages * tl.ks + grp) * tl.stage_words(t.b_k_fastest)
-                smem[base:base + tl.stage_words(t.b_k_fastest)] = _stage(t, tl, arrays, gz, k0, m0, n0, ex, vec)
+                smem[base:base + tl.stage_words(t.b_k_fastest)] = _stage(t, tl, arrays, gz, k_base + k0, k_end, m0, n0, ex, vec)
                 a_s = smem[base:base + tl.bm * (tl.bk + 4)]
                 b_s = smem[base + tl.bm * (tl.bk + 4):base + tl.stage_words(t.b_k_fastest)]
                 for k8 in range(0, tl.bk, 8):
@@ -156,9 +165,12 @@ def simulate_tf32(t, tl, arrays, ex, vec, sample=None) -> np.ndarray:
                             np.add.at(written, c + off, 1)
         assert written.max() == 1, "a partial-tile slot is written twice"
         total = sum(cs[g * tl.tile_words + mm * (tl.bn + 8) + nn] for g in range(tl.ks))
-        out[i] = total[keep]
-    assert (stores == 1).all(), "an output element is stored never or twice"
-    return out
+        out[split, i] = total[keep]
+    assert (stores == 1).all(), "an output element is stored never or twice (by a split)"
+    acc = out[0]
+    for s in range(1, tl.splits):
+        acc = acc + out[s]
+    return acc
 
 
 def check_model(model, rng, sample=None) -> tuple:
@@ -185,7 +197,8 @@ def check_model(model, rng, sample=None) -> tuple:
 
     nodes = {n.name: n for n in g.nodes}
     variants, done, vectors = {}, set(), []
-    for launch in low.dag.nodes:
+    launches = [n for n in low.dag.nodes if isinstance(n, Launch)]
+    for launch, after in zip(launches, launches[1:] + [None]):
         if not isinstance(launch, Launch):
             continue
         spec = low.specs[launch.kernel]
@@ -207,7 +220,27 @@ def check_model(model, rng, sample=None) -> tuple:
         seen = ~np.isnan(got)
         assert got.shape == ref.shape and seen.sum() >= min(len(got), 256) and (sample or seen.all()), launch.name
         np.testing.assert_allclose(got[seen], ref[seen], rtol=1e-9, atol=1e-9 * np.abs(ref).max(), err_msg=launch.name)
+        _check_split(low, spec, launch, after, t, tl)
     return variants, vectors
+
+
+def _check_split(low, spec, launch, after, t, tl):
+    """A split-K GEMM node writes only its scratch of splits x z x M x N partials (the model above
+    adds them); the node right after it is its reduce node, which reads that scratch, adds the
+    splits in order and writes the GEMM node's own outputs; without splits there is none."""
+    if tl.splits == 1:
+        assert spec.then is None and not any(p.cname == "kos_part" for p in spec.params)
+        return
+    part = spec.params[-1]
+    assert part.cname == "kos_part" and part.out and launch.writes == (part.buffer,)
+    assert low.dag.buffers[part.buffer].size_B == 4 * tl.splits * t.z * t.m * t.n
+    assert after is not None and after.name == f"{launch.name}.splitk_reduce" and low.specs[after.kernel] is spec.then
+    assert part.buffer in after.reads and spec.then.params[-1] == part.__class__("kos_part", part.buffer, "float", False)
+    assert set(after.writes) == {p.buffer for p in spec.then.params if p.out} and part.buffer not in after.writes
+    n = t.z * t.m * t.n
+    src = spec.then.source("cuda", "r")
+    assert f"for (int s = 1; s < {tl.splits}; s++) acc += kos_part[(int64_t)s * {n} + i];" in src and f"if (i >= {n}) return;" in src
+    assert spec.then.dims["cuda"][0][0] * spec.then.dims["cuda"][1][0] >= n
 
 
 def _check_source(src, t, tl, ex, vec):
@@ -226,10 +259,15 @@ def _check_source(src, t, tl, ex, vec):
     assert vec["a"] or f"kk = e % {tl.bk}, mm = e / {tl.bk};" in src
     assert all(f"kk = e % {tl.bk // 4} * 4, {r} = e / {tl.bk // 4};" in src for op, r in (("a", "mm"), ("b", "nn")) if vec[op])
     assert f"kos_blk / ({tl.tiles_m} * {tl.tiles_n})" in src and f"kos_s < {tl.steps};" in src
+    split_k = tl.split_panels * tl.bk
+    assert (f"kos_split = blockIdx.x / {t.z * tl.tiles_m * tl.tiles_n}, kos_blk = blockIdx.x % {t.z * tl.tiles_m * tl.tiles_n};" in src
+            and f"kos_kbase = kos_split * {split_k}, kos_kend = kos_kbase + {split_k} < {t.k} ? kos_kbase + {split_k} : {t.k};" in src)
+    assert ("gk = kos_kbase + (k0) + kk;" in src)
+    assert (f"kos_part[(int64_t)kos_split * {t.z * t.m * t.n} + i] = acc;" in src) == (tl.splits > 1)
     assert f"__launch_bounds__({tl.threads})" in src
     assert src.count("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32") == 1 and src.count("cvt.rna.tf32.f32") == 1
     for op, dst, g, lim, load in (("as", "as + mm * $bk4 + kk", "gm", t.m, t.a_load), ("bs", f"bs + {ex['slot']}", "gn", t.n, t.b_load)):
-        cond = f"{g} < {lim} && gk < {t.k}" + ("".join(f" && ({c})" for c in t.b_valid) if op == "bs" else "")
+        cond = f"{g} < {lim} && gk < kos_kend" + ("".join(f" && ({c})" for c in t.b_valid) if op == "bs" else "")
         assert f"({dst.replace('$bk4', str(tl.bk + 4))}, &({load}), {cond}); }}" in src, op
     assert src.count("cp.async.ca.shared.global") == 2 and f"cp.async.wait_group %0;\" ::\"n\"({tl.stages} - 2)" in src
 
@@ -243,6 +281,12 @@ def _check_launch(spec, t, tl):
     if gemm_tf32.FORCE:
         return
     shape = (tl.wm, tl.wn, tl.mi, tl.ni)
+    if tl.splits > 1:       # split_launch: the biggest tile, too few blocks for the SMs, enough panels per split
+        assert shape == gemm_tf32.TILES[0] and tl.ks == 1 and tl.grid // tl.splits < gemm_tf32.SMS
+        assert gemm_tf32.SPLIT_PANELS <= tl.split_panels and (tl.splits - 1) * tl.split_panels < tl.k_tiles
+        assert tl.k_tiles >= gemm_tf32.SPLIT_MIN_K_PANELS
+        return
+    assert gemm_tf32.split_launch(t) is None
     assert all(gemm_tf32._launch(t, s, 1).grid < gemm_tf32.FILL_BLOCKS for s in gemm_tf32.TILES[:gemm_tf32.TILES.index(shape)])
     assert tl.grid >= gemm_tf32.FILL_BLOCKS or shape == gemm_tf32.TILES[-1]
     assert tl.ks == 1 or (tl.k_tiles >= gemm_tf32.MIN_PANELS * tl.ks and tl.grid * tl.ks <= gemm_tf32.MAX_GROUPS)
@@ -250,20 +294,28 @@ def _check_launch(spec, t, tl):
 
 def test_model_of_tf32_gemm_on_odd_edges():
     variants, vectors = check_model(_odd_model(), np.random.default_rng(1))
-    assert set(variants.values()) == {"tf32"}, variants
+    assert set(_gemms(variants).values()) == {"tf32"}, variants
     assert any(v["a"] for v in vectors) and not all(v["a"] for v in vectors)    # 16-byte and 4-byte copies
 
 
 @pytest.mark.parametrize("name", ["resnet18", "gpt2"])
 def test_model_of_tf32_kernels_for_bench_model(name):
     variants, vectors = check_model(getattr(bench_models, name)(), np.random.default_rng(2), sample=3)
-    gemm_like = {k: v for k, v in variants.items() if k.startswith(("MatMul", "Conv", "Gemm"))}
+    gemm_like = _gemms({k: v for k, v in variants.items() if k.startswith(("MatMul", "Conv", "Gemm"))})
     if name == "resnet18":      # the batch-1 classifier is a GEMV, fp32
         assert gemm_like.pop("Gemm_49") == "warp" and set(gemm_like.values()) == {"tf32"}
         assert sum(v["a"] for v in vectors) == len(vectors) - 1      # all weights but the first conv's (K = 147)
     else:
         assert len(gemm_like) == 72 and set(gemm_like.values()) == {"tf32"}
         assert sum(v["a"] and v["b"] for v in vectors) >= 4          # the linear layers (and Q.K^T): both operands
+        assert sum(v == "splitk_reduce" for v in variants.values()) == 12   # the MLP's down projection (K 3072) splits K
+
+
+def _gemms(variants: dict) -> dict:
+    """The variants of the GEMM nodes, less their split-K reduce nodes (each right after a TF32 GEMM)."""
+    reduces = [k for k, v in variants.items() if v == "splitk_reduce"]
+    assert all(k.endswith(".splitk_reduce") and variants[k[:-len(".splitk_reduce")]] == "tf32" for k in reduces)
+    return {k: v for k, v in variants.items() if k not in reduces}
 
 
 @pytest.mark.parametrize("name", sorted(TEST_MODELS))
@@ -273,7 +325,8 @@ def test_model_of_tf32_kernels_for_test_model(name):
 
 
 @pytest.mark.parametrize("forced", ["64x64w8", "64x64w4/2", "64x32w8/2", "64x32w4/4", "32x64w8/4", "32x64w4",
-                                    "32x32w8/4", "32x32w4/2", "32x16w4/4", "32x16w4/4k16", "64x64w8k16"])
+                                    "32x32w8/4", "32x32w4/2", "32x16w4/4", "32x16w4/4k16", "64x64w8k16", "64x64w8s3",
+                                    "32x32w4/2s5k16", "64x32w8s64"])
 def test_model_of_forced_tiles(monkeypatch, forced):
     """Every tile shape and k-group count the knob (and the heuristic) can pick, on the odd edges."""
     monkeypatch.setattr(gemm_tf32, "FORCE", forced)

@@ -53,6 +53,25 @@ def test_tf32_image_records_precision_per_target_and_cpu_stays_fp32(tmp_path, nv
         assert max(rel_error(out[k], r) for k, r in ref.items()) <= 1e-4     # fp32 on the cpu
 
 
+def test_split_k_gemm_nodes_compute_fp32_on_the_cpu(tmp_path, monkeypatch):
+    """A tf32 image with cross-block split-K GEMMs (forced): on the cpu the first node of each split
+    GEMM does nothing and its reduce node, right after, runs the whole fp32 GEMM (the fp32 build's
+    cpu kernel), so the cpu output stays within fp32 accuracy of onnxruntime."""
+    from kernelos.builder import gemm_tf32
+    monkeypatch.setattr(gemm_tf32, "FORCE", "32x32w4s3k16")
+    model = MODELS["cnn"]()
+    low = {p: lower_model(model, [CPU_TARGET, "sm_90"], precision=p) for p in ("fp32", "tf32")}
+    kernels = {p: [lo.specs[n.kernel] for n in lo.dag.nodes if hasattr(n, "kernel")] for p, lo in low.items()}
+    split = [s for s in kernels["tf32"] if s.then is not None]
+    assert split and all("KOS_KERNEL" in s.sources["cpu"] and "args_t" not in s.sources["cpu"] for s in split)
+    assert [s.sources["cpu"] for s in kernels["fp32"]] == [s.sources["cpu"] for s in kernels["tf32"] if s.then is None]
+    build_image(model, tmp_path / "split.kimg", ["cpu"], precision="tf32")
+    x = random_inputs(model, np.random.default_rng())
+    with load_model(str(tmp_path / "split.kimg"), "cpu") as m:
+        out, ref = m.run(x, poison=True), ort_run(model, x)
+        assert max(rel_error(out[k], r) for k, r in ref.items()) <= 1e-4
+
+
 def test_tf32_build_for_the_cpu_alone_keeps_fp32_math_and_tolerance(tmp_path):
     result = build_image(MODELS["mlp"](), tmp_path / "m.kimg", ["cpu"], precision="tf32", verify=True)
     assert result.precision == {CPU_TARGET: "fp32"}

@@ -102,6 +102,21 @@ def test_qmd_build_for_hopper_sets_what_ran_on_the_h100():
     assert q.get("CWD_MEMBAR_TYPE") == qmd.CWD_MEMBAR_L1_SYSMEMBAR
 
 
+def test_carveout_holds_as_many_blocks_as_threads_and_registers_allow():
+    """A 38 KB GEMM block of 256 threads at 47 registers: 5 fit by registers, so 190 KB -> the 196 KB carveout
+    (the smallest one holding a single block, 64 KB, left 1 block per SM); capped at 228 KB; a block with
+    no static shared memory keeps the small carveout."""
+    smem_B = 0x400 + 38 * 1024
+    assert qmd.blocks_per_sm(256, 47) == 5 and qmd.blocks_per_sm(1024, 32) == 2 and qmd.blocks_per_sm(32, 8) == 32
+    assert qmd.sm_config(qmd.carveout_target_B(smem_B, 256, 47)) == 196 // 4 + 1
+    assert qmd.carveout_target_B(100 * 1024, 256, 32) == 228 * 1024
+    q = qmd.build(qmd_v04, program_va=0x40_0010_0000, program_size_B=0x300, regs=47, barriers=1, shared_B=38 * 1024,
+                  local_B=0, sass=0x90, cbufs={}, grid=(96, 1, 1), block=(256, 1, 1))
+    assert q.get("MIN_SM_CONFIG_SHARED_MEM_SIZE") == 64 // 4 + 1
+    assert q.get("TARGET_SM_CONFIG_SHARED_MEM_SIZE") == q.get("MAX_SM_CONFIG_SHARED_MEM_SIZE") == 196 // 4 + 1
+    assert qmd.sm_config(qmd.carveout_target_B(0x400, 256, 32)) == 8 // 4 + 1
+
+
 def test_sm_config_and_sass_version():
     assert qmd.sm_config(0) == 1 and qmd.sm_config(32 * 1024) == 9 and qmd.sm_config(100 * 1024) == 0x1A
     assert qmd.sm_config(228 * 1024) == 58

@@ -11,7 +11,10 @@
  * Then every group writes its partial tile to shared memory (row stride $bn + 8: conflict-free
  * float2 stores), and all threads add the groups' partials per output in group order and run the
  * epilogue, consecutive threads on consecutive outputs (coalesced loads and stores). The 1-D grid
- * enumerates (z, m tile, n tile), n fastest. Index arithmetic is in $ix (32-bit where every index fits).
+ * enumerates (split, z, m tile, n tile), n fastest. Cross-block split-K ($splits > 1): the blocks of split
+ * s multiply only k in [s * $split_k, (s + 1) * $split_k) and store their sums, before any epilogue, into
+ * the scratch kos_part[s][z][m][n]; a second kernel (gemm_splitk_reduce.cu) adds the splits in order
+ * and runs the epilogue. Index arithmetic is in $ix (32-bit where every index fits).
  *
  * Fragments (PTX ISA, mma.m16n8k8 .tf32; g = lane / 4, t = lane % 4):
  *   A 16x8: a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)     (row m, column k)
@@ -42,7 +45,8 @@ extern "C" __global__ void __launch_bounds__($threads) $name($params) {
     const int kos_grp = threadIdx.x / $group_threads, kos_tid = threadIdx.x % $group_threads;
     const int kos_warp = kos_tid >> 5, kos_g = (threadIdx.x & 31) >> 2, kos_t = threadIdx.x & 3;
     const int kos_wm = kos_warp / $wn * ($mi * 16), kos_wn = kos_warp % $wn * ($ni * 8);
-    const $ix kos_blk = blockIdx.x;
+    const $ix kos_split = blockIdx.x / $tile_blocks, kos_blk = blockIdx.x % $tile_blocks;
+    const $ix kos_kbase = kos_split * $split_k, kos_kend = kos_kbase + $split_k < $K ? kos_kbase + $split_k : $K;
     const $ix gz = kos_blk / ($tiles_m * $tiles_n);
     const $ix kos_m0 = kos_blk / $tiles_n % $tiles_m * $bm;
     const $ix kos_n0 = kos_blk % $tiles_n * $bn;
@@ -61,7 +65,7 @@ extern "C" __global__ void __launch_bounds__($threads) $name($params) {
         $b_copy \
         asm volatile("cp.async.commit_group;" ::: "memory");                                       \
     }
-    /* every group runs the same $steps steps (panels past K copy as zero): __syncthreads is block-wide */
+    /* every group runs the same $steps steps (panels past the split's k copy as zero): __syncthreads is block-wide */
 #pragma unroll
     for (int st = 0; st < $stages - 1; st++) KOS_ISSUE_PANELS((st * $ks + kos_grp) * $bk, st)
     for (int kos_s = 0; kos_s < $steps; kos_s++) {
