@@ -32,7 +32,7 @@ import datetime
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -103,7 +103,6 @@ def source(v: Variant, name: str = "gemv", relu: bool = True) -> str:
     """CUDA source of variant v for this N x K layer."""
     k4 = K // 4
     steps, tail = divmod(k4, v.tpr)
-    groups = v.rpb // v.rpt
     nblk = -(-N // v.rpb)
     bounds = f"{v.threads}, {v.minb}" if v.minb else f"{v.threads}"
     lines = ["typedef unsigned long long uint64_t;", "typedef long long int64_t;", _load_fn(v.load),
