@@ -58,6 +58,8 @@ class Variant:
     grid: int = 0           # 0: one block per rpb rows; else a grid-stride loop over this many blocks
     minb: int = 0           # __launch_bounds__ min blocks per SM (0: none)
     pdl: bool = False       # programmatic dependent launch
+    bulk: int = 0           # the block's weight rows copied to shared memory by TMA (cp.async.bulk):
+                            # 1 copy per block or (2) one per row; no grid-stride, plain loads only
 
     @property
     def threads(self) -> int:
@@ -71,7 +73,7 @@ class Variant:
     def label(self) -> str:
         base = Variant()
         parts = [f"rpb{self.rpb}", f"tpr{self.tpr}"]
-        parts += [f"{k}={getattr(self, k)}" for k in ("rpt", "unroll", "ix", "load", "xsmem", "grid", "minb", "pdl")
+        parts += [f"{k}={getattr(self, k)}" for k in ("rpt", "unroll", "ix", "load", "xsmem", "grid", "minb", "pdl", "bulk")
                   if getattr(self, k) != getattr(base, k)]
         return " ".join(parts)
 
@@ -117,7 +119,7 @@ def source(v: Variant, name: str = "gemv", relu: bool = True) -> str:
     if v.load.startswith("policy"):
         lines.append('    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(pol));')
     lines += [f"    const ix g = threadIdx.x / {v.tpr}, l = threadIdx.x % {v.tpr};",
-              "    const float4 *w4 = (const float4 *)w;"]
+              "    const float4 *w4 = (const float4 *)w;" if not v.bulk else "    const float4 *w4;"]
     wait = '    asm volatile("griddepcontrol.wait;" ::: "memory");' if v.pdl else ""
     if v.xsmem:
         lines += [wait, f"    __shared__ float4 xs[{k4}];",
@@ -131,9 +133,15 @@ def source(v: Variant, name: str = "gemv", relu: bool = True) -> str:
     lines += [f"    for (ix blk = blockIdx.x; blk < {nblk}; blk += {v.blocks}) {{",
               f"    const ix row0 = blk * {v.rpb} + g * {v.rpt};",
               f"    float acc[{v.rpt}];",
-              f"    const float4 *wr[{v.rpt}];",
-              "    #pragma unroll",
-              f"    for (int r = 0; r < {v.rpt}; r++) {{ acc[r] = 0.0f; wr[r] = w4 + (ix)min((int)(row0 + r), {N - 1}) * {k4} + l; }}"]
+              f"    const float4 *wr[{v.rpt}];"]
+    if v.bulk:
+        lines += _bulk_copy(v, wait)
+        wait = ""
+        row = f"(g * {v.rpt} + r) * {k4}"
+    else:
+        row = f"(ix)min((int)(row0 + r), {N - 1}) * {k4}"
+    lines += ["    #pragma unroll",
+              f"    for (int r = 0; r < {v.rpt}; r++) {{ acc[r] = 0.0f; wr[r] = w4 + {row} + l; }}"]
     if v.unroll == 0:     # every load first (registers: rpt * steps float4)
         lines += [f"    float4 wv[{v.rpt}][{max(steps, 1)}];",
                   "    #pragma unroll", f"    for (int s = 0; s < {steps}; s++)",
@@ -170,6 +178,41 @@ def source(v: Variant, name: str = "gemv", relu: bool = True) -> str:
     return "\n".join(ln for ln in lines if ln)
 
 
+def _bulk_copy(v: Variant, wait: str) -> list:
+    """Thread 0 copies the block's rows of W into shared memory with cp.async.bulk (TMA), completing
+    on an mbarrier every thread then waits on; w4 then points at the shared copy."""
+    if v.grid or v.load != "plain":
+        raise ValueError("bulk copies need one block per rpb rows and plain loads")
+    row_B = K * 4
+    copies = ([("0", f"rows * {row_B}")] if v.bulk == 1 else
+              [(f"{r} * {row_B}", f"{row_B}") for r in range(v.rpb)])
+    issue = []
+    for off, size in copies:
+        cond = "" if v.bulk == 1 else f"if ({off} < rows * {row_B}) "
+        issue.append(f'        {cond}asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes '
+                     f'[%0], [%1], %2, [%3];" :: "r"(ws_a + {off}), "l"(w + (blk * {v.rpb}) * {K} + ({off}) / 4), '
+                     f'"r"({size}), "r"(bar_a) : "memory");')
+    return [f"    __shared__ __align__(128) float4 ws[{v.rpb * K // 4}];",
+            "    __shared__ __align__(8) unsigned long long bar;",
+            "    const unsigned ws_a = (unsigned)__cvta_generic_to_shared(ws), bar_a = (unsigned)__cvta_generic_to_shared(&bar);",
+            f"    const unsigned rows = min({v.rpb}, {N} - (int)blk * {v.rpb});",
+            "    if (threadIdx.x == 0) {",
+            '        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"(bar_a) : "memory");',
+            '        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");',
+            '        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");',
+            "    }",
+            "    __syncthreads();",
+            "    if (threadIdx.x == 0) {",
+            f'        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bar_a), "r"(rows * {row_B}) : "memory");',
+            *issue,
+            "    }",
+            wait,
+            "    for (unsigned done = 0; !done;)",
+            '        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"',
+            '                     : "=r"(done) : "r"(bar_a) : "memory");',
+            "    w4 = ws;"]
+
+
 def empty_source(name="empty") -> str:
     return (f'extern "C" __global__ void {name}(const float *x, const float *w, const float *b, float *y) '
             "{ if (x == y) y[0] = w[0] + b[0]; }")
@@ -197,6 +240,9 @@ GROUPS = {
                                                               Variant(rpb=4, pdl=True, load="nc_na"),
                                                               Variant(rpb=4, pdl=True, load="policy"),
                                                               Variant(rpb=8, pdl=True, unroll=2)],
+    # the block's weight rows fetched by TMA bulk copies into shared memory
+    "bulk": [Variant(rpb=r, bulk=c) for r in (4, 8) for c in (1, 2)] + [Variant(rpb=8, bulk=2, pdl=True),
+                                                                      Variant(rpb=4, bulk=1, pdl=True)],
 }
 
 
