@@ -10,7 +10,7 @@ __ldg, ld.global.nc.L1::no_allocate, a createpolicy L2 evict_last policy (sm_90 
 plain .L2::evict_last qualifier), an
 L2 256-byte prefetch), x staged in shared memory, a grid-stride loop over fewer blocks, launch
 bounds' min blocks, and programmatic dependent launch (PDL: a layer's weight loads issued while the
-previous layer still runs; griddepcontrol.wait before x is read). The builder's own kernel for the
+previous layer still runs; then griddepcontrol.wait, then x is read). The builder's own kernel for the
 layer (kernelos.builder) runs as the row "builder". All compile with NVRTC (hal.compile) and launch
 through libcuda on PyTorch's stream (bench.gemm_cuda's CudaLib / median_us), so CUDA events time
 the kernels alone: "layer us" is one launch, "chain us" the 8 layers back to back (8 distinct
@@ -83,12 +83,20 @@ _V4 = 'asm volatile("{ins} {{%0, %1, %2, %3}}, [%4]{pol};" : "=f"(v.x), "=f"(v.y
 LOADS = {
     "plain": None,
     "ldg": None,
+    "nc": ("ld.global.nc.v4.f32", False),     # as ldg, but asm volatile: stays before griddepcontrol.wait
     "nc_na": ("ld.global.nc.L1::no_allocate.v4.f32", False),
     "policy": ("ld.global.nc.L2::cache_hint.v4.f32", True),          # createpolicy evict_last
     "policy_coherent": ("ld.global.L2::cache_hint.v4.f32", True),
     "policy_nc_na": ("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.f32", True),
     "prefetch256": ("ld.global.nc.L2::256B.v4.f32", False),
 }
+
+
+# x's float4 load: with PDL a coherent ld.global in asm, because ptxas moves the ld.global.nc that
+# a const __restrict__ pointer gets above griddepcontrol.wait (seen in the SASS), before x is written
+_X_LOAD = {False: "__device__ __forceinline__ float4 ldx(const float4 *p) { return *p; }",
+           True: "__device__ __forceinline__ float4 ldx(const float4 *p) { float4 v; "
+                 + _V4.format(ins="ld.global.v4.f32", pol="", arg="") + " return v; }"}
 
 
 def _load_fn(load: str) -> str:
@@ -107,7 +115,7 @@ def source(v: Variant, name: str = "gemv", relu: bool = True) -> str:
     steps, tail = divmod(k4, v.tpr)
     nblk = -(-N // v.rpb)
     bounds = f"{v.threads}, {v.minb}" if v.minb else f"{v.threads}"
-    lines = ["typedef unsigned long long uint64_t;", "typedef long long int64_t;", _load_fn(v.load),
+    lines = ["typedef unsigned long long uint64_t;", "typedef long long int64_t;", _load_fn(v.load), _X_LOAD[v.pdl],
              "__device__ __forceinline__ float dot4(float4 a, float4 b, float acc) {",
              "    return fmaf(a.w, b.w, fmaf(a.z, b.z, fmaf(a.y, b.y, fmaf(a.x, b.x, acc)))); }",
              f'extern "C" __global__ void __launch_bounds__({bounds}) {name}(const float *__restrict__ x, '
@@ -123,7 +131,7 @@ def source(v: Variant, name: str = "gemv", relu: bool = True) -> str:
     wait = '    asm volatile("griddepcontrol.wait;" ::: "memory");' if v.pdl else ""
     if v.xsmem:
         lines += [wait, f"    __shared__ float4 xs[{k4}];",
-                  f"    for (int j = threadIdx.x; j < {k4}; j += {v.threads}) xs[j] = ((const float4 *)x)[j];",
+                  f"    for (int j = threadIdx.x; j < {k4}; j += {v.threads}) xs[j] = ldx((const float4 *)x + j);",
                   "    __syncthreads();", "    const float4 *x4 = xs;"]
         wait = ""
     else:
@@ -146,18 +154,18 @@ def source(v: Variant, name: str = "gemv", relu: bool = True) -> str:
         lines += [f"    float4 wv[{v.rpt}][{max(steps, 1)}];",
                   "    #pragma unroll", f"    for (int s = 0; s < {steps}; s++)",
                   "        #pragma unroll", f"        for (int r = 0; r < {v.rpt}; r++) wv[r][s] = ldw(wr[r] + {v.tpr} * s, pol);",
-                  wait,
+                  _wait_after_loads(v, steps) if wait else "",
                   "    #pragma unroll", f"    for (int s = 0; s < {steps}; s++) {{",
-                  f"        const float4 xv = x4[l + {v.tpr} * s];",
+                  f"        const float4 xv = ldx(x4 + l + {v.tpr} * s);",
                   "        #pragma unroll", f"        for (int r = 0; r < {v.rpt}; r++) acc[r] = dot4(xv, wv[r][s], acc[r]);",
                   "    }"]
     else:
         lines += [wait, f"    #pragma unroll {v.unroll}", f"    for (int s = 0; s < {steps}; s++) {{",
-                  f"        const float4 xv = x4[l + {v.tpr} * s];",
+                  f"        const float4 xv = ldx(x4 + l + {v.tpr} * s);",
                   "        #pragma unroll", f"        for (int r = 0; r < {v.rpt}; r++) acc[r] = dot4(xv, ldw(wr[r] + {v.tpr} * s, pol), acc[r]);",
                   "    }"]
     if tail:
-        lines += [f"    if (l < {tail}) {{", f"        const float4 xv = x4[l + {v.tpr * steps}];",
+        lines += [f"    if (l < {tail}) {{", f"        const float4 xv = ldx(x4 + l + {v.tpr * steps});",
                   "        #pragma unroll",
                   f"        for (int r = 0; r < {v.rpt}; r++) acc[r] = dot4(xv, ldw(wr[r] + {v.tpr * steps}, pol), acc[r]);",
                   "    }"]
@@ -176,6 +184,15 @@ def source(v: Variant, name: str = "gemv", relu: bool = True) -> str:
               f"            if (row0 + r < {N}) {{ const float t = acc[r] + b[row0 + r]; y[row0 + r] = {act}; }}",
               "    }", "}"]
     return "\n".join(ln for ln in lines if ln)
+
+
+def _wait_after_loads(v: Variant, steps: int) -> str:
+    """griddepcontrol.wait after a store that depends on every loaded weight (and never happens: a
+    sum of floats never has this NaN payload), so ptxas cannot sink the loads past the wait."""
+    return (f"    float dep = 0.0f;\n    #pragma unroll\n    for (int s = 0; s < {steps}; s++)\n        #pragma unroll\n"
+            f"        for (int r = 0; r < {v.rpt}; r++) dep += wv[r][s].x;\n"
+            "    if (__float_as_uint(dep) == 0x7fc00001u) y[0] = dep;\n"
+            '    asm volatile("griddepcontrol.wait;" ::: "memory");')
 
 
 def _bulk_copy(v: Variant, wait: str) -> list:
@@ -233,13 +250,10 @@ GROUPS = {
     # the weights' load instruction
     "hints": [Variant(rpb=r, load=ld) for ld in LOADS if ld != "plain" for r in (4, 8)],
     # programmatic dependent launch: weights loaded while the previous layer runs
-    "pdl": [Variant(rpb=r, pdl=True) for r in (2, 4, 8, 16)] + [Variant(rpb=8, pdl=True, tpr=16),
-                                                              Variant(rpb=8, pdl=True, load="policy"),
-                                                              Variant(rpb=16, rpt=2, pdl=True),
-                                                              Variant(rpb=8, rpt=2, pdl=True),
-                                                              Variant(rpb=4, pdl=True, load="nc_na"),
-                                                              Variant(rpb=4, pdl=True, load="policy"),
-                                                              Variant(rpb=8, pdl=True, unroll=2)],
+    "pdl": [Variant(rpb=r, pdl=True, load="nc") for r in (2, 4, 8, 16)]
+    + [Variant(rpb=8, tpr=16, pdl=True, load="nc"), Variant(rpb=8, rpt=2, pdl=True, load="nc"),
+       Variant(rpb=16, rpt=2, pdl=True, load="nc"), Variant(rpb=4, pdl=True, load="nc_na"),
+       Variant(rpb=4, pdl=True, load="policy"), Variant(rpb=8, pdl=True, load="policy"), Variant(rpb=8, pdl=True)],
     # the block's weight rows fetched by TMA bulk copies into shared memory
     "bulk": [Variant(rpb=r, bulk=c) for r in (4, 8) for c in (1, 2)] + [Variant(rpb=8, bulk=2, pdl=True),
                                                                       Variant(rpb=4, bulk=1, pdl=True)],
@@ -408,16 +422,22 @@ def main(argv=None) -> int:
     ap.add_argument("--group", action="append", choices=list(GROUPS), help="variant groups (default: all)")
     ap.add_argument("--out", help="also append the table rows to this file as they come")
     ap.add_argument("--budget-s", type=float, default=150.0, help="stop starting variants after this long")
-    ap.add_argument("--list", action="store_true", help="print the variants and compile them for sm_90, no GPU")
+    ap.add_argument("--list", action="store_true",
+                    help="compile the variants for sm_90 and print their registers and local memory (no GPU)")
     args = ap.parse_args(argv)
     groups = args.group or list(GROUPS)
     t0 = time.monotonic()
     if args.list:
+        from drivers.nvidia.cubin import Cubin
         bad = 0
-        for label, (cubin, *_rest) in compile_all("sm_90", groups).items():
-            ok = isinstance(cubin, bytes)
-            bad += not ok
-            print(f"{label}: {'ok' if ok else f'{type(cubin).__name__}: {cubin}'}")
+        for label, (cubin, name, grid, block, _) in compile_all("sm_90", groups).items():
+            if isinstance(cubin, bytes):
+                attrs = Cubin(cubin).kernel(name)
+                bad += attrs.local_B > 0
+                print(f"{label}: ok, {grid[0]}x{block[0]}, {attrs.regs} registers, {attrs.local_B} B local")
+            else:
+                bad += 1
+                print(f"{label}: {type(cubin).__name__}: {cubin}")
         return 1 if bad else 0
     sink = open(args.out, "a") if args.out else None
 
