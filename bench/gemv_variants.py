@@ -11,7 +11,8 @@ plain .L2::evict_last qualifier), an
 L2 256-byte prefetch), x staged in shared memory, a grid-stride loop over fewer blocks, launch
 bounds' min blocks, and programmatic dependent launch (PDL: a layer's weight loads issued while the
 previous layer still runs; then griddepcontrol.wait, then x is read). The builder's own kernel for the
-layer (kernelos.builder) runs as the row "builder". All compile with NVRTC (hal.compile) and launch
+layer (kernelos.builder) runs as the row "builder", and in other KOS_CUDA_GEMV shapes of its
+template (cuda/gemv.cu) as rows "builder RxL" (group "builder"). All compile with NVRTC (hal.compile) and launch
 through libcuda on PyTorch's stream (bench.gemm_cuda's CudaLib / median_us), so CUDA events time
 the kernels alone: "layer us" is one launch, "chain us" the 8 layers back to back (8 distinct
 weights, 32 MB: L2-resident between chains on a 50 MB L2), both medians over batches of back-to-back
@@ -381,12 +382,19 @@ def _seq(fns):
     return run
 
 
-def builder_kernel(arch):
-    """(source, name, grid, block) of the builder's kernel for one ReLU layer of the demo MLP."""
+def builder_kernel(arch, shape=None):
+    """(source, name, grid, block) of the builder's kernel for one ReLU layer of the demo MLP (with
+    the GEMV template shaped `shape`, as KOS_CUDA_GEMV, instead of the default, if given)."""
+    from kernelos.builder import codegen
     from kernelos.builder.build import lower_model
     from kernelos.builder.demo_model import demo_mlp
     from kernelos.dag import Launch
-    low = lower_model(demo_mlp(width=N, layers=2), [arch])
+    default = codegen.CUDA_GEMV_SHAPE
+    codegen.CUDA_GEMV_SHAPE = shape or default
+    try:
+        low = lower_model(demo_mlp(width=N, layers=2), [arch])
+    finally:
+        codegen.CUDA_GEMV_SHAPE = default
     node = [n for n in low.dag.nodes if isinstance(n, Launch)][0]
     if [a.buffer for a in node.args] != ["x", "w0.T", "b0", "h0"]:
         raise RuntimeError(f"unexpected builder kernel args {[a.buffer for a in node.args]}")
@@ -394,16 +402,21 @@ def builder_kernel(arch):
     return low.specs[node.kernel].source("cuda", node.kernel), node.kernel, tuple(grid), tuple(block)
 
 
+# KOS_CUDA_GEMV shapes (outputs per block x lanes per output) of the builder's GEMV template (group "builder")
+BUILDER_SHAPES = ["1x32", "2x32", "4x32", "16x32", "2x16", "4x16", "8x16", "16x16", "4x8", "8x8", "16x8"]
+
+
 def compile_all(arch, groups):
     """{label: (cubin or exception, name, grid, block, pdl)} compiled in parallel."""
     import hal
     jobs = {"empty": (empty_source(), "empty", (-(-N // 8), 1, 1), (256, 1, 1), False)}
-    try:
-        src, name, grid, block = builder_kernel(arch)
-        jobs["builder"] = (src, name, grid, block, False)
-    except Exception as e:
-        print(f"builder kernel unavailable: {type(e).__name__}: {e}")
-    for g in groups:
+    for shape in [None] + (BUILDER_SHAPES if "builder" in groups else []):
+        try:
+            src, name, grid, block = builder_kernel(arch, shape)
+            jobs[f"builder {shape}" if shape else "builder"] = (src, name, grid, block, False)
+        except Exception as e:
+            print(f"builder kernel {shape} unavailable: {type(e).__name__}: {e}")
+    for g in (g for g in groups if g != "builder"):
         for v in GROUPS[g]:
             jobs[v.label] = (source(v), "gemv", (v.blocks, 1, 1), (v.threads, 1, 1), v.pdl)
 
@@ -419,13 +432,14 @@ def compile_all(arch, groups):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.gemv_variants")
-    ap.add_argument("--group", action="append", choices=list(GROUPS), help="variant groups (default: all)")
+    ap.add_argument("--group", action="append", choices=list(GROUPS) + ["builder"],
+                    help="variant groups (default: all); builder: the builder's GEMV template in each BUILDER_SHAPES")
     ap.add_argument("--out", help="also append the table rows to this file as they come")
     ap.add_argument("--budget-s", type=float, default=150.0, help="stop starting variants after this long")
     ap.add_argument("--list", action="store_true",
                     help="compile the variants for sm_90 and print their registers and local memory (no GPU)")
     args = ap.parse_args(argv)
-    groups = args.group or list(GROUPS)
+    groups = args.group or ["builder"] + list(GROUPS)
     t0 = time.monotonic()
     if args.list:
         from drivers.nvidia.cubin import Cubin

@@ -20,7 +20,7 @@ sweep() {   # timeout_s budget_s group...
     timeout -k 3 "$t" "$PY" -m bench.gemv_variants "${@/#/--group=}" --budget-s "$b" --out "$SWEEP" >>"$OUT/gemv_sweep.log" 2>&1
     echo "groups $*: exit $?" >>"$SWEEP"
 }
-sweep 55 40 shape loop
+sweep 55 40 builder shape loop
 E2E_BUDGET_S=45 OUT=/tmp/gemv-e2e timeout -k 3 55 bash bench/e2e/run_on_gpu.sh --models mlp --no-cpu >"$OUT/e2e.log" 2>&1
 echo "e2e exit $?" >>"$OUT/e2e.log"
 cp /tmp/gemv-e2e/e2e/table.md "$OUT/e2e_table.md" 2>/dev/null
