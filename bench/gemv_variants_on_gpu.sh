@@ -7,7 +7,8 @@
 # Each variant group runs in its own process under its own timeout (a kernel fault or hang loses that
 # group only); rows are appended to $OUT/gemv_sweep.md as they are measured. Then the harness
 # (`bench/e2e/run_on_gpu.sh --models mlp --no-cpu`) gives kernelos' own MLP run() time; its table and
-# the MLP's GPU profile are copied to $OUT.
+# the MLP's GPU profile are copied to $OUT. E2E_GEMV_SHAPES="4x16 1x32" also runs the harness with
+# each of those KOS_CUDA_GEMV shapes of the builder's GEMV template (up to 45 s more each).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gemv-out}
@@ -25,6 +26,12 @@ E2E_BUDGET_S=45 OUT=/tmp/gemv-e2e timeout -k 3 55 bash bench/e2e/run_on_gpu.sh -
 echo "e2e exit $?" >>"$OUT/e2e.log"
 cp /tmp/gemv-e2e/e2e/table.md "$OUT/e2e_table.md" 2>/dev/null
 cp /tmp/gemv-e2e/e2e/logs/mlp.profile.nv-0.txt "$OUT/" 2>/dev/null
+for shape in ${E2E_GEMV_SHAPES:-}; do
+    KOS_CUDA_GEMV=$shape E2E_BUDGET_S=35 OUT=/tmp/gemv-e2e-$shape timeout -k 3 45 bash bench/e2e/run_on_gpu.sh \
+        --models mlp --no-cpu >>"$OUT/e2e.log" 2>&1
+    echo "e2e KOS_CUDA_GEMV=$shape exit $?" >>"$OUT/e2e.log"
+    cp "/tmp/gemv-e2e-$shape/e2e/table.md" "$OUT/e2e_table.$shape.md" 2>/dev/null
+done
 sweep 30 18 hints
 sweep 30 18 pdl
 sweep 24 12 bulk
