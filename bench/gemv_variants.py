@@ -466,6 +466,7 @@ def main(argv=None) -> int:
             raise RuntimeError("torch sees no CUDA device")
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.zeros(1, device="cuda")
+        torch.cuda.set_stream(torch.cuda.Stream())    # a created stream: PDL launches need one (not the legacy one)
         cuda = CudaLib()
     except Exception as e:
         print(f"skipped: needs torch with CUDA and libcuda ({type(e).__name__}: {e})")
