@@ -145,18 +145,20 @@ class CudaLib:
         return launch
 
 
-def median_us(torch, fn) -> float:
+def median_us(torch, fn, batch=BATCH, sleep_cycles=SLEEP_CYCLES) -> float:
+    """Median over RUNS batches of the GPU time per fn() call, `batch` calls queued behind a GPU
+    sleep of sleep_cycles (longer than the host takes to queue them)."""
     for _ in range(WARMUP):
         fn()
     start, end, times = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True), []
     for _ in range(RUNS):
-        torch.cuda._sleep(SLEEP_CYCLES)
+        torch.cuda._sleep(sleep_cycles)
         start.record()
-        for _ in range(BATCH):
+        for _ in range(batch):
             fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / BATCH)
+        times.append(start.elapsed_time(end) * 1e3 / batch)
     return float(np.median(times))
 
 

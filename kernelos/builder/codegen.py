@@ -5,7 +5,8 @@ coordinates c0..c{r-1}, runs an anchor (an expression, an index map, or a reduct
 loops), applies the fused elementwise epilogue and stores. How the outputs map onto hardware is the
 template's choice per target: on cpu, blocks are chunks of outputs (cpu/pointwise.c) or groups of
 output rows that an anchor accumulates with vectorised inner loops (cpu/rows.c: convolution, GEMV);
-on CUDA, a thread, a warp or a block per output (cuda/pointwise*.cu) by reduction length, and fp32
+on CUDA, a thread, a warp or a block per output (cuda/pointwise*.cu) by reduction length, a group of
+lanes per output for float4 dot products (cuda/gemv.cu: batch-1 GEMV), and fp32
 reductions that are GEMMs (matmul, one-group 2-D conv as an implicit GEMM: `TiledGemm`) a block per
 output tile, split along k over groups of threads inside the block, that runs the same epilogue per
 output (cuda/gemm_tiled.cu; the tiling from a fitted cost model, tile_launch). Constants
@@ -35,7 +36,10 @@ CUDA_WARP_MIN_REDUCE = 64   # reductions at least this long get a warp per outpu
 CUDA_BLOCK_MIN_REDUCE = 1024  # ...and these a block per output, where there are few outputs:
 CUDA_BLOCK_MAX_OUTPUTS = 8192  # a batch-1 layer's weights then stream with enough loads in flight...
 CUDA_GEMV_BLOCK_MAX_OUTPUTS = 512  # ...but a float4 dot product needs a block only below this many
-                                   # outputs; more get a warp each, its loads unrolled (in flight together)
+                                   # outputs; more get a group of lanes each, loads unrolled (in flight
+                                   # together): the GEMV template cuda/gemv.cu, shaped by
+CUDA_GEMV_SHAPE = os.environ.get("KOS_CUDA_GEMV", "8x32")  # "ROWSxLANES": outputs per block x lanes per
+                                   # output (8, 16 or 32); bench/gemv_variants.py times the choices
 CUDA_TILED_MIN_MN = 16      # fp32 GEMMs (matmul, conv as implicit GEMM) at least this big in M and N
                             # run the tiled template; smaller ones (batch-1 GEMV) a warp per output
 CUDA_THREAD_TILES = ((8, 8), (8, 4), (4, 8), (4, 4))   # (tm, tn) outputs per thread of the tiled template
@@ -503,7 +507,8 @@ class PointwiseBuilder:
 
     # --- rendering --------------------------------------------------------------------------
     def _cuda_mode(self) -> str:
-        """thread, warp or block per output element, by reduction length and output count."""
+        """thread, warp or block per output element, by reduction length and output count (gemv: a
+        float4 dot product, a group of lanes per output)."""
         red = self.reduction
         if red is None or red.length < CUDA_WARP_MIN_REDUCE:
             return "thread"
@@ -512,7 +517,7 @@ class PointwiseBuilder:
         limit = CUDA_GEMV_BLOCK_MAX_OUTPUTS if red.vec4 is not None else CUDA_BLOCK_MAX_OUTPUTS
         if red.length >= CUDA_BLOCK_MIN_REDUCE and self.n <= limit:
             return "block"
-        return "warp"
+        return "gemv" if red.vec4 is not None else "warp"
 
     def _tiled(self) -> TiledGemm | None:
         """The reduction's GEMM form where the tiled template applies: fp32, M and N not tiny, the
@@ -543,21 +548,10 @@ class PointwiseBuilder:
         if mode == "thread":
             opens = [f"for (int64_t {v} = 0; {v} < {e}; {v}++) {{" for v, e in red.loops]
             return [acc_decl, " ".join(opens), f"    {step}", "}" * len(opens)]
+        if mode == "gemv":
+            return [acc_decl] + gemv_loop(*red.vec4, gemv_shape()[1]) + ["if (lane != 0 || !kos_live) return;"]
         stride = 32 if mode == "warp" else CUDA_THREADS
-        if red.vec4 is not None and mode == "warp":
-            # a float4 per lane per step; unrolled so each lane has several loads in flight
-            a, b, k = red.vec4
-            steps, tail = divmod(k // 4, 32)
-            loop = [f"const float4 *va = (const float4 *)({a}), *vb = (const float4 *)({b});",
-                    "#pragma unroll 8",
-                    f"for (int s = 0; s < {steps}; s++) {{",
-                    "    const float4 x = va[lane + 32 * s], y = vb[lane + 32 * s];",
-                    "    acc += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;", "}"]
-            if tail:
-                loop += [f"if (lane < {tail}) {{",
-                         f"    const float4 x = va[lane + {32 * steps}], y = vb[lane + {32 * steps}];",
-                         "    acc += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;", "}"]
-        elif red.vec4 is not None:
+        if red.vec4 is not None:
             a, b, k = red.vec4
             loop = [f"const float4 *va = (const float4 *)({a}), *vb = (const float4 *)({b});",
                     f"for (int64_t r = lane; r < {k // 4}; r += {stride}) {{",
@@ -612,18 +606,20 @@ class PointwiseBuilder:
             return tf32_gemm_spec(self, cpu, cpu_grid, cparams)
         if mode == "tiled":
             return self._tiled_spec(cpu, cpu_grid, cparams)
-        tmpl = {"thread": "cuda/pointwise.cu", "warp": "cuda/pointwise_warp.cu", "block": "cuda/pointwise_block.cu"}[mode]
+        tmpl = {"thread": "cuda/pointwise.cu", "warp": "cuda/pointwise_warp.cu", "block": "cuda/pointwise_block.cu",
+                "gemv": "cuda/gemv.cu"}[mode]
+        rows, lanes = gemv_shape() if mode == "gemv" else (CUDA_THREADS // 32, 32)
+        threads = rows * lanes if mode == "gemv" else CUDA_THREADS
         cuda = _prelude("cuda") + _template(tmpl).substitute(
-            name=NAME_PLACEHOLDER, threads=CUDA_THREADS, params=cparams, n=self.n, body=self._body("cuda", mode),
-            acc_t=self.reduction.acc_ctype if self.reduction else "float")
-        threads_total = self.n * {"thread": 1, "warp": 32, "block": CUDA_THREADS}[mode]
-        dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)),
-                "cuda": ((-(-threads_total // CUDA_THREADS), 1, 1), (CUDA_THREADS, 1, 1))}
+            name=NAME_PLACEHOLDER, threads=threads, params=cparams, n=self.n, body=self._body("cuda", mode),
+            acc_t=self.reduction.acc_ctype if self.reduction else "float", lanes=lanes)
+        threads_total = self.n * {"thread": 1, "warp": 32, "block": CUDA_THREADS, "gemv": lanes}[mode]
+        dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((-(-threads_total // threads), 1, 1), (threads, 1, 1))}
         shared_B = 0
         if mode == "block":     # kos_part[]: one partial per warp
             shared_B = CUDA_THREADS // 32 * (8 if self.reduction.acc_ctype in ("double", "int64_t", "uint64_t") else 4)
-        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": CUDA_THREADS},
-                          {"cpu": 0, "cuda": shared_B}, mode)
+        return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": threads},
+                          {"cpu": 0, "cuda": shared_B}, "warp" if mode == "gemv" else mode)
 
     def _tiled_spec(self, cpu, cpu_grid, cparams) -> KernelSpec:
         """The CUDA side as the tiled GEMM template; the epilogue runs per output as elsewhere."""
@@ -652,6 +648,33 @@ class PointwiseBuilder:
         dims = {"cpu": ((cpu_grid, 1, 1), (1, 1, 1)), "cuda": ((tl.grid, 1, 1), (tl.threads, 1, 1))}
         return KernelSpec(self.params, {"cpu": cpu, "cuda": cuda}, dims, {"cpu": 1, "cuda": tl.threads},
                           {"cpu": 0, "cuda": 4 * tl.smem_floats}, "tiled", (t, tl))
+
+
+def gemv_shape() -> tuple:
+    """(outputs per block, lanes per output) of the GEMV template, from CUDA_GEMV_SHAPE ("8x32")."""
+    m = re.fullmatch(r"(\d+)x(\d+)", CUDA_GEMV_SHAPE.strip())
+    rows, lanes = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    if lanes not in (8, 16, 32) or not 1 <= rows * lanes <= 1024 or rows * lanes % 32:
+        raise GraphError(f"KOS_CUDA_GEMV must be ROWSxLANES with LANES 8, 16 or 32 and ROWS * LANES a multiple "
+                         f"of 32 up to 1024, got {CUDA_GEMV_SHAPE!r}")
+    return rows, lanes
+
+
+def gemv_loop(a: str, b: str, k: int, lanes: int) -> list:
+    """The GEMV template's dot product of float4 rows a[0:k/4], b[0:k/4]: lane reads float4 r = lane +
+    lanes * s for s < k / 4 / lanes (8 loads in flight per batch), the rest where lane < the tail;
+    then the group's lanes sum by shuffles (xor below `lanes` stays inside the group)."""
+    steps, tail = divmod(k // 4, lanes)
+    loop = [f"const float4 *va = (const float4 *)({a}), *vb = (const float4 *)({b});",
+            "#pragma unroll 8",
+            f"for (int s = 0; s < {steps}; s++) {{",
+            f"    const float4 x = va[lane + {lanes} * s], y = vb[lane + {lanes} * s];",
+            "    acc += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;", "}"]
+    if tail:
+        loop += [f"if (lane < {tail}) {{",
+                 f"    const float4 x = va[lane + {lanes * steps}], y = vb[lane + {lanes * steps}];",
+                 "    acc += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;", "}"]
+    return loop + [f"for (int o = {lanes // 2}; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);"]
 
 
 def panel_layout(op: str, t: TiledGemm, tl: TileLaunch) -> tuple:

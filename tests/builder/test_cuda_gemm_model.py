@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bench.e2e import models as bench_models
 from kernelos.builder.build import lower_model
-from kernelos.builder.codegen import CUDA_TILED_MIN_MN, panel_layout
+from kernelos.builder.codegen import CUDA_TILED_MIN_MN, gemv_loop, panel_layout
 from kernelos.dag import Launch
 
 from .models import MODELS as TEST_MODELS
@@ -344,12 +344,20 @@ def test_tiled_level_knob(monkeypatch):
 
 
 def test_model_of_unrolled_gemv_lanes_covers_each_float4_once():
-    """The warp GEMV loop reads float4 r = lane + 32 s for s < steps, then lane < tail at 32 steps."""
-    for k in (4, 64, 124, 128, 512, 1000, 1024, 3072, 4100):
-        steps, tail = divmod(k // 4, 32)
-        reads = [lane + 32 * s for lane in range(32) for s in range(steps)]
-        reads += [lane + 32 * steps for lane in range(32) if lane < tail]
-        assert sorted(reads) == list(range(k // 4)), k
+    """The GEMV template's loop (codegen.gemv_loop, parsed): lane reads float4 lane + lanes s for s
+    below its bound, then lane + lanes steps where lane < its tail; together every float4 once."""
+    import re
+    for lanes in (8, 16, 32):
+        for k in (4, 64, 124, 128, 512, 1000, 1024, 3072, 4100):
+            code = "\n".join(gemv_loop("a", "b", k, lanes))
+            steps = int(re.search(r"s < (\d+);", code).group(1))
+            assert re.search(rf"va\[lane \+ {lanes} \* s\]", code)
+            tail = re.search(r"if \(lane < (\d+)\) \{\n.*va\[lane \+ (\d+)\]", code)
+            reads = [lane + lanes * s for lane in range(lanes) for s in range(steps)]
+            if tail:
+                assert int(tail.group(2)) == lanes * steps
+                reads += [lane + lanes * steps for lane in range(lanes) if lane < int(tail.group(1))]
+            assert sorted(reads) == list(range(k // 4)), (lanes, k)
 
 
 def test_small_gemms_keep_the_reduction_templates():
