@@ -36,6 +36,16 @@ def ort_run(model, inputs: dict) -> dict:
 
 
 @pytest.fixture(scope="session")
+def nvrtc():
+    """Skip with the reason when NVRTC cannot compile CUDA here (hal.compile finds no libnvrtc)."""
+    from hal.errors import CompileError
+    try:
+        hal.compile('extern "C" __global__ void kos_probe(float *x) { x[0] = 1.0f; }', "kos_probe", "sm_90")
+    except CompileError as e:
+        pytest.skip(f"NVRTC not available through hal.compile: {str(e).splitlines()[0]}")
+
+
+@pytest.fixture(scope="session")
 def nvidia_device():
     """(spec, arch) of the first NVIDIA GPU, or skip with the reason it is absent."""
     devices, absent = hal.probe_report()

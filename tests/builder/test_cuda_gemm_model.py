@@ -373,16 +373,6 @@ def test_small_gemms_keep_the_reduction_templates():
     assert check_model(m, rng) == {"MatMul_small": "warp"}
 
 
-@pytest.fixture(scope="module")
-def nvrtc():
-    import hal
-    from hal.errors import CompileError
-    try:
-        hal.compile('extern "C" __global__ void kos_probe(float *x) { x[0] = 1.0f; }', "kos_probe", "sm_90")
-    except CompileError as e:
-        pytest.skip(f"NVRTC not available through hal.compile: {str(e).splitlines()[0]}")
-
-
 @pytest.mark.parametrize("target", ["sm_80", "sm_90"])
 def test_tiled_and_gemv_kernels_compile_with_nvrtc(nvrtc, target):
     """Every distinct tiled GEMM / warp GEMV kernel of the bench models and the odd-edge model."""

@@ -12,16 +12,6 @@ from kernelos.builder.progress import Progress
 
 from .models import MODELS
 
-PROBE = 'extern "C" __global__ void kos_probe(float *x) { x[threadIdx.x] = 1.0f; }'
-
-
-@pytest.fixture(scope="module")
-def nvrtc():
-    try:
-        hal.compile(PROBE, "kos_probe", "sm_90")
-    except CompileError as e:
-        pytest.skip(f"NVRTC not available through hal.compile: {str(e).splitlines()[0]}")
-
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_kernels_compile_for_every_nvidia_target(nvrtc, name):
