@@ -19,7 +19,6 @@ from tools.cli import main as kernelos
 
 from .conftest import ort_run, rel_error
 from .models import MODELS, random_inputs
-from .test_cuda_tf32 import nvrtc  # noqa: F401  (fixture: skip where NVRTC is absent)
 
 
 def test_tf32_image_records_precision_per_target_and_cpu_stays_fp32(tmp_path, nvrtc, capsys):  # noqa: F811
