@@ -1,6 +1,6 @@
 #!/bin/sh
 # /init of the kernelos system image (PID 1, busybox sh): mount the essentials, boot the device
-# image with `python3 -m boot` (the `kernelos boot` command without the rest of the CLI: the shortest
+# image with `python3 -S -m boot` (the `kernelos boot` command without the rest of the CLI or site: the shortest
 # path to the first result), report on the serial console, then serve; with kos.count=N, power off
 # after N inferences. PID 1 never exits (the kernel would panic): every end is a clean power-off.
 #
