@@ -180,22 +180,19 @@ def _reference(node, graph, value_array):
     raise AssertionError(f"no reference for {node.op}")
 
 
-def check_model(model, rng, sample=None):
-    """Simulate every tiled kernel of a lowered model against the reference (the values of `sample`
-    blocks per kernel, all where None); returns the variants."""
-    low = lower_model(model, ["sm_90"])
-    g = low.graph
-    arrays = {}
+def float64_operands(low, rng):
+    """(buffer_array, value_array) of a lowering: a buffer's elements in float64 (constants as built,
+    others fresh random, each drawn once) and a value's elements read through its strided view
+    (kernelos/builder/views.py) where it is one."""
+    g, arrays = low.graph, {}
 
     def buffer_array(buf):
         if buf not in arrays:
             v = g.value(buf)
-            arrays[buf] = (v.const.astype(np.float64) if v.const is not None
-                           else rng.standard_normal(v.shape))
+            arrays[buf] = v.const.astype(np.float64) if v.const is not None else rng.standard_normal(v.shape)
         return arrays[buf]
 
     def value_array(value):
-        """A value's elements, read through its strided view (views.py) where it is one."""
         v = g.value(value)
         if v.const is not None:
             return v.const.astype(np.float64)
@@ -203,6 +200,15 @@ def check_model(model, rng, sample=None):
         base = buffer_array(low.buffer_of(view.base)).reshape(-1)
         return np.lib.stride_tricks.as_strided(base[view.offset:], v.shape, [8 * s for s in view.strides])
 
+    return buffer_array, value_array
+
+
+def check_model(model, rng, sample=None):
+    """Simulate every tiled kernel of a lowered model against the reference (the values of `sample`
+    blocks per kernel, all where None); returns the variants."""
+    low = lower_model(model, ["sm_90"])
+    g = low.graph
+    buffer_array, value_array = float64_operands(low, rng)
     nodes = {n.name: n for n in g.nodes}
     variants, done = {}, set()
     for launch in low.dag.nodes:

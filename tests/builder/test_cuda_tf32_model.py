@@ -19,7 +19,7 @@ from kernelos.builder.build import lower_model
 from kernelos.dag import Launch
 
 from .models import MODELS as TEST_MODELS
-from .test_cuda_gemm_model import _odd_model, _reference
+from .test_cuda_gemm_model import _odd_model, _reference, float64_operands
 
 LANE = np.arange(32)
 G, T = LANE >> 2, LANE & 3
@@ -178,23 +178,7 @@ def check_model(model, rng, sample=None) -> tuple:
     returns ({launch name: cuda variant}, [vector_copies of each distinct TF32 kernel])."""
     low = lower_model(model, ["sm_90"], precision="tf32")
     g = low.graph
-    arrays = {}
-
-    def buffer_array(buf):
-        if buf not in arrays:
-            v = g.value(buf)
-            arrays[buf] = v.const.astype(np.float64) if v.const is not None else rng.standard_normal(v.shape)
-        return arrays[buf]
-
-    def value_array(value):
-        """A value's elements, read through its strided view (kernelos/builder/views.py) where it is one."""
-        v = g.value(value)
-        if v.const is not None:
-            return v.const.astype(np.float64)
-        view = low.view(value)
-        base = buffer_array(low.buffer_of(view.base)).reshape(-1)
-        return np.lib.stride_tricks.as_strided(base[view.offset:], v.shape, [8 * s for s in view.strides])
-
+    buffer_array, value_array = float64_operands(low, rng)
     nodes = {n.name: n for n in g.nodes}
     variants, done, vectors = {}, set(), []
     launches = [n for n in low.dag.nodes if isinstance(n, Launch)]
