@@ -79,8 +79,9 @@ def as_int(value):
 
 def _dims3(dims, what: str) -> tuple:
     """(x, y, z) from one integer or a sequence of 1 to 3 (missing ones are 1)."""
-    if as_int(dims) is not None:
-        ints = [as_int(dims)]
+    one = as_int(dims)
+    if one is not None:
+        ints = [one]
     else:
         try:
             ints = [] if isinstance(dims, (str, bytes)) else [as_int(d) for d in dims]

@@ -264,7 +264,7 @@ def _conv2d_tiles(lanes, cg, kh, kw, ow, st, dil, ocb, per_block, out_rows, nin,
 
 def _conv2d_gather_tiles(x, w, out, st, dil, pb, ocb, rows_loop, ckk):
     """float32 tiles reading the input in place (when a padded copy would not fit the stack)."""
-    (_, c, h, wd), (_, _, kh, kw), (_, oc, oh, ow) = x, w, out
+    (_, _, _, wd), (_, _, _, kw), (_, oc, oh, ow) = x, w, out
     # a tile reads, for kernel column kw, inputs t0*s + off + l*s (l < 8): straight vector loads
     # where the whole tile is inside the input for every kw (stride 1, or 2 via the even lanes of
     # two loads), else a gather with zeros for padding and for lanes past the row's end
